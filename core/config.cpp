@@ -1,0 +1,240 @@
+#include "core/config.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+namespace tasker::health {
+
+std::string_view to_string(UnknownPolicy x) noexcept {
+  switch (x) {
+    case UnknownPolicy::fail_open: return "fail-open";
+    case UnknownPolicy::fail_closed: return "fail-closed";
+  }
+  return "invalid";
+}
+
+std::optional<UnknownPolicy> parse_unknown_policy(std::string_view s) {
+  if (s == "fail-open")
+    return UnknownPolicy::fail_open;
+  if (s == "fail-closed")
+    return UnknownPolicy::fail_closed;
+  return std::nullopt;
+}
+
+std::string to_string(const ConfigError& x) {
+  return x.option + ": " + x.message;
+}
+
+std::optional<std::string> queue_name_problem(std::string_view name) {
+  if (name.empty())
+    return "queue name is empty";
+  if (name.size() > max_queue_name_length)
+    return "queue name '" + std::string{name} + "' has "
+           + std::to_string(name.size()) + " characters; PGMQ allows at most "
+           + std::to_string(max_queue_name_length);
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_';
+    if (!ok)
+      return "queue name '" + std::string{name}
+             + "' contains a character other than letters, digits and "
+               "underscore";
+  }
+  return std::nullopt;
+}
+
+const QueueThresholds&
+HealthConfig::thresholds_for(std::string_view queue) const {
+  for (const auto& q : queues)
+    if (q.name == queue && q.thresholds)
+      return *q.thresholds;
+  return queue_thresholds;
+}
+
+namespace {
+
+std::string ms(milliseconds d) {
+  return std::to_string(d.count()) + "ms";
+}
+
+class collector {
+ public:
+  explicit collector(std::vector<ConfigError>& out) : out_(out) {}
+
+  void add(std::string option, std::string message) {
+    out_.push_back({std::move(option), std::move(message)});
+  }
+
+  void positive(std::string_view option, milliseconds d) {
+    if (d.count() <= 0)
+      add(std::string{option}, "must be greater than 0 (got " + ms(d) + ")");
+  }
+
+  void at_least_one_second(std::string_view option, seconds d) {
+    if (d.count() < 1)
+      add(std::string{option},
+          "must be at least 1s (got " + std::to_string(d.count()) + "s)");
+  }
+
+  void thresholds(const std::string& prefix, const std::string& label,
+                  const QueueThresholds& t, int64_t margin) {
+    if (t.warning < 0)
+      add(prefix + "warning",
+          "must not be negative (got " + std::to_string(t.warning) + ")");
+    if (t.critical < 0)
+      add(prefix + "critical",
+          "must not be negative (got " + std::to_string(t.critical) + ")");
+    if (t.overflow < 0)
+      add(prefix + "overflow",
+          "must not be negative (got " + std::to_string(t.overflow) + ")");
+    if (t.warning >= t.critical)
+      add(prefix + "critical",
+          "must be greater than the warning threshold (warning "
+              + std::to_string(t.warning) + ", critical "
+              + std::to_string(t.critical) + ")");
+    if (t.critical >= t.overflow)
+      add(prefix + "overflow",
+          "must be greater than the critical threshold (critical "
+              + std::to_string(t.critical) + ", overflow "
+              + std::to_string(t.overflow) + ")");
+    if (margin > 0 && t.warning >= 0 && t.warning < t.critical
+        && t.critical < t.overflow) {
+      auto smallest = std::min<int64_t>(
+          {t.warning, t.critical - t.warning, t.overflow - t.critical});
+      if (margin >= smallest)
+        add("queues.hysteresis-margin",
+            "must be smaller than the warning threshold and every gap "
+            "between thresholds of "
+                + label + " (margin " + std::to_string(margin) + ", smallest "
+                + std::to_string(smallest) + ")");
+    }
+  }
+
+ private:
+  std::vector<ConfigError>& out_;
+};
+
+} // namespace
+
+std::vector<ConfigError> HealthConfig::validate() const {
+  std::vector<ConfigError> result;
+  collector c{result};
+  // Cycle timing.
+  c.positive("health.evaluation-interval", evaluation_interval);
+  c.positive("health.probe-timeout", probe_timeout);
+  if (probe_timeout.count() > 0 && evaluation_interval.count() > 0
+      && probe_timeout > evaluation_interval)
+    c.add("health.probe-timeout",
+          "must not exceed health.evaluation-interval (probe-timeout "
+              + ms(probe_timeout) + ", interval " + ms(evaluation_interval)
+              + ")");
+  c.positive("health.stale-threshold", stale_threshold);
+  if (stale_threshold.count() > 0 && evaluation_interval.count() > 0
+      && stale_threshold <= evaluation_interval)
+    c.add("health.stale-threshold",
+          "must be greater than health.evaluation-interval, or every "
+          "snapshot would turn stale between two cycles (stale-threshold "
+              + ms(stale_threshold) + ", interval " + ms(evaluation_interval)
+              + ")");
+  // Database.
+  c.positive("database.query-timeout", db_query_timeout);
+  c.positive("database.connect-timeout", db_connect_timeout);
+  if (db_query_timeout.count() > 0 && evaluation_interval.count() > 0
+      && db_query_timeout >= evaluation_interval)
+    c.add("database.query-timeout",
+          "must be less than health.evaluation-interval (query-timeout "
+              + ms(db_query_timeout) + ", interval " + ms(evaluation_interval)
+              + ")");
+  else if (db_query_timeout.count() > 0 && probe_timeout.count() > 0
+           && db_query_timeout >= probe_timeout)
+    c.add("database.query-timeout",
+          "must be less than health.probe-timeout, so that a timed-out "
+          "query is reported before the probe's deadline (query-timeout "
+              + ms(db_query_timeout) + ", probe-timeout " + ms(probe_timeout)
+              + ")");
+  // Circuit breaker (limits come from the breaker's packed state word).
+  if (breaker.failure_threshold < 1 || breaker.failure_threshold > 1023)
+    c.add("breaker.failure-threshold",
+          "must be between 1 and 1023 (got "
+              + std::to_string(breaker.failure_threshold) + ")");
+  if (breaker.success_threshold < 1 || breaker.success_threshold > 63)
+    c.add("breaker.success-threshold",
+          "must be between 1 and 63 (got "
+              + std::to_string(breaker.success_threshold) + ")");
+  if (breaker.half_open_max_trials < 1 || breaker.half_open_max_trials > 63)
+    c.add("breaker.half-open-max-trials",
+          "must be between 1 and 63 (got "
+              + std::to_string(breaker.half_open_max_trials) + ")");
+  c.positive("breaker.open-timeout", breaker.open_timeout);
+  // Channel.
+  auto pct = [&](std::string_view option, double v) {
+    if (!std::isfinite(v) || v < 0.0 || v > 100.0)
+      c.add(std::string{option}, "must be a percentage between 0 and 100 (got "
+                                     + std::to_string(v) + ")");
+  };
+  pct("channel.warning-percent", channel.warning_percent);
+  pct("channel.critical-percent", channel.critical_percent);
+  pct("channel.emergency-percent", channel.emergency_percent);
+  if (channel.warning_percent >= channel.critical_percent)
+    c.add("channel.critical-percent",
+          "must be greater than channel.warning-percent (warning "
+              + std::to_string(channel.warning_percent) + ", critical "
+              + std::to_string(channel.critical_percent) + ")");
+  if (channel.critical_percent >= channel.emergency_percent)
+    c.add("channel.emergency-percent",
+          "must be greater than channel.critical-percent (critical "
+              + std::to_string(channel.critical_percent) + ", emergency "
+              + std::to_string(channel.emergency_percent) + ")");
+  // Queues.
+  if (hysteresis_margin < 0)
+    c.add("queues.hysteresis-margin", "must not be negative (got "
+                                          + std::to_string(hysteresis_margin)
+                                          + ")");
+  auto margin = std::max<int64_t>(hysteresis_margin, 0);
+  c.thresholds("queues.", "the default thresholds", queue_thresholds, margin);
+  std::set<std::string> seen;
+  for (const auto& q : queues) {
+    if (auto problem = queue_name_problem(q.name))
+      c.add("queues.names", *problem);
+    else if (!seen.insert(q.name).second)
+      c.add("queues.names", "queue '" + q.name + "' is listed twice");
+    if (q.thresholds)
+      c.thresholds("queues.thresholds." + q.name + ".",
+                   "queue '" + q.name + "'", *q.thresholds, margin);
+  }
+  // Retry-After.
+  c.at_least_one_second("retry-after.breaker-minimum",
+                        retry_after.breaker_minimum);
+  c.at_least_one_second("retry-after.channel-critical",
+                        retry_after.channel_critical);
+  c.at_least_one_second("retry-after.queue-overflow",
+                        retry_after.queue_overflow);
+  c.at_least_one_second("retry-after.queue-critical",
+                        retry_after.queue_critical);
+  c.at_least_one_second("retry-after.database-unknown",
+                        retry_after.database_unknown);
+  c.at_least_one_second("retry-after.custom-unhealthy",
+                        retry_after.custom_unhealthy);
+  c.at_least_one_second("retry-after.stale", retry_after.stale);
+  // Supervisor.
+  c.positive("supervisor.initial-backoff", supervisor.initial_backoff);
+  if (!(supervisor.backoff_factor >= 1.0)
+      || !std::isfinite(supervisor.backoff_factor))
+    c.add("supervisor.backoff-factor",
+          "must be at least 1.0 (got "
+              + std::to_string(supervisor.backoff_factor) + ")");
+  if (supervisor.max_backoff < supervisor.initial_backoff)
+    c.add("supervisor.max-backoff",
+          "must not be less than supervisor.initial-backoff (max-backoff "
+              + ms(supervisor.max_backoff) + ", initial-backoff "
+              + ms(supervisor.initial_backoff) + ")");
+  if (!(supervisor.jitter >= 0.0 && supervisor.jitter < 1.0))
+    c.add("supervisor.jitter",
+          "must be in [0, 1) (got " + std::to_string(supervisor.jitter) + ")");
+  c.positive("supervisor.reset-after", supervisor.reset_after);
+  c.positive("supervisor.restart-window", supervisor.restart_window);
+  return result;
+}
+
+} // namespace tasker::health

@@ -1,0 +1,152 @@
+#include "core/decision.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace tasker::health {
+
+seconds retry_after_from(milliseconds remaining, seconds minimum) noexcept {
+  auto s = std::chrono::ceil<seconds>(std::max(remaining, milliseconds{0}));
+  return std::max(s, minimum);
+}
+
+namespace {
+
+BackpressureDecision active(BackpressureSource source, ReasonCode code,
+                            std::string reason, seconds retry_after) {
+  BackpressureDecision d;
+  d.active = true;
+  d.source = source;
+  d.code = code;
+  d.reason = std::move(reason);
+  d.retry_after = std::max(retry_after, seconds{1});
+  return d;
+}
+
+std::string percent(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f%%", x);
+  return buf;
+}
+
+std::string or_unknown(const std::string& error) {
+  return error.empty() ? std::string{"not measured"} : error;
+}
+
+} // namespace
+
+BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
+                            const QueueHealth& q,
+                            const std::vector<CustomHealth>& custom,
+                            const HealthConfig& cfg) {
+  const bool fail_closed = cfg.unknown_policy == UnknownPolicy::fail_closed;
+  const auto& ra = cfg.retry_after;
+  // 1. Circuit breaker open (or database Unknown under fail-closed).
+  if (db.evaluated && db.breaker.state == CircuitState::open) {
+    return active(
+        BackpressureSource::circuit_breaker, ReasonCode::breaker_open,
+        "database circuit breaker open after "
+            + std::to_string(db.breaker.consecutive_failures)
+            + " consecutive failures"
+            + (db.error.empty() ? "" : " (last error: " + db.error + ")"),
+        retry_after_from(db.breaker.time_until_half_open, ra.breaker_minimum));
+  }
+  if (!db.evaluated && fail_closed)
+    return active(BackpressureSource::database, ReasonCode::database_unknown,
+                  "database health unknown (fail-closed): "
+                      + or_unknown(db.error),
+                  ra.database_unknown);
+  // 2. Channel critical.
+  if (ch.evaluated && ch.any_critical()) {
+    const auto& w = ch.channels[ch.worst_index];
+    return active(BackpressureSource::channel, ReasonCode::channel_critical,
+                  "command channel '" + w.name + "' saturation "
+                      + percent(w.saturation_percent)
+                      + " >= emergency threshold "
+                      + percent(cfg.channel.emergency_percent),
+                  ra.channel_critical);
+  }
+  if (!ch.evaluated && fail_closed)
+    return active(BackpressureSource::channel, ReasonCode::channel_unknown,
+                  "channel health unknown (fail-closed): "
+                      + or_unknown(ch.error),
+                  ra.channel_critical);
+  // 3./4. Queue depth.
+  if (q.evaluated) {
+    const QueueReport* worst = nullptr;
+    const QueueReport* unknown = nullptr;
+    for (const auto& r : q.queues) {
+      if (r.tier == QueueDepthTier::unknown) {
+        if (unknown == nullptr)
+          unknown = &r;
+      } else if (worst == nullptr || r.tier > worst->tier) {
+        worst = &r;
+      }
+    }
+    auto describe
+        = [&](const QueueReport& r, const char* level, int64_t threshold) {
+            return "queue '" + r.name + "' depth " + (r.capped ? ">= " : "")
+                   + std::to_string(r.depth) + " >= " + level + " threshold "
+                   + std::to_string(threshold);
+          };
+    if (worst && worst->tier == QueueDepthTier::overflow)
+      return active(BackpressureSource::queue, ReasonCode::queue_overflow,
+                    describe(*worst, "overflow",
+                             cfg.thresholds_for(worst->name).overflow),
+                    ra.queue_overflow);
+    if (worst && worst->tier == QueueDepthTier::critical)
+      return active(BackpressureSource::queue, ReasonCode::queue_critical,
+                    describe(*worst, "critical",
+                             cfg.thresholds_for(worst->name).critical),
+                    ra.queue_critical);
+    if (unknown && fail_closed)
+      return active(BackpressureSource::queue, ReasonCode::queue_unknown,
+                    "queue '" + unknown->name
+                        + "' depth unknown (fail-closed): "
+                        + (unknown->missing ? std::string{"queue missing"}
+                                            : or_unknown(unknown->error)),
+                    ra.queue_critical);
+  } else if (fail_closed && !cfg.queues.empty()) {
+    return active(BackpressureSource::queue, ReasonCode::queue_unknown,
+                  "queue health unknown (fail-closed): " + or_unknown(q.error),
+                  ra.queue_critical);
+  }
+  // 5. Critical custom dimensions.
+  for (const auto& c : custom) {
+    if (c.kind != CustomKind::critical)
+      continue;
+    if (c.evaluated && !c.healthy)
+      return active(BackpressureSource::custom, ReasonCode::custom_unhealthy,
+                    "custom dimension '" + c.name + "' unhealthy"
+                        + (c.detail.empty() ? "" : ": " + c.detail),
+                    ra.custom_unhealthy);
+    if (!c.evaluated && fail_closed)
+      return active(BackpressureSource::custom, ReasonCode::custom_unknown,
+                    "custom dimension '" + c.name
+                        + "' unknown (fail-closed): " + or_unknown(c.error),
+                    ra.custom_unhealthy);
+  }
+  return {};
+}
+
+HealthStatus evaluate_status(const HealthSnapshot& s) noexcept {
+  if (s.decision.active)
+    return HealthStatus::unhealthy;
+  const auto& db = s.database;
+  if (!db.evaluated || !db.connected
+      || db.breaker.state != CircuitState::closed)
+    return HealthStatus::degraded;
+  if (!s.channel.evaluated || s.channel.any_warning())
+    return HealthStatus::degraded;
+  if (!s.queues.evaluated)
+    return HealthStatus::degraded;
+  for (const auto& r : s.queues.queues)
+    if (r.tier != QueueDepthTier::normal)
+      return HealthStatus::degraded;
+  for (const auto& c : s.custom)
+    if (!c.evaluated || !c.healthy)
+      return HealthStatus::degraded;
+  return HealthStatus::healthy;
+}
+
+} // namespace tasker::health

@@ -1,0 +1,126 @@
+#include "core/types.hpp"
+
+#include <algorithm>
+
+namespace tasker::health {
+
+std::string_view to_string(QueueDepthTier x) noexcept {
+  switch (x) {
+    case QueueDepthTier::unknown: return "unknown";
+    case QueueDepthTier::normal: return "normal";
+    case QueueDepthTier::warning: return "warning";
+    case QueueDepthTier::critical: return "critical";
+    case QueueDepthTier::overflow: return "overflow";
+  }
+  return "invalid";
+}
+
+std::optional<QueueDepthTier> parse_queue_depth_tier(std::string_view s) {
+  for (auto t : {QueueDepthTier::unknown, QueueDepthTier::normal,
+                 QueueDepthTier::warning, QueueDepthTier::critical,
+                 QueueDepthTier::overflow})
+    if (to_string(t) == s)
+      return t;
+  return std::nullopt;
+}
+
+std::string_view to_string(CircuitState x) noexcept {
+  switch (x) {
+    case CircuitState::closed: return "closed";
+    case CircuitState::open: return "open";
+    case CircuitState::half_open: return "half-open";
+  }
+  return "invalid";
+}
+
+std::string_view to_string(CustomKind x) noexcept {
+  switch (x) {
+    case CustomKind::informational: return "informational";
+    case CustomKind::critical: return "critical";
+  }
+  return "invalid";
+}
+
+std::string_view to_string(BackpressureSource x) noexcept {
+  switch (x) {
+    case BackpressureSource::none: return "none";
+    case BackpressureSource::circuit_breaker: return "circuit_breaker";
+    case BackpressureSource::database: return "database";
+    case BackpressureSource::channel: return "channel";
+    case BackpressureSource::queue: return "queue";
+    case BackpressureSource::custom: return "custom";
+    case BackpressureSource::stale: return "stale";
+  }
+  return "invalid";
+}
+
+std::string_view to_string(ReasonCode x) noexcept {
+  switch (x) {
+    case ReasonCode::none: return "none";
+    case ReasonCode::breaker_open: return "breaker_open";
+    case ReasonCode::database_unknown: return "database_unknown";
+    case ReasonCode::channel_critical: return "channel_critical";
+    case ReasonCode::channel_unknown: return "channel_unknown";
+    case ReasonCode::queue_overflow: return "queue_overflow";
+    case ReasonCode::queue_critical: return "queue_critical";
+    case ReasonCode::queue_unknown: return "queue_unknown";
+    case ReasonCode::custom_unhealthy: return "custom_unhealthy";
+    case ReasonCode::custom_unknown: return "custom_unknown";
+    case ReasonCode::snapshot_stale: return "snapshot_stale";
+    case ReasonCode::no_snapshot: return "no_snapshot";
+  }
+  return "invalid";
+}
+
+std::string_view reason_text(ReasonCode x) noexcept {
+  switch (x) {
+    case ReasonCode::none: return "";
+    case ReasonCode::breaker_open: return "database circuit breaker open";
+    case ReasonCode::database_unknown:
+      return "database health unknown (fail-closed)";
+    case ReasonCode::channel_critical: return "command channel critical";
+    case ReasonCode::channel_unknown:
+      return "command channel health unknown (fail-closed)";
+    case ReasonCode::queue_overflow: return "queue depth at overflow";
+    case ReasonCode::queue_critical: return "queue depth critical";
+    case ReasonCode::queue_unknown: return "queue depth unknown (fail-closed)";
+    case ReasonCode::custom_unhealthy:
+      return "critical custom health check unhealthy";
+    case ReasonCode::custom_unknown:
+      return "critical custom health check unknown (fail-closed)";
+    case ReasonCode::snapshot_stale: return "health snapshot stale";
+    case ReasonCode::no_snapshot: return "no health snapshot yet";
+  }
+  return "invalid";
+}
+
+std::string_view to_string(HealthStatus x) noexcept {
+  switch (x) {
+    case HealthStatus::healthy: return "healthy";
+    case HealthStatus::degraded: return "degraded";
+    case HealthStatus::unhealthy: return "unhealthy";
+    case HealthStatus::stale: return "stale";
+  }
+  return "invalid";
+}
+
+double ChannelHealth::max_saturation_percent() const noexcept {
+  return channels.empty() ? 0.0 : channels[worst_index].saturation_percent;
+}
+
+bool ChannelHealth::any_critical() const noexcept {
+  return std::any_of(channels.begin(), channels.end(),
+                     [](const ChannelReport& c) { return c.critical; });
+}
+
+bool ChannelHealth::any_saturated() const noexcept {
+  return std::any_of(channels.begin(), channels.end(),
+                     [](const ChannelReport& c) { return c.saturated; });
+}
+
+bool ChannelHealth::any_warning() const noexcept {
+  return std::any_of(channels.begin(), channels.end(),
+                     [](const ChannelReport& c) { return c.warning; });
+}
+
+} // namespace tasker::health

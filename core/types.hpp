@@ -1,0 +1,263 @@
+// The domain types of tasker-health: what each probe reports, the backpressure
+// decision, and the immutable snapshot that carries one evaluation cycle.
+//
+// Everything here is a plain value type (copyable, default-constructible) so
+// that it can cross an actor boundary or the network unchanged; the CAF
+// `inspect` overloads live in messages/, not here: core knows no CAF.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tasker::health {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+/// Wall-clock time of an event (when a snapshot was produced).
+using wall_time = std::chrono::system_clock::time_point;
+
+// ---- queue depth tiers ------------------------------------------------------
+
+/// How deep a queue is. The order matters: Unknown < Normal < Warning <
+/// Critical < Overflow, and the overall tier of several queues is the worst
+/// (largest) one.
+enum class QueueDepthTier : uint8_t {
+  /// The depth could not be measured (query failed, queue missing, probe
+  /// silent). Never counts as healthy data.
+  unknown = 0,
+  normal = 1,
+  warning = 2,
+  critical = 3,
+  overflow = 4,
+};
+
+std::string_view to_string(QueueDepthTier x) noexcept;
+std::optional<QueueDepthTier> parse_queue_depth_tier(std::string_view s);
+
+// ---- circuit breaker --------------------------------------------------------
+
+enum class CircuitState : uint8_t {
+  closed = 0,    ///< calls pass; failures are counted
+  open = 1,      ///< calls are refused until the open timeout has passed
+  half_open = 2, ///< a limited number of trial calls decide the next state
+};
+
+std::string_view to_string(CircuitState x) noexcept;
+
+/// A consistent reading of a circuit breaker.
+struct CircuitBreakerMetrics {
+  CircuitState state = CircuitState::closed;
+  /// Failures since the last success (saturates at the encoding limit).
+  uint32_t consecutive_failures = 0;
+  /// Successes counted in the current half-open phase.
+  uint32_t half_open_successes = 0;
+  /// How often the breaker went from closed or half-open to open.
+  uint64_t opened_count = 0;
+  /// While open: time left until trial calls are allowed (zero once due).
+  milliseconds time_until_half_open{0};
+  uint64_t total_successes = 0;
+  uint64_t total_failures = 0;
+  /// Calls refused because the breaker was open or its trials were taken.
+  uint64_t total_rejections = 0;
+  friend bool operator==(const CircuitBreakerMetrics&,
+                         const CircuitBreakerMetrics&)
+      = default;
+};
+
+// ---- dimension reports ------------------------------------------------------
+
+/// The database dimension: is PostgreSQL reachable and answering in time?
+struct DatabaseHealth {
+  /// True when the probe answered for this cycle. False means Unknown (the
+  /// probe missed its deadline, failed or is down; `error` says why).
+  bool evaluated = false;
+  /// The last check succeeded within the query timeout.
+  bool connected = false;
+  /// The check was skipped because the circuit breaker refused the call.
+  bool check_skipped = false;
+  /// The check ran into its deadline (server silent or frozen).
+  bool timed_out = false;
+  /// Duration of the check (zero when skipped).
+  std::chrono::microseconds check_duration{0};
+  /// The breaker as seen right after this check.
+  CircuitBreakerMetrics breaker;
+  /// Why the check failed or why the dimension is Unknown; empty otherwise.
+  std::string error;
+  friend bool operator==(const DatabaseHealth&, const DatabaseHealth&)
+      = default;
+};
+
+/// One bounded command channel, measured and classified.
+struct ChannelReport {
+  std::string name;
+  uint64_t capacity = 0;
+  /// Slots currently free (capacity - in use).
+  uint64_t available = 0;
+  /// used / capacity * 100; 0 when the capacity is 0.
+  double saturation_percent = 0.0;
+  uint64_t messages_sent = 0;
+  uint64_t overflow_events = 0;
+  uint64_t messages_dropped = 0;
+  bool warning = false;   ///< saturation >= warning threshold (70 %)
+  bool saturated = false; ///< saturation >= critical threshold (80 %)
+  bool critical = false;  ///< saturation >= emergency threshold (95 %)
+  friend bool operator==(const ChannelReport&, const ChannelReport&) = default;
+};
+
+/// The channel dimension: all bounded channels the orchestrator registered.
+struct ChannelHealth {
+  bool evaluated = false;
+  std::vector<ChannelReport> channels;
+  /// Index of the most saturated channel in `channels` (meaningless if empty).
+  uint32_t worst_index = 0;
+  std::string error;
+  /// Highest saturation of all channels (0 when there are none).
+  double max_saturation_percent() const noexcept;
+  bool any_critical() const noexcept;
+  bool any_saturated() const noexcept;
+  bool any_warning() const noexcept;
+  friend bool operator==(const ChannelHealth&, const ChannelHealth&) = default;
+};
+
+/// One PGMQ queue as measured by the queue probe and classified by the
+/// aggregator.
+struct QueueReport {
+  std::string name;
+  /// Messages in the queue; exact below `count_cap`, else equal to it.
+  int64_t depth = 0;
+  /// The count stopped at the cap: the real depth is at least `depth`.
+  bool capped = false;
+  /// The cap used for this count (the queue's overflow threshold).
+  int64_t count_cap = 0;
+  /// Messages whose visibility time has passed (readable now); bounded by
+  /// the same cap.
+  int64_t visible_length = 0;
+  /// Age of the oldest message in seconds; -1 when the queue is empty.
+  int64_t oldest_message_age_seconds = -1;
+  /// The queue does not exist in pgmq.meta (its tier is Unknown).
+  bool missing = false;
+  QueueDepthTier tier = QueueDepthTier::unknown;
+  /// Why the queue could not be measured; empty otherwise.
+  std::string error;
+  friend bool operator==(const QueueReport&, const QueueReport&) = default;
+};
+
+/// The queue dimension: every watched queue, measured in one round trip.
+struct QueueHealth {
+  bool evaluated = false;
+  std::vector<QueueReport> queues;
+  /// Worst tier over all queues (Unknown when not evaluated or empty).
+  QueueDepthTier worst_tier = QueueDepthTier::unknown;
+  /// Name of the queue with the worst tier.
+  std::string worst_queue;
+  std::chrono::microseconds check_duration{0};
+  std::string error;
+  friend bool operator==(const QueueHealth&, const QueueHealth&) = default;
+};
+
+/// How a user-defined (custom) dimension counts in the decision.
+enum class CustomKind : uint8_t {
+  informational = 0, ///< reported, never triggers backpressure
+  critical = 1,      ///< unhealthy (or Unknown under fail-closed) rejects
+};
+
+std::string_view to_string(CustomKind x) noexcept;
+
+/// A user-defined dimension (a custom probe implementing the probe
+/// interface), reported under its own name.
+struct CustomHealth {
+  std::string name;
+  CustomKind kind = CustomKind::informational;
+  bool evaluated = false;
+  bool healthy = false;
+  /// Free text from the probe (a value, a short explanation).
+  std::string detail;
+  std::string error;
+  friend bool operator==(const CustomHealth&, const CustomHealth&) = default;
+};
+
+// ---- the decision -----------------------------------------------------------
+
+/// Which dimension caused backpressure.
+enum class BackpressureSource : uint8_t {
+  none = 0,
+  circuit_breaker = 1, ///< breaker open
+  database = 2,        ///< database Unknown under fail-closed
+  channel = 3,         ///< channel critical (or Unknown under fail-closed)
+  queue = 4,           ///< queue Overflow/Critical (or Unknown, fail-closed)
+  custom = 5,          ///< a critical custom dimension
+  stale = 6,           ///< the snapshot is stale or missing (checker only)
+};
+
+std::string_view to_string(BackpressureSource x) noexcept;
+
+/// Fixed reason codes; each has a static text (no allocation on the hot path).
+enum class ReasonCode : uint8_t {
+  none = 0,
+  breaker_open,
+  database_unknown,
+  channel_critical,
+  channel_unknown,
+  queue_overflow,
+  queue_critical,
+  queue_unknown,
+  custom_unhealthy,
+  custom_unknown,
+  snapshot_stale,
+  no_snapshot,
+};
+
+/// Static, human-readable text of a reason code.
+std::string_view reason_text(ReasonCode x) noexcept;
+/// The short machine name of a reason code (for logs and JSON).
+std::string_view to_string(ReasonCode x) noexcept;
+
+/// Whether to reject work, why, and when to come back.
+struct BackpressureDecision {
+  bool active = false;
+  BackpressureSource source = BackpressureSource::none;
+  ReasonCode code = ReasonCode::none;
+  /// Detailed reason naming the value and the threshold.
+  std::string reason;
+  /// Retry-After (whole seconds, at least 1 when active, 0 otherwise).
+  seconds retry_after{0};
+  friend bool operator==(const BackpressureDecision&,
+                         const BackpressureDecision&)
+      = default;
+};
+
+/// Summary of a snapshot for humans and load balancers.
+enum class HealthStatus : uint8_t {
+  healthy = 0,   ///< every dimension measured, nothing at warning or worse
+  degraded = 1,  ///< no backpressure, but something is Unknown or warning
+  unhealthy = 2, ///< backpressure is active
+  stale = 3,     ///< no fresh snapshot (reader side only)
+};
+
+std::string_view to_string(HealthStatus x) noexcept;
+
+/// One evaluation cycle, immutable once published.
+struct HealthSnapshot {
+  /// Strictly increasing per aggregator, starting at 1.
+  uint64_t sequence = 0;
+  /// The node that produced it.
+  std::string node_id;
+  wall_time produced_at{};
+  /// How long the cycle took from asking the probes to deciding.
+  std::chrono::microseconds evaluation_duration{0};
+  DatabaseHealth database;
+  ChannelHealth channel;
+  QueueHealth queues;
+  std::vector<CustomHealth> custom;
+  BackpressureDecision decision;
+  HealthStatus status = HealthStatus::degraded;
+  friend bool operator==(const HealthSnapshot&, const HealthSnapshot&)
+      = default;
+};
+
+} // namespace tasker::health

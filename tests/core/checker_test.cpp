@@ -1,0 +1,181 @@
+#define CAF_SUITE core.checker
+#include "caf/test/unit_test.hpp"
+
+#include "core/snapshot_cell.hpp"
+
+using namespace tasker::health;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct fixture {
+  ManualClock clock;
+  std::shared_ptr<SnapshotCell> cell = std::make_shared<SnapshotCell>(clock);
+  CheckerOptions opts; // stale after 30 s, fail-open
+  uint64_t seq = 0;
+
+  BackpressureChecker checker() { return BackpressureChecker{cell, opts}; }
+
+  std::shared_ptr<HealthSnapshot> snapshot(HealthStatus status) {
+    auto s = std::make_shared<HealthSnapshot>();
+    s->sequence = ++seq;
+    s->status = status;
+    return s;
+  }
+
+  void publish_healthy() { cell->publish(snapshot(HealthStatus::healthy)); }
+
+  void publish_active(BackpressureSource src, ReasonCode code, seconds retry) {
+    auto s = snapshot(HealthStatus::unhealthy);
+    s->decision.active = true;
+    s->decision.source = src;
+    s->decision.code = code;
+    s->decision.retry_after = retry;
+    s->decision.reason = "detailed reason";
+    cell->publish(s);
+  }
+
+  void publish_breaker_open(milliseconds left) {
+    auto s = snapshot(HealthStatus::unhealthy);
+    s->database.breaker.state = CircuitState::open;
+    s->database.breaker.time_until_half_open = left;
+    s->decision.active = true;
+    s->decision.source = BackpressureSource::circuit_breaker;
+    s->decision.code = ReasonCode::breaker_open;
+    s->decision.retry_after = std::chrono::ceil<seconds>(left);
+    cell->publish(s);
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(checker_tests, fixture)
+
+CAF_TEST(packed decision round trips) {
+  PackedDecision d;
+  d.present = true;
+  d.active = true;
+  d.forced_stale = true;
+  d.status = HealthStatus::unhealthy;
+  d.source = BackpressureSource::custom;
+  d.code = ReasonCode::custom_unknown;
+  d.retry_after_ms = 4'000'000'000u;
+  auto e = PackedDecision::decode(d.encode());
+  CAF_CHECK(e.present && e.active && e.forced_stale);
+  CAF_CHECK(e.status == HealthStatus::unhealthy);
+  CAF_CHECK(e.source == BackpressureSource::custom);
+  CAF_CHECK(e.code == ReasonCode::custom_unknown);
+  CAF_CHECK_EQUAL(e.retry_after_ms, 4'000'000'000u);
+}
+
+CAF_TEST(no snapshot yet is stale and not healthy) {
+  auto c = checker();
+  CAF_CHECK(c.is_stale());
+  CAF_CHECK(!c.is_healthy());
+  CAF_CHECK(c.status() == HealthStatus::stale);
+  CAF_CHECK(c.snapshot() == nullptr);
+  CAF_CHECK(!c.age());
+  CAF_CHECK(!c.try_check()); // fail-open accepts
+  opts.policy = UnknownPolicy::fail_closed;
+  auto r = checker().try_check();
+  CAF_REQUIRE(r);
+  CAF_CHECK(r->code == ReasonCode::no_snapshot);
+  CAF_CHECK(r->source == BackpressureSource::stale);
+  CAF_CHECK_EQUAL(r->retry_after.count(), 5);
+  CAF_CHECK_EQUAL(r->reason, "no health snapshot yet");
+}
+
+CAF_TEST(healthy snapshot accepts and reports healthy) {
+  publish_healthy();
+  auto c = checker();
+  CAF_CHECK(!c.try_check());
+  CAF_CHECK(c.is_healthy());
+  CAF_CHECK(!c.is_stale());
+  CAF_CHECK_EQUAL(c.snapshot()->sequence, 1u);
+  CAF_CHECK_EQUAL(cell->publications(), 1u);
+}
+
+CAF_TEST(degraded snapshot accepts but is not healthy) {
+  cell->publish(snapshot(HealthStatus::degraded));
+  auto c = checker();
+  CAF_CHECK(!c.try_check());
+  CAF_CHECK(!c.is_healthy());
+  CAF_CHECK(c.status() == HealthStatus::degraded);
+}
+
+CAF_TEST(active decision rejects with static reason and retry after) {
+  publish_active(BackpressureSource::queue, ReasonCode::queue_overflow, 60s);
+  auto r = checker().try_check();
+  CAF_REQUIRE(r);
+  CAF_CHECK(r->source == BackpressureSource::queue);
+  CAF_CHECK_EQUAL(r->reason, "queue depth at overflow");
+  CAF_CHECK_EQUAL(r->retry_after.count(), 60);
+  CAF_CHECK(!checker().is_healthy());
+  // The detail stays available.
+  CAF_CHECK_EQUAL(checker().snapshot()->decision.reason, "detailed reason");
+}
+
+CAF_TEST(breaker retry after counts down with the snapshot age) {
+  publish_breaker_open(20'000ms);
+  auto c = checker();
+  CAF_CHECK_EQUAL(c.try_check()->retry_after.count(), 20);
+  clock.advance(5'500ms);
+  CAF_CHECK_EQUAL(c.try_check()->retry_after.count(), 15); // 14.5 s -> 15
+  clock.advance(14'600ms);
+  CAF_CHECK_EQUAL(c.try_check()->retry_after.count(), 1); // never below 1 s
+}
+
+CAF_TEST(snapshot turns stale after the threshold) {
+  publish_healthy();
+  auto c = checker();
+  clock.advance(30s);
+  CAF_CHECK(!c.is_stale()); // exactly at the threshold: still fresh
+  CAF_CHECK_EQUAL(c.age()->count(), 30000);
+  clock.advance(1ms);
+  CAF_CHECK(c.is_stale());
+  CAF_CHECK(!c.is_healthy());
+  CAF_CHECK(c.status() == HealthStatus::stale);
+  CAF_CHECK(!c.try_check()); // fail-open
+  opts.policy = UnknownPolicy::fail_closed;
+  auto r = checker().try_check();
+  CAF_REQUIRE(r);
+  CAF_CHECK(r->code == ReasonCode::snapshot_stale);
+  publish_healthy(); // a new snapshot is fresh again
+  CAF_CHECK(!checker().try_check());
+  CAF_CHECK(checker().is_healthy());
+}
+
+CAF_TEST(a stale active decision under fail open accepts) {
+  publish_active(BackpressureSource::channel, ReasonCode::channel_critical,
+                 15s);
+  clock.advance(31s);
+  CAF_CHECK(!checker().try_check());
+}
+
+CAF_TEST(mark stale takes effect at once and the next publish clears it) {
+  publish_healthy();
+  cell->mark_stale();
+  CAF_CHECK(checker().is_stale());
+  CAF_CHECK(!checker().is_healthy());
+  publish_healthy();
+  CAF_CHECK(!checker().is_stale());
+}
+
+CAF_TEST(mark stale before any snapshot changes nothing) {
+  cell->mark_stale();
+  CAF_CHECK(checker().is_stale());
+  CAF_CHECK(checker().snapshot() == nullptr);
+}
+
+CAF_TEST(options come from the configuration) {
+  HealthConfig cfg;
+  cfg.stale_threshold = 12s;
+  cfg.unknown_policy = UnknownPolicy::fail_closed;
+  cfg.retry_after.stale = 7s;
+  auto o = CheckerOptions::from(cfg);
+  CAF_CHECK_EQUAL(o.stale_threshold.count(), 12000);
+  CAF_CHECK(o.policy == UnknownPolicy::fail_closed);
+  CAF_CHECK_EQUAL(o.stale_retry_after.count(), 7);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

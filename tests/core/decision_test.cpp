@@ -1,0 +1,271 @@
+#define CAF_SUITE core.decision
+#include "caf/test/unit_test.hpp"
+
+#include "core/classify.hpp"
+#include "core/decision.hpp"
+
+#include <bitset>
+
+using namespace tasker::health;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Conditions that can trigger backpressure, as bits.
+enum condition : unsigned {
+  breaker_open = 1,
+  channel_critical = 2,
+  queue_overflow = 4,
+  queue_critical = 8,
+};
+
+struct inputs {
+  DatabaseHealth db;
+  ChannelHealth ch;
+  QueueHealth q;
+  std::vector<CustomHealth> custom;
+  HealthConfig cfg;
+
+  inputs() {
+    db.evaluated = true;
+    db.connected = true;
+    ch = evaluate_channels({{"commands", 1000, 100, 0, 0, 0}}, cfg.channel);
+    q.evaluated = true;
+    add_queue("orders", 10);
+    add_queue("events", 10);
+  }
+
+  void add_queue(std::string name, int64_t depth) {
+    QueueReport r;
+    r.name = std::move(name);
+    r.depth = depth;
+    r.tier = classify_depth(depth, cfg.queue_thresholds);
+    q.queues.push_back(r);
+  }
+
+  void set(unsigned conditions) {
+    if (conditions & breaker_open) {
+      db.connected = false;
+      db.breaker.state = CircuitState::open;
+      db.breaker.consecutive_failures = 5;
+      db.breaker.time_until_half_open = 12'300ms;
+    }
+    if (conditions & channel_critical)
+      ch = evaluate_channels({{"commands", 1000, 960, 0, 0, 0}}, cfg.channel);
+    if (conditions & queue_overflow) {
+      q.queues[0].depth = 10000;
+      q.queues[0].tier = QueueDepthTier::overflow;
+    }
+    if (conditions & queue_critical) {
+      q.queues[1].depth = 5000;
+      q.queues[1].tier = QueueDepthTier::critical;
+    }
+  }
+
+  BackpressureDecision decide() const {
+    return tasker::health::decide(db, ch, q, custom, cfg);
+  }
+};
+
+std::string src(const BackpressureDecision& d) {
+  return std::string{to_string(d.source)};
+}
+
+std::string code(const BackpressureDecision& d) {
+  return std::string{to_string(d.code)};
+}
+
+} // namespace
+
+CAF_TEST(all healthy means no backpressure) {
+  inputs in;
+  auto d = in.decide();
+  CAF_CHECK(!d.active);
+  CAF_CHECK_EQUAL(src(d), "none");
+  CAF_CHECK_EQUAL(d.retry_after.count(), 0);
+}
+
+CAF_TEST(each condition alone with its retry after) {
+  {
+    inputs in;
+    in.set(breaker_open);
+    auto d = in.decide();
+    CAF_CHECK(d.active);
+    CAF_CHECK_EQUAL(src(d), "circuit_breaker");
+    CAF_CHECK_EQUAL(d.retry_after.count(), 13); // 12.3 s rounded up
+  }
+  {
+    inputs in;
+    in.set(channel_critical);
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(src(d), "channel");
+    CAF_CHECK_EQUAL(code(d), "channel_critical");
+    CAF_CHECK_EQUAL(d.retry_after.count(), 15);
+  }
+  {
+    inputs in;
+    in.set(queue_overflow);
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(code(d), "queue_overflow");
+    CAF_CHECK_EQUAL(d.retry_after.count(), 60);
+    CAF_CHECK_EQUAL(d.reason, "queue 'orders' depth 10000 >= overflow "
+                              "threshold 10000");
+  }
+  {
+    inputs in;
+    in.set(queue_critical);
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(code(d), "queue_critical");
+    CAF_CHECK_EQUAL(d.retry_after.count(), 30);
+  }
+}
+
+CAF_TEST(every combination of conditions obeys the priority order) {
+  // First match wins: breaker, channel, overflow, critical.
+  for (unsigned mask = 1; mask < 16; ++mask) {
+    inputs in;
+    in.set(mask);
+    auto d = in.decide();
+    CAF_MESSAGE("conditions " << std::bitset<4>(mask).to_string());
+    CAF_REQUIRE(d.active);
+    if (mask & breaker_open)
+      CAF_CHECK_EQUAL(code(d), "breaker_open");
+    else if (mask & channel_critical)
+      CAF_CHECK_EQUAL(code(d), "channel_critical");
+    else if (mask & queue_overflow)
+      CAF_CHECK_EQUAL(code(d), "queue_overflow");
+    else
+      CAF_CHECK_EQUAL(code(d), "queue_critical");
+  }
+}
+
+CAF_TEST(warnings never trigger backpressure) {
+  inputs in;
+  in.ch = evaluate_channels({{"commands", 1000, 949, 0, 0, 0}}, in.cfg.channel);
+  in.q.queues[0].depth = 4999;
+  in.q.queues[0].tier = QueueDepthTier::warning;
+  in.db.breaker.state = CircuitState::half_open;
+  in.db.breaker.consecutive_failures = 4;
+  auto d = in.decide();
+  CAF_CHECK(!d.active);
+}
+
+CAF_TEST(breaker retry after is at least one second) {
+  inputs in;
+  in.set(breaker_open);
+  in.db.breaker.time_until_half_open = 0ms; // due, no trial yet
+  CAF_CHECK_EQUAL(in.decide().retry_after.count(), 1);
+  in.db.breaker.time_until_half_open = 1ms;
+  CAF_CHECK_EQUAL(in.decide().retry_after.count(), 1);
+  in.db.breaker.time_until_half_open = 1001ms;
+  CAF_CHECK_EQUAL(in.decide().retry_after.count(), 2);
+  in.db.breaker.time_until_half_open = 30000ms;
+  CAF_CHECK_EQUAL(in.decide().retry_after.count(), 30);
+}
+
+CAF_TEST(retry after values follow the configuration) {
+  inputs in;
+  in.cfg.retry_after.queue_overflow = 90s;
+  in.set(queue_overflow);
+  CAF_CHECK_EQUAL(in.decide().retry_after.count(), 90);
+}
+
+CAF_TEST(fail open ignores unknown dimensions) {
+  inputs in;
+  in.db = DatabaseHealth{};
+  in.ch = ChannelHealth{};
+  in.q.queues[0].tier = QueueDepthTier::unknown;
+  in.q.queues[0].missing = true;
+  in.custom.push_back({"ledger", CustomKind::critical, false, false, "", ""});
+  auto d = in.decide();
+  CAF_CHECK(!d.active);
+}
+
+CAF_TEST(fail closed treats each unknown dimension as critical) {
+  {
+    inputs in;
+    in.cfg.unknown_policy = UnknownPolicy::fail_closed;
+    in.db = DatabaseHealth{};
+    in.db.error = "probe deadline missed";
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(code(d), "database_unknown");
+    CAF_CHECK_EQUAL(d.reason, "database health unknown (fail-closed): probe "
+                              "deadline missed");
+    CAF_CHECK_EQUAL(d.retry_after.count(), 5);
+  }
+  {
+    inputs in;
+    in.cfg.unknown_policy = UnknownPolicy::fail_closed;
+    in.ch = ChannelHealth{};
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(code(d), "channel_unknown");
+    CAF_CHECK_EQUAL(d.retry_after.count(), 15);
+  }
+  {
+    inputs in;
+    in.cfg.unknown_policy = UnknownPolicy::fail_closed;
+    in.q.queues[1].tier = QueueDepthTier::unknown;
+    in.q.queues[1].missing = true;
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(code(d), "queue_unknown");
+    CAF_CHECK_EQUAL(d.reason, "queue 'events' depth unknown (fail-closed): "
+                              "queue missing");
+    CAF_CHECK_EQUAL(d.retry_after.count(), 30);
+  }
+  {
+    inputs in;
+    in.cfg.unknown_policy = UnknownPolicy::fail_closed;
+    in.cfg.queues = {{"orders", std::nullopt}};
+    in.q = QueueHealth{};
+    in.q.error = "timeout";
+    CAF_CHECK_EQUAL(code(in.decide()), "queue_unknown");
+  }
+}
+
+CAF_TEST(under fail closed a measured condition still ranks by priority) {
+  inputs in;
+  in.cfg.unknown_policy = UnknownPolicy::fail_closed;
+  in.set(queue_overflow);
+  in.q.queues[1].tier = QueueDepthTier::unknown; // Unknown counts as Critical
+  CAF_CHECK_EQUAL(code(in.decide()), "queue_overflow");
+  in.ch = ChannelHealth{}; // Unknown channel outranks the queues
+  CAF_CHECK_EQUAL(code(in.decide()), "channel_unknown");
+  in.set(breaker_open);
+  CAF_CHECK_EQUAL(code(in.decide()), "breaker_open");
+}
+
+CAF_TEST(custom dimensions count as declared) {
+  inputs in;
+  in.custom.push_back(
+      {"cache", CustomKind::informational, true, false, "", ""});
+  CAF_CHECK(!in.decide().active);
+  in.custom.push_back(
+      {"ledger", CustomKind::critical, true, false, "lag 9s", ""});
+  auto d = in.decide();
+  CAF_CHECK_EQUAL(code(d), "custom_unhealthy");
+  CAF_CHECK_EQUAL(d.reason, "custom dimension 'ledger' unhealthy: lag 9s");
+  CAF_CHECK_EQUAL(d.retry_after.count(), 30);
+  // Built-in dimensions rank before custom ones.
+  in.set(queue_critical);
+  CAF_CHECK_EQUAL(code(in.decide()), "queue_critical");
+}
+
+CAF_TEST(status summarises a snapshot) {
+  inputs in;
+  HealthSnapshot s;
+  s.database = in.db;
+  s.channel = in.ch;
+  s.queues = in.q;
+  CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "healthy");
+  s.queues.queues[0].tier = QueueDepthTier::warning;
+  CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "degraded");
+  s.queues = in.q;
+  s.database.evaluated = false;
+  CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "degraded");
+  s.database = in.db;
+  s.channel.evaluated = false;
+  CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "degraded");
+  s.channel = in.ch;
+  s.decision.active = true;
+  CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "unhealthy");
+}
