@@ -74,7 +74,7 @@ ChannelHealth evaluate_channels(const std::vector<ChannelSample>& samples,
   return h;
 }
 
-TierTracker::TierTracker(const HealthConfig& cfg) : cfg_(&cfg) {}
+TierTracker::TierTracker(const HealthConfig& cfg) : cfg_(cfg) {}
 
 void TierTracker::classify(QueueHealth& q) {
   q.worst_tier = QueueDepthTier::unknown;
@@ -90,10 +90,10 @@ void TierTracker::classify(QueueHealth& q) {
       r.tier = QueueDepthTier::unknown;
       last_.erase(r.name);
     } else {
-      auto& t = cfg_->thresholds_for(r.name);
+      auto& t = cfg_.thresholds_for(r.name);
       auto it = last_.find(r.name);
       auto prev = it == last_.end() ? QueueDepthTier::unknown : it->second;
-      r.tier = classify_depth(r.depth, t, prev, cfg_->hysteresis_margin);
+      r.tier = classify_depth(r.depth, t, prev, cfg_.hysteresis_margin);
       last_[r.name] = r.tier;
     }
     // Overall tier = worst queue in the order Unknown < Normal < ... An

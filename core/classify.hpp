@@ -61,7 +61,7 @@ class TierTracker {
   void reset() noexcept { last_.clear(); }
 
  private:
-  const HealthConfig* cfg_;
+  HealthConfig cfg_;
   std::unordered_map<std::string, QueueDepthTier> last_;
 };
 

@@ -42,7 +42,7 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
   const bool fail_closed = cfg.unknown_policy == UnknownPolicy::fail_closed;
   const auto& ra = cfg.retry_after;
   // 1. Circuit breaker open (or database Unknown under fail-closed).
-  if (db.evaluated && db.breaker.state == CircuitState::open) {
+  if (db.watched && db.evaluated && db.breaker.state == CircuitState::open) {
     return active(
         BackpressureSource::circuit_breaker, ReasonCode::breaker_open,
         "database circuit breaker open after "
@@ -51,13 +51,13 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
             + (db.error.empty() ? "" : " (last error: " + db.error + ")"),
         retry_after_from(db.breaker.time_until_half_open, ra.breaker_minimum));
   }
-  if (!db.evaluated && fail_closed)
+  if (db.watched && !db.evaluated && fail_closed)
     return active(BackpressureSource::database, ReasonCode::database_unknown,
                   "database health unknown (fail-closed): "
                       + or_unknown(db.error),
                   ra.database_unknown);
   // 2. Channel critical.
-  if (ch.evaluated && ch.any_critical()) {
+  if (ch.watched && ch.evaluated && ch.any_critical()) {
     const auto& w = ch.channels[ch.worst_index];
     return active(BackpressureSource::channel, ReasonCode::channel_critical,
                   "command channel '" + w.name + "' saturation "
@@ -66,13 +66,15 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
                       + percent(cfg.channel.emergency_percent),
                   ra.channel_critical);
   }
-  if (!ch.evaluated && fail_closed)
+  if (ch.watched && !ch.evaluated && fail_closed)
     return active(BackpressureSource::channel, ReasonCode::channel_unknown,
                   "channel health unknown (fail-closed): "
                       + or_unknown(ch.error),
                   ra.channel_critical);
   // 3./4. Queue depth.
-  if (q.evaluated) {
+  if (!q.watched) {
+    // no queues configured: nothing to decide on
+  } else if (q.evaluated) {
     const QueueReport* worst = nullptr;
     const QueueReport* unknown = nullptr;
     for (const auto& r : q.queues) {
@@ -106,7 +108,7 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
                         + (unknown->missing ? std::string{"queue missing"}
                                             : or_unknown(unknown->error)),
                     ra.queue_critical);
-  } else if (fail_closed && !cfg.queues.empty()) {
+  } else if (fail_closed) {
     return active(BackpressureSource::queue, ReasonCode::queue_unknown,
                   "queue health unknown (fail-closed): " + or_unknown(q.error),
                   ra.queue_critical);
@@ -133,16 +135,21 @@ HealthStatus evaluate_status(const HealthSnapshot& s) noexcept {
   if (s.decision.active)
     return HealthStatus::unhealthy;
   const auto& db = s.database;
-  if (!db.evaluated || !db.connected
-      || db.breaker.state != CircuitState::closed)
+  if (db.watched
+      && (!db.evaluated || !db.connected
+          || db.breaker.state != CircuitState::closed))
     return HealthStatus::degraded;
-  if (!s.channel.evaluated || s.channel.any_warning())
+  const auto& ch = s.channel;
+  if (ch.watched && (!ch.evaluated || ch.any_warning()))
     return HealthStatus::degraded;
-  if (!s.queues.evaluated)
-    return HealthStatus::degraded;
-  for (const auto& r : s.queues.queues)
-    if (r.tier != QueueDepthTier::normal)
+  const auto& q = s.queues;
+  if (q.watched) {
+    if (!q.evaluated)
       return HealthStatus::degraded;
+    for (const auto& r : q.queues)
+      if (r.tier != QueueDepthTier::normal)
+        return HealthStatus::degraded;
+  }
   for (const auto& c : s.custom)
     if (!c.evaluated || !c.healthy)
       return HealthStatus::degraded;

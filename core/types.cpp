@@ -41,6 +41,16 @@ std::string_view to_string(CustomKind x) noexcept {
   return "invalid";
 }
 
+std::string_view to_string(ProbeKind x) noexcept {
+  switch (x) {
+    case ProbeKind::database: return "database";
+    case ProbeKind::channel: return "channel";
+    case ProbeKind::queue: return "queue";
+    case ProbeKind::custom: return "custom";
+  }
+  return "invalid";
+}
+
 std::string_view to_string(BackpressureSource x) noexcept {
   switch (x) {
     case BackpressureSource::none: return "none";

@@ -73,6 +73,9 @@ struct CircuitBreakerMetrics {
 
 /// The database dimension: is PostgreSQL reachable and answering in time?
 struct DatabaseHealth {
+  /// False when the embedding program watches no database: the dimension
+  /// then takes no part in the decision or the status.
+  bool watched = true;
   /// True when the probe answered for this cycle. False means Unknown (the
   /// probe missed its deadline, failed or is down; `error` says why).
   bool evaluated = false;
@@ -111,6 +114,9 @@ struct ChannelReport {
 
 /// The channel dimension: all bounded channels the orchestrator registered.
 struct ChannelHealth {
+  /// False when no channel is registered (see DatabaseHealth::watched).
+  bool watched = true;
+  /// True when the probe answered for this cycle (see DatabaseHealth).
   bool evaluated = false;
   std::vector<ChannelReport> channels;
   /// Index of the most saturated channel in `channels` (meaningless if empty).
@@ -149,6 +155,9 @@ struct QueueReport {
 
 /// The queue dimension: every watched queue, measured in one round trip.
 struct QueueHealth {
+  /// False when no queue is configured (see DatabaseHealth::watched).
+  bool watched = true;
+  /// True when the measurement succeeded as a whole for this cycle.
   bool evaluated = false;
   std::vector<QueueReport> queues;
   /// Worst tier over all queues (Unknown when not evaluated or empty).
@@ -179,6 +188,33 @@ struct CustomHealth {
   std::string detail;
   std::string error;
   friend bool operator==(const CustomHealth&, const CustomHealth&) = default;
+};
+
+// ---- probes -----------------------------------------------------------------
+
+/// The kinds of probe the supervisor runs.
+enum class ProbeKind : uint8_t {
+  database = 0,
+  channel = 1,
+  queue = 2,
+  custom = 3,
+};
+
+std::string_view to_string(ProbeKind x) noexcept;
+
+/// What the supervisor knows about one probe.
+struct ProbeStatus {
+  ProbeKind kind = ProbeKind::custom;
+  /// "database", "channel", "queue" or the custom dimension's name.
+  std::string name;
+  bool running = false;
+  /// Restarts since the start of the component.
+  uint64_t restarts = 0;
+  /// Gave up after too many restarts within the window.
+  bool failed_permanently = false;
+  /// Exit reason of the last failure (empty if none).
+  std::string last_failure;
+  friend bool operator==(const ProbeStatus&, const ProbeStatus&) = default;
 };
 
 // ---- the decision -----------------------------------------------------------

@@ -269,3 +269,22 @@ CAF_TEST(status summarises a snapshot) {
   s.decision.active = true;
   CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "unhealthy");
 }
+
+CAF_TEST(unwatched dimensions take no part even under fail closed) {
+  inputs in;
+  in.cfg.unknown_policy = UnknownPolicy::fail_closed;
+  in.db = DatabaseHealth{};
+  in.db.watched = false;
+  in.ch = ChannelHealth{};
+  in.ch.watched = false;
+  in.q = QueueHealth{};
+  in.q.watched = false;
+  CAF_CHECK(!in.decide().active);
+  HealthSnapshot s;
+  s.database = in.db;
+  s.channel = in.ch;
+  s.queues = in.q;
+  CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "healthy");
+  s.queues.watched = true; // watched but not measured: never healthy
+  CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "degraded");
+}

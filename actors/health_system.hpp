@@ -1,0 +1,109 @@
+// The embedding facade. An orchestrator hands over its actor system, a
+// validated HealthConfig, its channel monitors and the measuring
+// implementations; start() builds the whole tree (supervisor, probes,
+// aggregator, cache) and returns a BackpressureChecker plus the handles.
+//
+//   auto hs = tasker::health::health_system::start(sys, cfg, std::move(parts));
+//   if (!hs) ... sys.render(hs.error()) ...
+//   auto checker = hs->checker();          // copy into request handlers
+//   if (auto reject = checker.try_check()) ... 503, reject->retry_after ...
+//   hs->stop();                            // or let the destructor do it
+#pragma once
+
+#include "actors/cache.hpp"
+#include "core/channel_monitor.hpp"
+#include "core/circuit_breaker.hpp"
+#include "core/config.hpp"
+#include "core/measure.hpp"
+#include "core/snapshot_cell.hpp"
+#include "messages/interfaces.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "caf/expected.hpp"
+#include "caf/fwd.hpp"
+
+namespace tasker::health {
+
+/// A user-defined dimension: a factory spawning an actor that implements
+/// custom_probe_actor, restarted by the supervisor like the built-in probes.
+struct custom_probe {
+  std::string name;
+  CustomKind kind = CustomKind::informational;
+  std::function<custom_probe_actor(caf::actor_system&)> make;
+};
+
+/// What the component measures with.
+struct health_parts {
+  /// The DB check (PgDatabaseCheck in production); null: no database is
+  /// watched.
+  std::shared_ptr<DatabaseCheck> database;
+  /// The queue depth source (PgQueueDepthSource); null or no queues in the
+  /// config: no queue is watched.
+  std::shared_ptr<QueueDepthSource> queues;
+  /// The orchestrator's bounded channels; empty: no channel is watched.
+  std::vector<std::shared_ptr<ChannelMonitor>> channels;
+  std::vector<custom_probe> custom;
+  /// The breaker the DB probe feeds; created from the config when null.
+  /// Other code of the orchestrator may feed it too.
+  std::shared_ptr<CircuitBreaker> breaker;
+  /// Called in the cache actor for every snapshot (metrics, logs).
+  snapshot_observer on_snapshot;
+  /// Clock for the cell's staleness (the coarse monotonic clock when null).
+  const Clock* clock = nullptr;
+  /// Probes doing blocking I/O run on their own threads. Only the
+  /// deterministic test coordinator needs false.
+  bool detach_blocking_probes = true;
+  /// Seed of the supervisor's backoff jitter.
+  uint64_t seed = 0;
+};
+
+class health_system {
+ public:
+  /// Validates `cfg` (error health_errc::invalid_config naming every broken
+  /// rule) and starts the tree.
+  static caf::expected<health_system>
+  start(caf::actor_system& sys, HealthConfig cfg, health_parts parts);
+
+  health_system(health_system&&) noexcept;
+  health_system& operator=(health_system&&) noexcept;
+  health_system(const health_system&) = delete;
+  health_system& operator=(const health_system&) = delete;
+
+  /// Calls stop().
+  ~health_system();
+
+  /// The hot-path reader of this system's cache (copy it freely).
+  BackpressureChecker checker() const;
+
+  /// The cell the cache publishes to.
+  std::shared_ptr<SnapshotCell> cell() const;
+
+  std::shared_ptr<CircuitBreaker> breaker() const;
+
+  aggregator_actor aggregator() const;
+  supervisor_actor supervisor() const;
+  cache_actor cache() const;
+
+  const HealthConfig& config() const;
+
+  /// Spawns another local cache subscribed to the aggregator, publishing to
+  /// `cell`; it is stopped with the system.
+  cache_actor add_cache(std::shared_ptr<SnapshotCell> cell,
+                        snapshot_observer observer = {});
+
+  /// Sends every actor of the tree an exit (user_shutdown). Idempotent. The
+  /// actors terminate asynchronously; `caf::actor_system` waits for them on
+  /// destruction.
+  void stop();
+
+ private:
+  struct impl;
+  explicit health_system(std::unique_ptr<impl> ptr);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace tasker::health

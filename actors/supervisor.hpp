@@ -1,0 +1,80 @@
+// The supervisor spawns the probes from factories, monitors them, restarts an
+// abnormally terminated probe after an exponential backoff with jitter and
+// hands the new handle to the aggregator. More than `max_restarts` restarts
+// within `restart_window` is permanent failure (restart intensity, as in
+// Erlang/OTP): the aggregator is told, the dimension stays Unknown with
+// "probe failed permanently", and it is logged and counted.
+#pragma once
+
+#include "core/config.hpp"
+#include "messages/interfaces.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace tasker::health {
+
+/// Spawns one probe. Returns a handle implementing the interface of `kind`
+/// (db_probe_actor, channel_probe_actor, queue_probe_actor or
+/// custom_probe_actor).
+using probe_factory = std::function<caf::actor(caf::actor_system&)>;
+
+struct supervised_probe {
+  ProbeKind kind = ProbeKind::custom;
+  /// "database", "channel", "queue" or the custom dimension's name.
+  std::string name;
+  probe_factory make;
+};
+
+struct supervisor_options {
+  SupervisorConfig config;
+  std::vector<supervised_probe> probes;
+  /// Seed of the jitter's random generator (fixed in tests).
+  uint64_t seed = 0;
+};
+
+struct supervisor_state {
+  static inline const char* name = "supervisor";
+
+  struct child {
+    supervised_probe spec;
+    caf::actor handle;
+    ProbeStatus status;
+    /// Bumped on every crash and restart: a restart timer of an older
+    /// generation is void.
+    uint64_t generation = 0;
+    caf::actor_clock::time_point started_at;
+    std::chrono::milliseconds next_backoff{0};
+    /// When the restarts within the window happened.
+    std::deque<caf::actor_clock::time_point> restarts;
+  };
+
+  supervisor_state() = default;
+  supervisor_state(const supervisor_state&) = delete;
+  supervisor_state& operator=(const supervisor_state&) = delete;
+  /// Terminates every running probe.
+  ~supervisor_state();
+
+  aggregator_actor aggregator;
+  SupervisorConfig config;
+  std::vector<child> children;
+  std::mt19937_64 rng;
+};
+
+/// The delay before restart number n (0-based) without jitter:
+/// min(max_backoff, initial * factor^n).
+std::chrono::milliseconds backoff_delay(const SupervisorConfig& cfg,
+                                        uint32_t n);
+
+/// Spawn with `sys.spawn(supervisor, aggregator, options)`. Terminating the
+/// supervisor terminates its probes.
+supervisor_actor::behavior_type
+supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
+           aggregator_actor aggregator, supervisor_options options);
+
+} // namespace tasker::health

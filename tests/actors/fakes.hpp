@@ -1,0 +1,217 @@
+// Dummy actors and fake measuring code for the deterministic actor tests.
+// The dummies implement the real typed interfaces; a test scripts them
+// through a shared `probe_control` (everything runs on the test thread).
+#pragma once
+
+#define FAIL(msg) CAF_FAIL(msg)
+#include "caf/test/dsl.hpp"
+
+#include "core/measure.hpp"
+#include "messages/errors.hpp"
+#include "messages/inspect.hpp"
+#include "messages/interfaces.hpp"
+#include "messages/registration.hpp"
+
+#include <deque>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+namespace tasker::health::testing {
+
+/// Registers the project's types like every real node does.
+struct test_config : caf::actor_system_config {
+  test_config() { register_types(*this); }
+};
+
+/// How a dummy probe answers the next `report` requests.
+struct probe_control {
+  enum mode_t {
+    answer, ///< reply with `report`
+    fail,   ///< reply with an error
+    raise,  ///< throw (the actor dies with sec::runtime_error)
+    hang,   ///< never reply (until release_hung())
+  };
+  mode_t mode = answer;
+  int requests = 0;
+  /// Holds the hung requests (a response promise can only be delivered
+  /// from inside an actor).
+  caf::actor holder;
+};
+
+template<class Report>
+struct holder_state {
+  static inline const char* name = "hung_requests";
+  holder_state() = default;
+  std::vector<caf::response_promise> promises;
+};
+
+/// Keeps delegated requests until told (ok_atom) to answer them.
+template<class Report>
+caf::behavior holder(caf::stateful_actor<holder_state<Report>>* self,
+                     std::shared_ptr<Report> report) {
+  return {
+      [=](atom::report) -> caf::response_promise {
+        auto rp = self->make_response_promise();
+        self->state.promises.push_back(rp);
+        return rp;
+      },
+      [=](caf::ok_atom) {
+        for (auto& p : self->state.promises)
+          p.deliver(*report);
+        self->state.promises.clear();
+      },
+  };
+}
+
+template<class Handle, class Report>
+struct fake_probe_state {
+  static inline const char* name = "fake_probe";
+  fake_probe_state() = default;
+  std::shared_ptr<probe_control> ctl;
+  std::shared_ptr<Report> report;
+};
+
+/// A dummy probe implementing `Handle` (one of the probe interfaces).
+template<class Handle, class Report>
+typename Handle::behavior_type fake_probe(
+    typename Handle::template stateful_pointer<fake_probe_state<Handle, Report>>
+        self,
+    std::shared_ptr<probe_control> ctl, std::shared_ptr<Report> report) {
+  self->state.ctl = ctl;
+  self->state.report = report;
+  ctl->holder = self->template spawn<caf::linked>(holder<Report>, report);
+  return {
+      [=](atom::report) -> caf::result<Report> {
+        auto& c = *self->state.ctl;
+        ++c.requests;
+        switch (c.mode) {
+          case probe_control::answer: return *self->state.report;
+          case probe_control::fail:
+            return caf::make_error(caf::sec::runtime_error, "scripted failure");
+          case probe_control::raise: throw std::runtime_error("scripted throw");
+          case probe_control::hang:
+            self->delegate(c.holder, atom::report_v);
+            return caf::delegated<Report>();
+        }
+        return *self->state.report;
+      },
+  };
+}
+
+/// Answers every hung request of `ctl` with the probe's current report
+/// (run the scheduler afterwards).
+inline void release_hung(probe_control& ctl) {
+  caf::anon_send(ctl.holder, caf::ok_atom_v);
+}
+
+struct recorder_state {
+  static inline const char* name = "recorder";
+  recorder_state() = default;
+  std::shared_ptr<std::vector<HealthSnapshot>> seen;
+};
+
+/// A dummy cache that records every snapshot it gets.
+inline cache_actor::behavior_type
+recorder(cache_actor::stateful_pointer<recorder_state> self,
+         std::shared_ptr<std::vector<HealthSnapshot>> seen) {
+  self->state.seen = seen;
+  return {
+      [=](atom::snapshot, HealthSnapshot& s) {
+        self->state.seen->push_back(std::move(s));
+      },
+      [=](atom::snapshot) -> caf::result<HealthSnapshot> {
+        if (self->state.seen->empty())
+          return caf::make_error(health_errc::no_snapshot);
+        return self->state.seen->back();
+      },
+      [=](atom::stale, uint64_t) {},
+  };
+}
+
+/// A scripted DatabaseCheck: each check takes the next result (or repeats
+/// the default one).
+class fake_db_check : public DatabaseCheck {
+ public:
+  DbCheckResult check() override {
+    ++calls;
+    if (throw_next) {
+      throw_next = false;
+      throw std::runtime_error("driver exploded");
+    }
+    if (!script.empty()) {
+      auto r = script.front();
+      script.pop_front();
+      return r;
+    }
+    return fallback;
+  }
+
+  static DbCheckResult ok() {
+    DbCheckResult r;
+    r.ok = true;
+    r.duration = std::chrono::microseconds{420};
+    return r;
+  }
+
+  static DbCheckResult refused() {
+    DbCheckResult r;
+    r.error = "connection refused";
+    r.duration = std::chrono::microseconds{150};
+    return r;
+  }
+
+  static DbCheckResult timeout() {
+    DbCheckResult r;
+    r.timed_out = true;
+    r.error = "timeout after 1000ms";
+    r.duration = std::chrono::microseconds{1'000'100};
+    return r;
+  }
+
+  int calls = 0;
+  bool throw_next = false;
+  std::deque<DbCheckResult> script;
+  DbCheckResult fallback = ok();
+};
+
+/// A scripted QueueDepthSource: reports fixed depths per queue.
+class fake_queue_source : public QueueDepthSource {
+ public:
+  QueueHealth measure(const std::vector<QueueDepthRequest>& qs) override {
+    ++calls;
+    last_requests = qs;
+    if (throw_next) {
+      throw_next = false;
+      throw std::runtime_error("socket closed");
+    }
+    QueueHealth h;
+    if (!error.empty()) {
+      h.error = error;
+      return h;
+    }
+    h.evaluated = true;
+    for (auto& q : qs) {
+      QueueReport r;
+      r.name = q.name;
+      r.count_cap = q.cap;
+      auto it = depths.find(q.name);
+      if (it == depths.end()) {
+        r.missing = true;
+      } else {
+        r.depth = std::min(it->second, q.cap);
+        r.capped = it->second >= q.cap;
+      }
+      h.queues.push_back(r);
+    }
+    return h;
+  }
+
+  int calls = 0;
+  bool throw_next = false;
+  std::string error;
+  std::map<std::string, int64_t> depths;
+  std::vector<QueueDepthRequest> last_requests;
+};
+
+} // namespace tasker::health::testing

@@ -1,0 +1,219 @@
+#define CAF_SUITE actors.health_system
+#include "fakes.hpp"
+
+#include "actors/health_system.hpp"
+
+#include "caf/actor_registry.hpp"
+
+using namespace tasker::health;
+using namespace tasker::health::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct fixture : test_coordinator_fixture<test_config> {
+  ManualClock clock;
+  HealthConfig cfg;
+  std::shared_ptr<fake_db_check> db = std::make_shared<fake_db_check>();
+  std::shared_ptr<fake_queue_source> queues
+      = std::make_shared<fake_queue_source>();
+  std::shared_ptr<ChannelMonitor> channel
+      = std::make_shared<ChannelMonitor>("commands", 100);
+  std::optional<health_system> hs;
+  size_t running_before = 0;
+
+  fixture() {
+    cfg.node_id = "orchestrator-1";
+    cfg.queues = {{"orders", std::nullopt}, {"events", std::nullopt}};
+    cfg.supervisor.jitter = 0.0;
+    cfg.supervisor.max_restarts = 2;
+    queues->depths = {{"orders", 10}, {"events", 20}};
+    running_before = sys.registry().running();
+  }
+
+  ~fixture() {
+    if (hs)
+      hs->stop();
+    sched.run();
+  }
+
+  health_parts parts() {
+    health_parts p;
+    p.database = db;
+    p.queues = queues;
+    p.channels = {channel};
+    p.clock = &clock;
+    p.detach_blocking_probes = false; // the test coordinator runs everything
+    return p;
+  }
+
+  void start(health_parts p) {
+    auto r = health_system::start(sys, cfg, std::move(p));
+    CAF_REQUIRE(r);
+    hs.emplace(std::move(*r));
+    sched.run();
+  }
+
+  void next_interval() {
+    sched.advance_time(cfg.evaluation_interval);
+    sched.run();
+  }
+
+  std::shared_ptr<const HealthSnapshot> snap() {
+    return hs->checker().snapshot();
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(health_system_tests, fixture)
+
+CAF_TEST(start builds the tree and the checker sees the first snapshot) {
+  start(parts());
+  auto c = hs->checker();
+  CAF_REQUIRE(c.snapshot() != nullptr);
+  CAF_CHECK_EQUAL(c.snapshot()->sequence, 1u);
+  CAF_CHECK_EQUAL(c.snapshot()->node_id, "orchestrator-1");
+  CAF_CHECK(c.is_healthy());
+  CAF_CHECK(!c.try_check());
+  CAF_CHECK_EQUAL(snap()->queues.queues.size(), 2u);
+  CAF_CHECK_EQUAL(db->calls, 1);
+  next_interval();
+  CAF_CHECK_EQUAL(snap()->sequence, 2u);
+}
+
+CAF_TEST(backpressure flows from a probe to the checker) {
+  start(parts());
+  queues->depths["events"] = 6000;
+  next_interval();
+  auto r = hs->checker().try_check();
+  CAF_REQUIRE(r);
+  CAF_CHECK(r->code == ReasonCode::queue_critical);
+  CAF_CHECK_EQUAL(r->retry_after.count(), 30);
+  for (int i = 0; i < 96; ++i)
+    channel->record_send();
+  next_interval();
+  CAF_CHECK(hs->checker().try_check()->code == ReasonCode::channel_critical);
+  channel->set_in_use(0);
+  queues->depths["events"] = 0;
+  next_interval();
+  CAF_CHECK(!hs->checker().try_check());
+}
+
+CAF_TEST(the breaker opens from probe results and blocks work) {
+  cfg.breaker.open_timeout = 30s;
+  auto p = parts();
+  ManualClock breaker_clock;
+  p.breaker = std::make_shared<CircuitBreaker>(cfg.breaker, breaker_clock);
+  db->fallback = fake_db_check::refused();
+  start(std::move(p));
+  for (int i = 0; i < 4; ++i)
+    next_interval();
+  auto r = hs->checker().try_check();
+  CAF_REQUIRE(r);
+  CAF_CHECK(r->code == ReasonCode::breaker_open);
+  CAF_CHECK_EQUAL(r->retry_after.count(), 30);
+  CAF_CHECK_EQUAL(db->calls, 5);
+  next_interval();
+  CAF_CHECK_EQUAL(db->calls, 5); // skipped while open
+  CAF_CHECK(snap()->database.check_skipped);
+  db->fallback = fake_db_check::ok();
+  breaker_clock.advance(30s);
+  next_interval(); // trial 1
+  next_interval(); // trial 2 closes
+  CAF_CHECK(snap()->database.breaker.state == CircuitState::closed);
+  CAF_CHECK(!hs->checker().try_check());
+  CAF_CHECK(hs->breaker()->state() == CircuitState::closed);
+}
+
+CAF_TEST(a crashing custom probe is restarted then given up) {
+  auto ctl = std::make_shared<probe_control>();
+  auto report = std::make_shared<CustomHealth>();
+  report->evaluated = true;
+  report->healthy = true;
+  ctl->mode = probe_control::raise;
+  int spawned = 0;
+  auto p = parts();
+  p.custom.push_back(
+      {"ledger", CustomKind::critical, [&](caf::actor_system& s) {
+         ++spawned;
+         return s.spawn(fake_probe<custom_probe_actor, CustomHealth>, ctl,
+                        report);
+       }});
+  start(std::move(p));
+  CAF_MESSAGE("cycle 1: the probe throws and dies; Unknown with the reason");
+  CAF_REQUIRE_EQUAL(snap()->custom.size(), 1u);
+  CAF_CHECK(!snap()->custom[0].evaluated);
+  CAF_CHECK_EQUAL(spawned, 1);
+  sched.advance_time(100ms); // backoff
+  sched.run();
+  CAF_CHECK_EQUAL(spawned, 2);
+  CAF_MESSAGE("cycle 2 uses the new handle");
+  ctl->mode = probe_control::answer;
+  next_interval();
+  CAF_CHECK(snap()->custom[0].evaluated);
+  CAF_CHECK_EQUAL(ctl->requests, 2);
+  CAF_MESSAGE("two more crashes exceed the restart intensity (2)");
+  ctl->mode = probe_control::raise;
+  next_interval();
+  sched.advance_time(200ms);
+  sched.run();
+  CAF_CHECK_EQUAL(spawned, 3);
+  next_interval();
+  sched.advance_time(10s);
+  sched.run();
+  CAF_CHECK_EQUAL(spawned, 3);
+  next_interval();
+  CAF_CHECK(!snap()->custom[0].evaluated);
+  CAF_CHECK_EQUAL(snap()->custom[0].error.substr(0, 30),
+                  "probe failed permanently: syst");
+  CAF_MESSAGE("fail-open: a failed critical custom probe does not block");
+  CAF_CHECK(!hs->checker().try_check());
+}
+
+CAF_TEST(dimensions without measuring code are not watched) {
+  health_parts p;
+  p.channels = {channel};
+  p.clock = &clock;
+  p.detach_blocking_probes = false;
+  start(std::move(p));
+  CAF_CHECK(!snap()->database.watched);
+  CAF_CHECK(!snap()->queues.watched);
+  CAF_CHECK(snap()->channel.evaluated);
+  CAF_CHECK(hs->checker().is_healthy());
+}
+
+CAF_TEST(an invalid configuration is refused naming the option) {
+  cfg.evaluation_interval = 0ms;
+  auto r = health_system::start(sys, cfg, parts());
+  CAF_REQUIRE(!r);
+  CAF_CHECK(r.error() == health_errc::invalid_config);
+  auto text = sys.render(r.error());
+  CAF_CHECK_NOT_EQUAL(text.find("health.evaluation-interval"),
+                      std::string::npos);
+  CAF_CHECK_EQUAL(sys.registry().running(), running_before);
+}
+
+CAF_TEST(stop leaves no actor running) {
+  start(parts());
+  CAF_CHECK_GREATER(sys.registry().running(), running_before);
+  hs->stop();
+  sched.run();
+  CAF_CHECK_EQUAL(sys.registry().running(), running_before);
+  hs->stop(); // idempotent
+}
+
+CAF_TEST(add cache delivers to a second cell) {
+  start(parts());
+  auto cell2 = std::make_shared<SnapshotCell>(clock);
+  hs->add_cache(cell2);
+  sched.run();
+  CAF_CHECK_EQUAL(cell2->publications(), 1u); // current snapshot at once
+  next_interval();
+  CAF_CHECK_EQUAL(cell2->load()->sequence, 2u);
+  hs->stop();
+  sched.run();
+  CAF_CHECK_EQUAL(sys.registry().running(), running_before);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

@@ -1,0 +1,215 @@
+#define CAF_SUITE actors.supervisor
+#include "fakes.hpp"
+
+#include "actors/supervisor.hpp"
+
+using namespace tasker::health;
+using namespace tasker::health::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// What the dummy aggregator heard from the supervisor.
+struct heard {
+  std::vector<queue_probe_actor> replacements;
+  std::vector<std::string> failures;
+};
+
+struct agg_state {
+  static inline const char* name = "fake_aggregator";
+  agg_state() = default;
+  std::shared_ptr<heard> log;
+};
+
+aggregator_actor::behavior_type
+recording_aggregator(aggregator_actor::stateful_pointer<agg_state> self,
+                     std::shared_ptr<heard> log) {
+  self->state.log = log;
+  return {
+      [=](atom::subscribe, cache_actor) {},
+      [=](atom::unsubscribe, cache_actor) {},
+      [=](atom::snapshot) -> caf::result<HealthSnapshot> {
+        return caf::make_error(health_errc::no_snapshot);
+      },
+      [=](atom::replace, db_probe_actor) {},
+      [=](atom::replace, channel_probe_actor) {},
+      [=](atom::replace, queue_probe_actor h) {
+        self->state.log->replacements.push_back(h);
+      },
+      [=](atom::replace, const std::string&, custom_probe_actor) {},
+      [=](atom::failed, ProbeKind, const std::string& name,
+          const std::string& reason) {
+        self->state.log->failures.push_back(name + ": " + reason);
+      },
+      [=](atom::tick) {},
+      [=](atom::deadline, uint64_t) {},
+  };
+}
+
+struct fixture : test_coordinator_fixture<test_config> {
+  std::shared_ptr<heard> log = std::make_shared<heard>();
+  std::shared_ptr<probe_control> ctl = std::make_shared<probe_control>();
+  std::shared_ptr<QueueHealth> report = std::make_shared<QueueHealth>();
+  aggregator_actor agg;
+  supervisor_actor sup;
+  SupervisorConfig cfg;
+  int spawned = 0;
+
+  fixture() {
+    cfg.initial_backoff = 100ms;
+    cfg.backoff_factor = 2.0;
+    cfg.max_backoff = 300ms;
+    cfg.jitter = 0.0;
+    cfg.max_restarts = 3;
+    cfg.restart_window = 60s;
+    cfg.reset_after = 10s;
+    ctl->mode = probe_control::raise;
+    agg = sys.spawn(recording_aggregator, log);
+    sched.run();
+  }
+
+  ~fixture() {
+    caf::anon_send_exit(sup, caf::exit_reason::kill);
+    caf::anon_send_exit(agg, caf::exit_reason::kill);
+    sched.run();
+  }
+
+  void start() {
+    supervisor_options o;
+    o.config = cfg;
+    o.probes.push_back(
+        {ProbeKind::queue, "queue", [this](caf::actor_system& s) {
+           ++spawned;
+           return caf::actor_cast<caf::actor>(s.spawn(
+               fake_probe<queue_probe_actor, QueueHealth>, ctl, report));
+         }});
+    sup = sys.spawn(supervisor, agg, std::move(o));
+    sched.run();
+  }
+
+  /// Makes the current probe throw, which kills it.
+  void crash_current() {
+    CAF_REQUIRE(!log->replacements.empty());
+    caf::anon_send(log->replacements.back(), atom::report_v);
+    sched.run();
+  }
+
+  std::vector<ProbeStatus> status() {
+    std::vector<ProbeStatus> result;
+    auto rh = self->request(sup, caf::infinite, atom::status_v);
+    sched.run();
+    rh.receive([&](std::vector<ProbeStatus>& xs) { result = std::move(xs); },
+               [&](const caf::error& e) { CAF_FAIL(sys.render(e)); });
+    return result;
+  }
+
+  /// Advances time by `d` and reports whether a new probe was spawned.
+  bool restarted_after(std::chrono::milliseconds d) {
+    auto before = spawned;
+    sched.advance_time(d);
+    sched.run();
+    return spawned > before;
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(supervisor_tests, fixture)
+
+CAF_TEST(the supervisor spawns its probes and registers them) {
+  start();
+  CAF_CHECK_EQUAL(spawned, 1);
+  CAF_REQUIRE_EQUAL(log->replacements.size(), 1u);
+  auto st = status();
+  CAF_REQUIRE_EQUAL(st.size(), 1u);
+  CAF_CHECK_EQUAL(st[0].name, "queue");
+  CAF_CHECK(st[0].running);
+  CAF_CHECK_EQUAL(st[0].restarts, 0u);
+}
+
+CAF_TEST(a throwing probe is restarted after the backoff) {
+  start();
+  auto first = log->replacements.back();
+  crash_current();
+  CAF_CHECK(!status()[0].running);
+  CAF_CHECK(!restarted_after(99ms));
+  CAF_CHECK(restarted_after(1ms));
+  CAF_REQUIRE_EQUAL(log->replacements.size(), 2u);
+  CAF_CHECK(log->replacements.back() != first);
+  auto st = status()[0];
+  CAF_CHECK(st.running);
+  CAF_CHECK_EQUAL(st.restarts, 1u);
+  CAF_CHECK_NOT_EQUAL(st.last_failure.find("runtime_error"), std::string::npos);
+}
+
+CAF_TEST(the backoff grows exponentially up to its maximum) {
+  cfg.max_restarts = 10;
+  start();
+  crash_current();
+  CAF_CHECK(restarted_after(100ms));
+  crash_current();
+  CAF_CHECK(!restarted_after(199ms));
+  CAF_CHECK(restarted_after(1ms));
+  crash_current();
+  CAF_CHECK(!restarted_after(299ms)); // 400 ms capped at 300 ms
+  CAF_CHECK(restarted_after(1ms));
+  crash_current();
+  CAF_CHECK(restarted_after(300ms));
+}
+
+CAF_TEST(the backoff resets after a healthy period) {
+  cfg.max_restarts = 10;
+  start();
+  crash_current();
+  CAF_CHECK(restarted_after(100ms));
+  crash_current();
+  CAF_CHECK(restarted_after(200ms));
+  sched.advance_time(10s); // ran healthy for reset-after
+  crash_current();
+  CAF_CHECK(restarted_after(100ms));
+}
+
+CAF_TEST(too many restarts within the window is permanent failure) {
+  start();
+  for (int i = 0; i < 3; ++i) {
+    crash_current();
+    CAF_CHECK(restarted_after(300ms));
+  }
+  CAF_CHECK(log->failures.empty());
+  CAF_MESSAGE("the fourth crash within the window: give up");
+  crash_current();
+  CAF_CHECK(!restarted_after(10s));
+  CAF_REQUIRE_EQUAL(log->failures.size(), 1u);
+  CAF_CHECK_EQUAL(log->failures[0].substr(0, 7), "queue: ");
+  auto st = status()[0];
+  CAF_CHECK(st.failed_permanently);
+  CAF_CHECK(!st.running);
+  CAF_CHECK_EQUAL(st.restarts, 3u);
+}
+
+CAF_TEST(restarts outside the window do not count) {
+  start();
+  for (int i = 0; i < 3; ++i) {
+    crash_current();
+    CAF_CHECK(restarted_after(300ms));
+  }
+  sched.advance_time(61s);
+  crash_current();
+  CAF_CHECK(restarted_after(100ms)); // healthy for long: fresh backoff too
+  CAF_CHECK(log->failures.empty());
+}
+
+CAF_TEST(stopping the supervisor stops its probes) {
+  start();
+  auto probe = log->replacements.back();
+  auto probe_addr = probe.address();
+  self->monitor(probe);
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  sched.run();
+  bool down = false;
+  self->receive([&](caf::down_msg& dm) { down = dm.source == probe_addr; },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  CAF_CHECK(down);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
