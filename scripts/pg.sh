@@ -5,6 +5,9 @@
 #   scripts/pg.sh env   [DIR]   print the env of a running cluster
 #   scripts/pg.sh stop  [DIR]   stop it and remove DIR
 #   scripts/pg.sh status [DIR]  exit 0 if it runs
+#   scripts/pg.sh restart [DIR] start it again on its old port with its data
+#                               (after a crash or an immediate stop; stops it
+#                               first, immediately, if it runs), print its env
 #
 # DIR defaults to $TASKER_PG_DIR, else /tmp/tasker-health-pg. The cluster
 # listens on a Unix socket in DIR and on a free port of 127.0.0.1 (trust
@@ -12,7 +15,7 @@
 # refuses to run as root, so as root the server runs as the `postgres` user on
 # a directory that user owns.
 #
-# `start` and `env` print shell assignments (eval them):
+# `start`, `restart` and `env` print shell assignments (eval them):
 #   TASKER_HEALTH_TEST_PG   libpq connection string (what the tests read)
 #   TASKER_PG_DIR           the cluster's directory
 #   TASKER_PG_PORT          its TCP port
@@ -22,7 +25,7 @@ cmd=${1:-}
 dir=${2:-${TASKER_PG_DIR:-/tmp/tasker-health-pg}}
 
 usage() {
-  echo "usage: $0 start|stop|env|status [DIR]" >&2
+  echo "usage: $0 start|stop|env|status|restart [DIR]" >&2
   exit 2
 }
 
@@ -69,6 +72,16 @@ running() {
   [ -f "$dir/data/postmaster.pid" ] && as_owner "$(pgbin)/pg_ctl" -D "$dir/data" status >/dev/null 2>&1
 }
 
+# Starts the server of "$dir" on port $2 with binaries from $1.
+start_server() {
+  as_owner "$1/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-k $dir -p $2 -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    start >/dev/null || {
+    cat "$dir/server.log" >&2
+    exit 1
+  }
+}
+
 case "$cmd" in
   start)
     if running; then
@@ -86,12 +99,7 @@ case "$cmd" in
       exit 1
     }
     port=$(free_port)
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-      start >/dev/null || {
-      cat "$dir/server.log" >&2
-      exit 1
-    }
+    start_server "$bin" "$port"
     cat >"$dir/env" <<ENV
 export TASKER_HEALTH_TEST_PG='host=127.0.0.1 port=$port user=postgres dbname=postgres'
 export TASKER_PG_DIR='$dir'
@@ -105,6 +113,24 @@ ENV
     ;;
   status)
     running
+    ;;
+  restart)
+    if [ ! -f "$dir/env" ] || [ ! -d "$dir/data" ]; then
+      echo "pg.sh: no cluster in $dir (run: $0 start $dir)" >&2
+      exit 1
+    fi
+    bin=$(pgbin)
+    port=$(sed -n "s/^export TASKER_PG_PORT='\([0-9]*\)'\$/\1/p" "$dir/env")
+    if [ -z "$port" ]; then
+      echo "pg.sh: no port in $dir/env" >&2
+      exit 1
+    fi
+    if running; then
+      as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    start_server "$bin" "$port"
+    echo "pg.sh: PostgreSQL restarted in $dir on 127.0.0.1:$port" >&2
+    print_env
     ;;
   stop)
     if [ -d "$dir/data" ]; then

@@ -1,0 +1,387 @@
+#include "core/postgres/pg_connection.hpp"
+
+#include "core/log.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include <libpq-fe.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+
+namespace tasker::health::pg {
+
+namespace {
+
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+
+/// The first line of a libpq message, without trailing blanks.
+std::string first_line(std::string_view msg) {
+  auto end = msg.find('\n');
+  if (end != std::string_view::npos)
+    msg = msg.substr(0, end);
+  while (!msg.empty() && (msg.back() == ' ' || msg.back() == '\r'))
+    msg.remove_suffix(1);
+  return std::string{msg};
+}
+
+long long to_ms(steady::duration d) {
+  return std::chrono::duration_cast<milliseconds>(d).count();
+}
+
+/// libpq's own rule for "this is a connection string, not a database name".
+bool looks_like_conninfo(std::string_view s) {
+  return s.starts_with("postgresql://") || s.starts_with("postgres://")
+         || s.find('=') != std::string_view::npos;
+}
+
+bool is_plain_word(std::string_view s) {
+  if (s.empty() || s.size() > 40)
+    return false;
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || c == '_'))
+      return false;
+  return true;
+}
+
+/// libpq's parse errors quote pieces of the connection string, and for a
+/// malformed string those pieces may be (part of) the password: every quoted
+/// fragment is masked, except the option name of "invalid connection option",
+/// which is what the user needs to see.
+std::string sanitize_parse_error(std::string_view msg) {
+  auto line = first_line(msg);
+  bool keep_words = line.starts_with("invalid connection option");
+  std::string out;
+  size_t pos = 0;
+  while (pos < line.size()) {
+    auto open = line.find('"', pos);
+    if (open == std::string::npos) {
+      out.append(line, pos, std::string::npos);
+      break;
+    }
+    auto close = line.find('"', open + 1);
+    if (close == std::string::npos) {
+      out.append(line, pos, open - pos);
+      out += "\"***\"";
+      break;
+    }
+    auto fragment = std::string_view{line}.substr(open + 1, close - open - 1);
+    out.append(line, pos, open - pos + 1);
+    if (fragment == "=" || (keep_words && is_plain_word(fragment)))
+      out += fragment;
+    else
+      out += "***";
+    out += '"';
+    pos = close + 1;
+  }
+  return out;
+}
+
+enum class wait_result { ready, timeout, error };
+
+/// Waits until `fd` is ready for `events` or the deadline passes.
+wait_result wait_socket(int fd, short events, steady::time_point deadline,
+                        short* revents = nullptr) {
+  if (fd < 0)
+    return wait_result::error;
+  for (;;) {
+    pollfd pfd{fd, events, 0};
+    int rc = ::poll(&pfd, 1, remaining_ms(deadline));
+    if (rc > 0) {
+      if (revents != nullptr)
+        *revents = pfd.revents;
+      return wait_result::ready;
+    }
+    if (rc == 0) {
+      if (steady::now() >= deadline)
+        return wait_result::timeout;
+      continue;
+    }
+    if (errno != EINTR)
+      return wait_result::error;
+  }
+}
+
+std::string result_error(const PGresult* res) {
+  const char* primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+  const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  std::string msg = primary != nullptr ? first_line(primary)
+                                       : first_line(PQresultErrorMessage(res));
+  if (msg.empty())
+    msg = PQresStatus(PQresultStatus(res));
+  if (state != nullptr)
+    msg += std::string{" (SQLSTATE "} + state + ")";
+  return msg;
+}
+
+void on_notice(void* arg, const char* message) {
+  auto* component = static_cast<const std::string*>(arg);
+  logger()->debug("postgres notice component={} message=\"{}\"", *component,
+                  first_line(message));
+}
+
+} // namespace
+
+int remaining_ms(steady::time_point deadline) noexcept {
+  auto left = deadline - steady::now();
+  if (left <= steady::duration::zero())
+    return 0;
+  return static_cast<int>(std::chrono::ceil<milliseconds>(left).count());
+}
+
+Connection::Connection(ConnectionOptions options)
+    : options_(std::move(options)), target_(redact_dsn(options_.conninfo)) {
+  if (!looks_like_conninfo(options_.conninfo))
+    return; // a bare database name (or empty): nothing secret to find
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(options_.conninfo.c_str(), &err);
+  if (opts == nullptr) {
+    conninfo_error_ = "invalid connection string: "
+                      + (err != nullptr ? sanitize_parse_error(err)
+                                        : std::string{"out of memory"});
+    if (err != nullptr)
+      PQfreemem(err);
+    return;
+  }
+  for (auto* o = opts; o->keyword != nullptr; ++o)
+    if (std::strcmp(o->keyword, "password") == 0 && o->val != nullptr)
+      password_ = o->val;
+  PQconninfoFree(opts);
+}
+
+Connection::~Connection() {
+  disconnect();
+}
+
+void Connection::disconnect() noexcept {
+  if (conn_ != nullptr) {
+    // Non-blocking mode is set on every connection, so PQfinish only queues
+    // the Terminate message and closes the socket: it never waits for a
+    // server that stopped answering.
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+  backend_pid_.store(-1, std::memory_order_relaxed);
+}
+
+std::string Connection::scrub(std::string message) const {
+  // libpq does not echo passwords, but errors end up in logs, snapshots and
+  // HTTP answers: make sure. Very short passwords would mask random letters.
+  if (password_.size() >= 3) {
+    for (auto pos = message.find(password_); pos != std::string::npos;
+         pos = message.find(password_, pos + 3))
+      message.replace(pos, password_.size(), "***");
+  }
+  return message;
+}
+
+void Connection::fail(StatementResult& out, bool timed_out, std::string error) {
+  out.ok = false;
+  out.timed_out = timed_out;
+  out.error = scrub(std::move(error));
+  out.rows.clear();
+}
+
+void Connection::log_failure(std::string_view what, const StatementResult& r,
+                             steady::duration elapsed) {
+  auto level = r.error == last_logged_error_ ? spdlog::level::debug
+                                             : spdlog::level::warn;
+  last_logged_error_ = r.error;
+  logger()->log(level,
+                "postgres {} failed component={} target=\"{}\" timed_out={} "
+                "elapsed_ms={} error=\"{}\"",
+                what, options_.component, target_, r.timed_out, to_ms(elapsed),
+                r.error);
+}
+
+void Connection::log_success_after_failure() {
+  if (last_logged_error_.empty())
+    return;
+  logger()->info("postgres recovered component={} target=\"{}\" "
+                 "previous_error=\"{}\"",
+                 options_.component, target_, last_logged_error_);
+  last_logged_error_.clear();
+}
+
+bool Connection::connect(StatementResult& out) {
+  auto start = steady::now();
+  auto deadline = start + options_.connect_timeout;
+  logger()->debug("postgres connecting component={} target=\"{}\" "
+                  "connect_timeout_ms={}",
+                  options_.component, target_,
+                  options_.connect_timeout.count());
+  // fallback_application_name comes first so that an application_name in
+  // the user's string wins; dbname is expanded as a full connection string.
+  const char* keys[] = {"fallback_application_name", "dbname", nullptr};
+  const char* vals[] = {"tasker-health", options_.conninfo.c_str(), nullptr};
+  PGconn* c = PQconnectStartParams(keys, vals, 1);
+  if (c == nullptr) {
+    fail(out, false, "cannot start a connection: out of memory");
+    log_failure("connect", out, steady::now() - start);
+    return false;
+  }
+  auto give_up = [&](bool timed_out, std::string error) {
+    PQfinish(c);
+    fail(out, timed_out, std::move(error));
+    log_failure("connect", out, steady::now() - start);
+    return false;
+  };
+  if (PQstatus(c) == CONNECTION_BAD)
+    return give_up(false, first_line(PQerrorMessage(c)));
+  PQsetNoticeProcessor(c, on_notice,
+                       const_cast<std::string*>(&options_.component));
+  // PQconnectPoll's contract: behave as if it had asked for writing first,
+  // then wait for what it asks for. The socket may change between calls
+  // (several hosts or addresses), so it is read anew each time.
+  auto status = PGRES_POLLING_WRITING;
+  while (status != PGRES_POLLING_OK) {
+    if (status == PGRES_POLLING_FAILED)
+      return give_up(false, first_line(PQerrorMessage(c)));
+    short events = status == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+    switch (wait_socket(PQsocket(c), events, deadline)) {
+      case wait_result::timeout:
+        return give_up(true,
+                       "connect timed out after "
+                           + std::to_string(options_.connect_timeout.count())
+                           + " ms");
+      case wait_result::error:
+        return give_up(false, std::string{"connect failed: waiting on the "
+                                          "socket: "}
+                                  + std::strerror(errno));
+      case wait_result::ready: break;
+    }
+    status = PQconnectPoll(c);
+  }
+  if (PQsetnonblocking(c, 1) != 0)
+    return give_up(false, first_line(PQerrorMessage(c)));
+  conn_ = c;
+  backend_pid_.store(PQbackendPID(c), std::memory_order_relaxed);
+  logger()->info("postgres connected component={} target=\"{}\" "
+                 "backend_pid={} connect_ms={}",
+                 options_.component, target_, backend_pid(),
+                 to_ms(steady::now() - start));
+  return true;
+}
+
+StatementResult Connection::exec(const std::string& sql,
+                                 const std::vector<std::string>& params) {
+  StatementResult out;
+  if (!conninfo_error_.empty()) {
+    fail(out, false, conninfo_error_);
+    log_failure("connect", out, steady::duration::zero());
+    return out;
+  }
+  if (conn_ == nullptr && !connect(out))
+    return out;
+  auto start = steady::now();
+  auto deadline = start + options_.query_timeout;
+  auto give_up = [&](bool timed_out, std::string error) {
+    // After a timeout the protocol state is unknown (a result may still be
+    // on its way) and after a transport error the socket is dead: either way
+    // this connection is done for.
+    auto pid = backend_pid();
+    disconnect();
+    fail(out, timed_out, std::move(error));
+    log_failure("statement", out, steady::now() - start);
+    logger()->debug("postgres connection discarded component={} "
+                    "backend_pid={}",
+                    options_.component, pid);
+    return out;
+  };
+  auto timeout_error = [&] {
+    return "query timed out after "
+           + std::to_string(options_.query_timeout.count())
+           + " ms (no answer from the server)";
+  };
+
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params)
+    values.push_back(p.c_str());
+  if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()),
+                        nullptr, values.data(), nullptr, nullptr, 0)
+      == 0)
+    return give_up(false, first_line(PQerrorMessage(conn_)));
+
+  // Non-blocking send: the statement may not fit the socket buffer at once.
+  for (;;) {
+    int rc = PQflush(conn_);
+    if (rc == 0)
+      break;
+    if (rc < 0)
+      return give_up(false, first_line(PQerrorMessage(conn_)));
+    short revents = 0;
+    auto w = wait_socket(PQsocket(conn_), POLLOUT | POLLIN, deadline, &revents);
+    if (w == wait_result::timeout)
+      return give_up(true, timeout_error());
+    if (w == wait_result::error)
+      return give_up(false, std::string{"waiting on the socket: "}
+                                + std::strerror(errno));
+    // libpq's rule: input must be consumed while flushing, or both sides
+    // may wait on full buffers.
+    if ((revents & POLLIN) != 0 && PQconsumeInput(conn_) == 0)
+      return give_up(false, first_line(PQerrorMessage(conn_)));
+  }
+
+  std::string statement_error;
+  for (;;) {
+    while (PQisBusy(conn_) == 0) {
+      PGresult* res = PQgetResult(conn_);
+      if (res == nullptr) {
+        // All results read: the connection is ready for the next statement,
+        // unless the server went away while answering.
+        if (PQstatus(conn_) == CONNECTION_BAD)
+          return give_up(false, statement_error.empty()
+                                    ? first_line(PQerrorMessage(conn_))
+                                    : statement_error);
+        if (!statement_error.empty()) {
+          fail(out, false, std::move(statement_error));
+          log_failure("statement", out, steady::now() - start);
+          return out;
+        }
+        out.ok = true;
+        log_success_after_failure();
+        return out;
+      }
+      switch (PQresultStatus(res)) {
+        case PGRES_TUPLES_OK: {
+          int rows = PQntuples(res);
+          int cols = PQnfields(res);
+          out.rows.reserve(static_cast<size_t>(rows));
+          for (int r = 0; r < rows; ++r) {
+            Row row;
+            row.reserve(static_cast<size_t>(cols));
+            for (int c = 0; c < cols; ++c) {
+              if (PQgetisnull(res, r, c) != 0)
+                row.emplace_back(std::nullopt);
+              else
+                row.emplace_back(
+                    std::string{PQgetvalue(res, r, c),
+                                static_cast<size_t>(PQgetlength(res, r, c))});
+            }
+            out.rows.push_back(std::move(row));
+          }
+          break;
+        }
+        case PGRES_COMMAND_OK:
+        case PGRES_EMPTY_QUERY: break;
+        default:
+          if (statement_error.empty())
+            statement_error = result_error(res);
+      }
+      PQclear(res);
+    }
+    switch (wait_socket(PQsocket(conn_), POLLIN, deadline)) {
+      case wait_result::timeout: return give_up(true, timeout_error());
+      case wait_result::error:
+        return give_up(false, std::string{"waiting on the socket: "}
+                                  + std::strerror(errno));
+      case wait_result::ready: break;
+    }
+    if (PQconsumeInput(conn_) == 0)
+      return give_up(false, first_line(PQerrorMessage(conn_)));
+  }
+}
+
+} // namespace tasker::health::pg
