@@ -319,8 +319,8 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
                               }),
                subs.end());
     if (subs.size() != n)
-      logger()->info("event=subscriber_dropped reason=\"{}\" subscribers={}",
-                     self->system().render(dm.reason), subs.size());
+      logger()->info("event=subscriber_dropped reason={} subscribers={}",
+                     quoted(self->system().render(dm.reason)), subs.size());
   });
   // The tick chain: one cycle per interval. The first cycle starts as soon
   // as all probes are registered (possibly right now).
@@ -391,8 +391,8 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
         s.handle = nullptr;
         s.busy = false;
         ++s.request_id;
-        logger()->error("event=probe_failed_permanently probe={} reason=\"{}\"",
-                        s.name, reason);
+        logger()->error("event=probe_failed_permanently probe={} reason={}",
+                        s.name, quoted(reason));
         maybe_start(self);
       },
       [=](atom::tick) {

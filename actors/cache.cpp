@@ -26,8 +26,8 @@ cache(cache_actor::stateful_pointer<cache_state> self,
       return;
     self->state.options.cell->mark_stale();
     self->state.stale = true;
-    logger()->warn("event=aggregator_down reason=\"{}\" cache=stale",
-                   self->system().render(dm.reason));
+    logger()->warn("event=aggregator_down reason={} cache=stale",
+                   quoted(self->system().render(dm.reason)));
   });
   self->send(aggregator, atom::subscribe_v, caf::actor_cast<cache_actor>(self));
   return {

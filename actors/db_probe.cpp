@@ -59,8 +59,8 @@ db_probe(db_probe_actor::stateful_pointer<db_probe_state> self,
             logger()->info("event=db_check_ok duration_us={}",
                            h.check_duration.count());
           else
-            logger()->warn("event=db_check_failed timed_out={} error=\"{}\"",
-                           h.timed_out, h.error);
+            logger()->warn("event=db_check_failed timed_out={} error={}",
+                           h.timed_out, quoted(h.error));
         }
         return h;
       },

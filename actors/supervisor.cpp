@@ -66,9 +66,9 @@ void give_up(self_ptr self, supervisor_state::child& c, std::string reason) {
   c.status.running = false;
   c.handle = nullptr;
   logger()->error("event=probe_given_up probe={} restarts_in_window={} "
-                  "window_ms={} reason=\"{}\"",
+                  "window_ms={} reason={}",
                   c.spec.name, c.restarts.size(),
-                  self->state.config.restart_window.count(), reason);
+                  self->state.config.restart_window.count(), quoted(reason));
   self->send(self->state.aggregator, atom::failed_v, c.spec.kind, c.spec.name,
              std::move(reason));
 }
@@ -86,8 +86,8 @@ bool spawn_child(self_ptr self, size_t i) {
   if (!h) {
     c.status.last_failure = "factory failed: "
                             + (error.empty() ? std::string{"no actor"} : error);
-    logger()->error("event=probe_spawn_failed probe={} error=\"{}\"",
-                    c.spec.name, c.status.last_failure);
+    logger()->error("event=probe_spawn_failed probe={} error={}", c.spec.name,
+                    quoted(c.status.last_failure));
     return false;
   }
   c.handle = h;
@@ -126,9 +126,9 @@ void schedule_restart(self_ptr self, size_t i) {
       std::min(next, static_cast<double>(st.config.max_backoff.count())))};
   c.restarts.push_back(now);
   logger()->warn("event=probe_restart_scheduled probe={} delay_ms={} "
-                 "restarts_in_window={} reason=\"{}\"",
+                 "restarts_in_window={} reason={}",
                  c.spec.name, delay.count(), c.restarts.size(),
-                 c.status.last_failure);
+                 quoted(c.status.last_failure));
   self->delayed_send(self, delay, atom::restart_v, static_cast<uint32_t>(i),
                      c.generation);
 }
@@ -175,15 +175,15 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
       auto reason = self->system().render(dm.reason);
       if (!dm.reason || dm.reason == caf::exit_reason::user_shutdown) {
         // Stopped on purpose: not a failure, not restarted.
-        logger()->info("event=probe_stopped probe={} reason=\"{}\"",
-                       c.spec.name, reason);
+        logger()->info("event=probe_stopped probe={} reason={}", c.spec.name,
+                       quoted(reason));
         c.handle = nullptr;
         c.status.running = false;
         ++c.generation;
         return;
       }
-      logger()->warn("event=probe_down probe={} reason=\"{}\"", c.spec.name,
-                     reason);
+      logger()->warn("event=probe_down probe={} reason={}", c.spec.name,
+                     quoted(reason));
       on_failure(self, i, reason);
       return;
     }

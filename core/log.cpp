@@ -17,6 +17,23 @@ std::shared_ptr<spdlog::logger> logger() {
   return spdlog::stderr_color_mt(name);
 }
 
+std::string quoted(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
 std::string redact_dsn(std::string_view dsn) {
   std::string s{dsn};
   // URI form: scheme://user:password@host...

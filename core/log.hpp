@@ -19,6 +19,10 @@ inline constexpr std::string_view logger_name = "tasker-health";
 /// use.
 std::shared_ptr<spdlog::logger> logger();
 
+/// `s` in double quotes with `"` and `\` escaped, for a `key=value` log
+/// field holding free text.
+std::string quoted(std::string_view s);
+
 /// A libpq connection string (URI or key=value form) with the password
 /// replaced by "***", safe to log.
 std::string redact_dsn(std::string_view dsn);

@@ -1,22 +1,13 @@
 #include "core/transitions.hpp"
 
+#include "core/log.hpp"
+
 #include <cstdio>
 #include <map>
 
 namespace tasker::health {
 
 namespace {
-
-std::string quoted(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += '\\';
-    out += c;
-  }
-  out += '"';
-  return out;
-}
 
 std::string str(std::string_view s) {
   return std::string{s};

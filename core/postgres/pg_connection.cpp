@@ -117,8 +117,8 @@ std::string result_error(const PGresult* res) {
 
 void on_notice(void* arg, const char* message) {
   auto* component = static_cast<const std::string*>(arg);
-  logger()->debug("postgres notice component={} message=\"{}\"", *component,
-                  first_line(message));
+  logger()->debug("event=pg_notice component={} message={}", *component,
+                  quoted(first_line(message)));
 }
 
 } // namespace
@@ -189,27 +189,27 @@ void Connection::log_failure(std::string_view what, const StatementResult& r,
                                              : spdlog::level::warn;
   last_logged_error_ = r.error;
   logger()->log(level,
-                "postgres {} failed component={} target=\"{}\" timed_out={} "
-                "elapsed_ms={} error=\"{}\"",
-                what, options_.component, target_, r.timed_out, to_ms(elapsed),
-                r.error);
+                "event=pg_{}_failed component={} target={} timed_out={} "
+                "elapsed_ms={} error={}",
+                what, options_.component, quoted(target_), r.timed_out,
+                to_ms(elapsed), quoted(r.error));
 }
 
 void Connection::log_success_after_failure() {
   if (last_logged_error_.empty())
     return;
-  logger()->info("postgres recovered component={} target=\"{}\" "
-                 "previous_error=\"{}\"",
-                 options_.component, target_, last_logged_error_);
+  logger()->info("event=pg_recovered component={} target={} "
+                 "previous_error={}",
+                 options_.component, quoted(target_), quoted(last_logged_error_));
   last_logged_error_.clear();
 }
 
 bool Connection::connect(StatementResult& out) {
   auto start = steady::now();
   auto deadline = start + options_.connect_timeout;
-  logger()->debug("postgres connecting component={} target=\"{}\" "
+  logger()->debug("event=pg_connecting component={} target={} "
                   "connect_timeout_ms={}",
-                  options_.component, target_,
+                  options_.component, quoted(target_),
                   options_.connect_timeout.count());
   // fallback_application_name comes first so that an application_name in
   // the user's string wins; dbname is expanded as a full connection string.
@@ -257,9 +257,9 @@ bool Connection::connect(StatementResult& out) {
     return give_up(false, first_line(PQerrorMessage(c)));
   conn_ = c;
   backend_pid_.store(PQbackendPID(c), std::memory_order_relaxed);
-  logger()->info("postgres connected component={} target=\"{}\" "
+  logger()->info("event=pg_connected component={} target={} "
                  "backend_pid={} connect_ms={}",
-                 options_.component, target_, backend_pid(),
+                 options_.component, quoted(target_), backend_pid(),
                  to_ms(steady::now() - start));
   return true;
 }
@@ -284,7 +284,7 @@ StatementResult Connection::exec(const std::string& sql,
     disconnect();
     fail(out, timed_out, std::move(error));
     log_failure("statement", out, steady::now() - start);
-    logger()->debug("postgres connection discarded component={} "
+    logger()->debug("event=pg_connection_discarded component={} "
                     "backend_pid={}",
                     options_.component, pid);
     return out;

@@ -1,0 +1,426 @@
+#include "apps/tasker-health/daemon_config.hpp"
+
+#include "caf/config_option.hpp"
+#include "caf/config_option_set.hpp"
+#include "caf/config_value.hpp"
+#include "caf/deep_to_string.hpp"
+#include "caf/settings.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+namespace tasker::health::app {
+
+namespace {
+
+caf::timespan span(milliseconds d) {
+  return std::chrono::duration_cast<caf::timespan>(d);
+}
+
+caf::timespan span(seconds d) {
+  return std::chrono::duration_cast<caf::timespan>(d);
+}
+
+milliseconds ms(caf::timespan d) {
+  return std::chrono::duration_cast<milliseconds>(d);
+}
+
+} // namespace
+
+daemon_config::daemon_config() {
+  HealthConfig d;
+  evaluation_interval = span(d.evaluation_interval);
+  probe_timeout = span(d.probe_timeout);
+  stale_threshold = span(d.stale_threshold);
+  unknown_policy = std::string{to_string(d.unknown_policy)};
+  query_timeout = span(d.db_query_timeout);
+  connect_timeout = span(d.db_connect_timeout);
+  breaker_failure_threshold = d.breaker.failure_threshold;
+  breaker_open_timeout = span(d.breaker.open_timeout);
+  breaker_success_threshold = d.breaker.success_threshold;
+  breaker_half_open_max_trials = d.breaker.half_open_max_trials;
+  channel_warning_percent = d.channel.warning_percent;
+  channel_critical_percent = d.channel.critical_percent;
+  channel_emergency_percent = d.channel.emergency_percent;
+  queue_warning = d.queue_thresholds.warning;
+  queue_critical = d.queue_thresholds.critical;
+  queue_overflow = d.queue_thresholds.overflow;
+  hysteresis_margin = d.hysteresis_margin;
+  retry_breaker_minimum = span(d.retry_after.breaker_minimum);
+  retry_channel_critical = span(d.retry_after.channel_critical);
+  retry_queue_overflow = span(d.retry_after.queue_overflow);
+  retry_queue_critical = span(d.retry_after.queue_critical);
+  retry_database_unknown = span(d.retry_after.database_unknown);
+  retry_custom_unhealthy = span(d.retry_after.custom_unhealthy);
+  retry_stale = span(d.retry_after.stale);
+  supervisor_initial_backoff = span(d.supervisor.initial_backoff);
+  supervisor_backoff_factor = d.supervisor.backoff_factor;
+  supervisor_max_backoff = span(d.supervisor.max_backoff);
+  supervisor_jitter = d.supervisor.jitter;
+  supervisor_reset_after = span(d.supervisor.reset_after);
+  supervisor_max_restarts = d.supervisor.max_restarts;
+  supervisor_restart_window = span(d.supervisor.restart_window);
+  http_address = "127.0.0.1";
+  http_port = 8080;
+  log_level = "info";
+  opt_group{custom_options_, "health"}
+      .add(node_id, "node-id",
+           "name of this node in snapshots (empty: CAF's node id)")
+      .add(evaluation_interval, "evaluation-interval",
+           "time between two evaluation cycles")
+      .add(probe_timeout, "probe-timeout",
+           "deadline of each probe's answer within a cycle (<= interval)")
+      .add(stale_threshold, "stale-threshold",
+           "a snapshot older than this is stale (> interval)")
+      .add(unknown_policy, "unknown-policy",
+           "'fail-open': Unknown applies no backpressure; 'fail-closed': "
+           "Unknown counts as Critical");
+  opt_group{custom_options_, "database"}
+      .add(database_url, "url",
+           "libpq connection string of the watched PostgreSQL (required)")
+      .add(query_timeout, "query-timeout",
+           "bound of the DB check query, kept when the server never answers")
+      .add(connect_timeout, "connect-timeout", "bound of (re)connecting");
+  opt_group{custom_options_, "breaker"}
+      .add(breaker_failure_threshold, "failure-threshold",
+           "consecutive failures that open the breaker (1..1023)")
+      .add(breaker_open_timeout, "open-timeout",
+           "time an open breaker refuses calls before trials")
+      .add(breaker_success_threshold, "success-threshold",
+           "successful trials that close a half-open breaker (1..63)")
+      .add(breaker_half_open_max_trials, "half-open-max-trials",
+           "concurrent trial calls while half-open (1..63)");
+  opt_group{custom_options_, "channel"}
+      .add(channel_warning_percent, "warning-percent",
+           "channel saturation logged as warning (percent)")
+      .add(channel_critical_percent, "critical-percent",
+           "channel saturation counted as saturated (percent)")
+      .add(channel_emergency_percent, "emergency-percent",
+           "channel saturation that triggers backpressure (percent)");
+  opt_group{custom_options_, "queues"}
+      .add(queue_names, "names", "PGMQ queues to watch, e.g. [\"orders\"]")
+      .add(queue_warning, "warning", "default depth of the Warning tier")
+      .add(queue_critical, "critical",
+           "default depth of the Critical tier (backpressure)")
+      .add(queue_overflow, "overflow",
+           "default depth of the Overflow tier; also the count cap")
+      .add(queue_thresholds, "thresholds",
+           "per-queue thresholds, e.g. [\"orders=500/2000/4000\"] "
+           "(warning/critical/overflow)")
+      .add(hysteresis_margin, "hysteresis-margin",
+           "a queue leaves a tier downwards only below threshold - margin "
+           "(0: no hysteresis)");
+  opt_group{custom_options_, "retry-after"}
+      .add(retry_breaker_minimum, "breaker-minimum",
+           "lower bound of Retry-After while the breaker is open")
+      .add(retry_channel_critical, "channel-critical",
+           "Retry-After when the channel is critical")
+      .add(retry_queue_overflow, "queue-overflow",
+           "Retry-After when a queue is at Overflow")
+      .add(retry_queue_critical, "queue-critical",
+           "Retry-After when a queue is Critical")
+      .add(retry_database_unknown, "database-unknown",
+           "Retry-After when the database is Unknown (fail-closed)")
+      .add(retry_custom_unhealthy, "custom-unhealthy",
+           "Retry-After when a critical custom check fails")
+      .add(retry_stale, "stale",
+           "Retry-After when the snapshot is stale (fail-closed)");
+  opt_group{custom_options_, "supervisor"}
+      .add(supervisor_initial_backoff, "initial-backoff",
+           "delay before the first restart of a failed probe")
+      .add(supervisor_backoff_factor, "backoff-factor",
+           "growth of the delay per restart (>= 1.0)")
+      .add(supervisor_max_backoff, "max-backoff", "largest restart delay")
+      .add(supervisor_jitter, "jitter",
+           "random spread of each delay, in [0, 1)")
+      .add(supervisor_reset_after, "reset-after",
+           "a probe running this long gets a fresh backoff")
+      .add(supervisor_max_restarts, "max-restarts",
+           "more restarts than this within the window: give up")
+      .add(supervisor_restart_window, "restart-window",
+           "window of the restart intensity");
+  opt_group{custom_options_, "http"}
+      .add(http_address, "address", "address of the HTTP endpoints")
+      .add(http_port, "port", "port of the HTTP endpoints (0: any free)");
+  opt_group{custom_options_, "log"}.add(
+      log_level, "level", "trace, debug, info, warn, error, critical or off");
+}
+
+const std::vector<std::string>& daemon_config::own_sections() {
+  static const std::vector<std::string> xs{
+      "health",      "database",   "breaker", "channel", "queues",
+      "retry-after", "supervisor", "http",    "log"};
+  return xs;
+}
+
+std::string help_text(const daemon_config& defaults,
+                      const std::string& program) {
+  std::ostringstream out;
+  out << "Usage: " << program
+      << " [--config-file=FILE] [--section.key=value ...]\n\n"
+      << "tasker-health watches PostgreSQL (through a circuit breaker) and "
+         "PGMQ queue depths,\ndecides on backpressure and serves it over "
+         "HTTP: /livez /readyz /health /metrics.\n\n"
+      << "Every option can be set in the INI file (section [name], key=value; "
+         "strings quoted)\nor on the command line as --section.key=value "
+         "(CLI wins over the file).\nDurations take units: ns, us, ms, s, "
+         "min, h. Lists: [\"a\", \"b\"].\n\n"
+      << "  --config-file=FILE  INI file to read (see "
+         "config/tasker-health.ini)\n"
+      << "  -h, --help          this text\n"
+      << "  --dump-config       print the merged configuration and exit\n";
+  const auto& own = daemon_config::own_sections();
+  for (const auto& section : own) {
+    out << "\n[" << section << "]\n";
+    for (const auto& opt : defaults.options()) {
+      if (opt.category() != section)
+        continue;
+      std::string def;
+      if (auto v = opt.get())
+        def = caf::to_string(*v);
+      out << "  --" << section << "." << str(opt.long_name()) << "=<"
+          << str(opt.type_name()) << ">  (default: " << def << ")\n"
+          << "      " << str(opt.description()) << "\n";
+    }
+  }
+  out << "\nCAF's own options (e.g. --scheduler.max-threads=N) are accepted "
+         "too; see --long-help.\nExit codes: 0 clean shutdown "
+         "(SIGINT/SIGTERM), "
+         "2 invalid configuration, 1 runtime failure.\n";
+  return out.str();
+}
+
+namespace {
+
+std::string trim(std::string s) {
+  auto not_space = [](unsigned char c) {
+    return !std::isspace(c);
+  };
+  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
+  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
+  return s;
+}
+
+/// Removes a `;` comment that is not inside a quoted string.
+std::string strip_comment(const std::string& line) {
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (c == '\\' && quoted) {
+      ++i;
+      continue;
+    }
+    if (c == '"')
+      quoted = !quoted;
+    else if (c == ';' && !quoted)
+      return line.substr(0, i);
+  }
+  return line;
+}
+
+bool has_setting(const caf::settings& s, const std::string& section,
+                 const std::string& key) {
+  auto sec = s.find(section);
+  if (sec == s.end())
+    return false;
+  auto dict = caf::get_if<caf::settings>(&sec->second);
+  return dict != nullptr && dict->count(key) > 0;
+}
+
+} // namespace
+
+std::vector<ConfigError> check_config_file(const daemon_config& cfg,
+                                           const std::string& path) {
+  std::vector<ConfigError> errors;
+  std::ifstream in{path};
+  if (!in) {
+    errors.push_back({"config-file", "cannot read '" + path + "'"});
+    return errors;
+  }
+  const auto& own = daemon_config::own_sections();
+  std::string section = "global";
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    auto where = path + ":" + std::to_string(lineno);
+    auto text = trim(strip_comment(line));
+    if (text.empty())
+      continue;
+    if (text.front() == '[' && text.back() == ']'
+        && text.find('=') == std::string::npos) {
+      section = trim(text.substr(1, text.size() - 2));
+      bool known = std::find(own.begin(), own.end(), section) != own.end();
+      if (!known) {
+        // CAF's own sections are fine as long as CAF knows an option there.
+        known = std::any_of(cfg.options().begin(), cfg.options().end(),
+                            [&](const caf::config_option& o) {
+                              return o.category() == section;
+                            });
+      }
+      if (!known)
+        errors.push_back(
+            {section, "unknown section [" + section + "] (" + where + ")"});
+      continue;
+    }
+    auto eq = text.find('=');
+    if (eq == std::string::npos) {
+      errors.push_back(
+          {section, "line is neither [section] nor key=value (" + where + ")"});
+      continue;
+    }
+    auto key = trim(text.substr(0, eq));
+    auto value = trim(text.substr(eq + 1));
+    // A list may continue on the next lines until its closing bracket.
+    if (!value.empty() && value.front() == '[') {
+      while (std::count(value.begin(), value.end(), '[')
+                 > std::count(value.begin(), value.end(), ']')
+             && std::getline(in, line)) {
+        ++lineno;
+        value += " " + trim(strip_comment(line));
+      }
+    }
+    auto option = section + "." + key;
+    auto opt = cfg.options().qualified_name_lookup(section, key);
+    if (opt == nullptr) {
+      errors.push_back({option, "unknown option (" + where + ")"});
+      continue;
+    }
+    if (!has_setting(cfg.content, section, key)) {
+      auto expected = str(opt->type_name());
+      auto hint = expected == "std::string" || expected == "string"
+                      ? " (strings must be quoted)"
+                      : "";
+      errors.push_back({option, "value " + value + " is not a valid " + expected
+                                    + hint + " (" + where + ")"});
+    }
+  }
+  return errors;
+}
+
+bool parse_queue_thresholds(const std::string& text, QueueSpec& out,
+                            std::string& error) {
+  auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    error = "'" + text + "' is not of the form name=warning/critical/overflow";
+    return false;
+  }
+  out.name = trim(text.substr(0, eq));
+  std::istringstream in{text.substr(eq + 1)};
+  QueueThresholds t;
+  char s1 = 0;
+  char s2 = 0;
+  if (!(in >> t.warning >> s1 >> t.critical >> s2 >> t.overflow) || s1 != '/'
+      || s2 != '/' || !(in >> std::ws).eof()) {
+    error = "'" + text
+            + "' is not of the form name=warning/critical/overflow "
+              "with whole numbers";
+    return false;
+  }
+  out.thresholds = t;
+  return true;
+}
+
+namespace {
+
+template<class T>
+void to_unsigned(int64_t value, const char* option, T& out,
+                 std::vector<ConfigError>& errors) {
+  if (value < 0) {
+    errors.push_back(
+        {option, "must not be negative (got " + std::to_string(value) + ")"});
+    return;
+  }
+  out = static_cast<T>(std::min<int64_t>(value, 1 << 30));
+}
+
+seconds whole_seconds(caf::timespan d) {
+  return std::chrono::duration_cast<seconds>(d);
+}
+
+} // namespace
+
+HealthConfig to_health_config(const daemon_config& c,
+                              std::vector<ConfigError>& errors) {
+  HealthConfig h;
+  h.node_id = c.node_id;
+  h.evaluation_interval = ms(c.evaluation_interval);
+  h.probe_timeout = ms(c.probe_timeout);
+  h.stale_threshold = ms(c.stale_threshold);
+  if (auto p = parse_unknown_policy(c.unknown_policy))
+    h.unknown_policy = *p;
+  else
+    errors.push_back(
+        {"health.unknown-policy", "must be 'fail-open' or 'fail-closed' (got '"
+                                      + c.unknown_policy + "')"});
+  h.database_url = c.database_url;
+  if (c.database_url.empty())
+    errors.push_back({"database.url",
+                      "must be set (a libpq connection string, e.g. "
+                      "'host=db user=tasker dbname=tasker')"});
+  h.db_query_timeout = ms(c.query_timeout);
+  h.db_connect_timeout = ms(c.connect_timeout);
+  to_unsigned(c.breaker_failure_threshold, "breaker.failure-threshold",
+              h.breaker.failure_threshold, errors);
+  h.breaker.open_timeout = ms(c.breaker_open_timeout);
+  to_unsigned(c.breaker_success_threshold, "breaker.success-threshold",
+              h.breaker.success_threshold, errors);
+  to_unsigned(c.breaker_half_open_max_trials, "breaker.half-open-max-trials",
+              h.breaker.half_open_max_trials, errors);
+  h.channel.warning_percent = c.channel_warning_percent;
+  h.channel.critical_percent = c.channel_critical_percent;
+  h.channel.emergency_percent = c.channel_emergency_percent;
+  h.queue_thresholds = {c.queue_warning, c.queue_critical, c.queue_overflow};
+  h.hysteresis_margin = c.hysteresis_margin;
+  for (const auto& name : c.queue_names)
+    h.queues.push_back({name, std::nullopt});
+  for (const auto& text : c.queue_thresholds) {
+    QueueSpec spec;
+    std::string error;
+    if (!parse_queue_thresholds(text, spec, error)) {
+      errors.push_back({"queues.thresholds", error});
+      continue;
+    }
+    auto it
+        = std::find_if(h.queues.begin(), h.queues.end(),
+                       [&](const QueueSpec& q) { return q.name == spec.name; });
+    if (it == h.queues.end())
+      errors.push_back({"queues.thresholds",
+                        "queue '" + spec.name
+                            + "' has thresholds but is not in queues.names"});
+    else
+      it->thresholds = spec.thresholds;
+  }
+  h.retry_after.breaker_minimum = whole_seconds(c.retry_breaker_minimum);
+  h.retry_after.channel_critical = whole_seconds(c.retry_channel_critical);
+  h.retry_after.queue_overflow = whole_seconds(c.retry_queue_overflow);
+  h.retry_after.queue_critical = whole_seconds(c.retry_queue_critical);
+  h.retry_after.database_unknown = whole_seconds(c.retry_database_unknown);
+  h.retry_after.custom_unhealthy = whole_seconds(c.retry_custom_unhealthy);
+  h.retry_after.stale = whole_seconds(c.retry_stale);
+  h.supervisor.initial_backoff = ms(c.supervisor_initial_backoff);
+  h.supervisor.backoff_factor = c.supervisor_backoff_factor;
+  h.supervisor.max_backoff = ms(c.supervisor_max_backoff);
+  h.supervisor.jitter = c.supervisor_jitter;
+  h.supervisor.reset_after = ms(c.supervisor_reset_after);
+  to_unsigned(c.supervisor_max_restarts, "supervisor.max-restarts",
+              h.supervisor.max_restarts, errors);
+  h.supervisor.restart_window = ms(c.supervisor_restart_window);
+  if (c.http_port < 0 || c.http_port > 65535)
+    errors.push_back({"http.port", "must be between 0 and 65535 (got "
+                                       + std::to_string(c.http_port) + ")"});
+  if (c.http_address.empty())
+    errors.push_back({"http.address", "must not be empty"});
+  static const std::vector<std::string> levels{
+      "trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end())
+    errors.push_back({"log.level", "must be one of trace, debug, info, warn, "
+                                   "error, critical, off (got '"
+                                       + c.log_level + "')"});
+  for (auto& e : h.validate())
+    errors.push_back(std::move(e));
+  return h;
+}
+
+} // namespace tasker::health::app

@@ -1,0 +1,108 @@
+// The daemon's configuration, in CAF's conventions: every option is a member
+// registered with an opt_group, settable in an INI file (--config-file=...)
+// and on the command line (--section.key=value), CLI over file over default.
+//
+// CAF 0.17 silently ignores unknown INI keys and INI values of the wrong type;
+// check_config_file() closes that gap, and to_health_config() turns the
+// options into a HealthConfig with every problem named by its option.
+#pragma once
+
+#include "core/config.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "caf/actor_system_config.hpp"
+#include "caf/config_option_set.hpp"
+#include "caf/string_view.hpp"
+#include "caf/timestamp.hpp"
+
+namespace tasker::health::app {
+
+struct daemon_config : caf::actor_system_config {
+  daemon_config();
+
+  // [health]
+  std::string node_id;
+  caf::timespan evaluation_interval;
+  caf::timespan probe_timeout;
+  caf::timespan stale_threshold;
+  std::string unknown_policy;
+  // [database]
+  std::string database_url;
+  caf::timespan query_timeout;
+  caf::timespan connect_timeout;
+  // [breaker]
+  int64_t breaker_failure_threshold;
+  caf::timespan breaker_open_timeout;
+  int64_t breaker_success_threshold;
+  int64_t breaker_half_open_max_trials;
+  // [channel]
+  double channel_warning_percent;
+  double channel_critical_percent;
+  double channel_emergency_percent;
+  // [queues]
+  std::vector<std::string> queue_names;
+  int64_t queue_warning;
+  int64_t queue_critical;
+  int64_t queue_overflow;
+  std::vector<std::string> queue_thresholds;
+  int64_t hysteresis_margin;
+  // [retry-after]
+  caf::timespan retry_breaker_minimum;
+  caf::timespan retry_channel_critical;
+  caf::timespan retry_queue_overflow;
+  caf::timespan retry_queue_critical;
+  caf::timespan retry_database_unknown;
+  caf::timespan retry_custom_unhealthy;
+  caf::timespan retry_stale;
+  // [supervisor]
+  caf::timespan supervisor_initial_backoff;
+  double supervisor_backoff_factor;
+  caf::timespan supervisor_max_backoff;
+  double supervisor_jitter;
+  caf::timespan supervisor_reset_after;
+  int64_t supervisor_max_restarts;
+  caf::timespan supervisor_restart_window;
+  // [http]
+  std::string http_address;
+  int64_t http_port;
+  // [log]
+  std::string log_level;
+
+  /// Every registered option (ours and CAF's).
+  const caf::config_option_set& options() const { return custom_options_; }
+
+  /// The sections this program defines (CAF's own sections are accepted
+  /// too).
+  static const std::vector<std::string>& own_sections();
+};
+
+/// caf::string_view as std::string.
+inline std::string str(caf::string_view x) {
+  return std::string{x.data(), x.size()};
+}
+
+/// The options of the daemon's own sections with type, default and help, one
+/// per line, for --help (CAF's own --help prints only global options).
+std::string help_text(const daemon_config& defaults,
+                      const std::string& program);
+
+/// Scans an INI file the way CAF reads it and reports what CAF would ignore
+/// silently: unknown sections or keys, and values CAF did not accept for the
+/// option's type (they are missing from the parsed settings). `cfg` must be
+/// the config after parse().
+std::vector<ConfigError> check_config_file(const daemon_config& cfg,
+                                           const std::string& path);
+
+/// Builds the component's configuration; appends every problem to `errors`
+/// (option and rule), including everything HealthConfig::validate() finds.
+HealthConfig to_health_config(const daemon_config& cfg,
+                              std::vector<ConfigError>& errors);
+
+/// Parses "name=warning/critical/overflow".
+bool parse_queue_thresholds(const std::string& text, QueueSpec& out,
+                            std::string& error);
+
+} // namespace tasker::health::app

@@ -1,0 +1,208 @@
+// tasker-health: the daemon. Watches PostgreSQL (through a circuit breaker)
+// and PGMQ queue depths, decides on backpressure, and serves the decision
+// over HTTP (/livez, /readyz, /health, /metrics).
+//
+// Exit codes: 0 after SIGINT/SIGTERM, 2 for an invalid configuration (every
+// problem printed, naming its option), 1 for a runtime failure (e.g. the
+// HTTP port cannot be bound).
+
+#include "actors/health_system.hpp"
+#include "apps/tasker-health/daemon_config.hpp"
+#include "apps/tasker-health/http_api.hpp"
+#include "apps/tasker-health/metrics.hpp"
+#include "core/log.hpp"
+#include "core/postgres/pg_database_check.hpp"
+#include "core/postgres/pg_queue_depth.hpp"
+#include "messages/inspect.hpp"
+#include "messages/registration.hpp"
+
+#include "caf/actor_system.hpp"
+#include "caf/scoped_actor.hpp"
+#include "caf/settings.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstring>
+#include <iostream>
+#include <regex>
+#include <thread>
+
+#include <unistd.h>
+
+using namespace tasker::health;
+using namespace tasker::health::app;
+
+namespace {
+
+constexpr int exit_config = 2;
+constexpr int exit_runtime = 1;
+
+void print_errors(const std::vector<ConfigError>& errors) {
+  std::cerr << "tasker-health: invalid configuration (" << errors.size()
+            << (errors.size() == 1 ? " problem" : " problems") << "):\n";
+  for (const auto& e : errors)
+    std::cerr << "  " << e.option << ": " << e.message << "\n";
+}
+
+/// Names the option of a CAF command-line parse error where possible.
+ConfigError describe_parse_error(const caf::error& err,
+                                 const daemon_config& cfg,
+                                 const std::string& config_file) {
+  auto text = caf::to_string(err);
+  // CAF puts the offending argument into the context: {"argument" = "..."}.
+  auto pos = text.find("\"--");
+  if (pos != std::string::npos) {
+    auto end = text.find('"', pos + 1);
+    auto arg = text.substr(pos + 1, end - pos - 1);
+    auto name = arg.substr(2, arg.find('=') - 2);
+    bool known = false;
+    for (const auto& opt : cfg.options())
+      if (str(opt.full_name()) == name)
+        known = true;
+    if (!known)
+      return {name, "unknown option (" + arg + ")"};
+    if (arg.find('=') == std::string::npos)
+      return {name, "needs a value: --" + name + "=VALUE"};
+    return {name, "invalid value in " + arg + " (" + text + ")"};
+  }
+  if (text.find("cannot_open_file") != std::string::npos)
+    return {"config-file", "cannot read the file (" + text + ")"};
+  // A syntax error in the INI file: CAF reports line and column.
+  static const std::regex pos_re{R"re("column" = (\d+), "line" = (\d+))re"};
+  std::smatch m;
+  if (std::regex_search(text, m, pos_re))
+    return {"config-file",
+            config_file + ":" + std::string{m[2]} + ":" + std::string{m[1]}
+                + ": syntax error (strings must be quoted, lists look like "
+                  "[\"a\", \"b\"], durations need a unit) ("
+                + text + ")"};
+  return {"command line", text};
+}
+
+bool wants_help(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0
+        || std::strcmp(argv[i], "-?") == 0)
+      return true;
+  return false;
+}
+
+void setup_logging(const std::string& level) {
+  auto log = spdlog::get(std::string{logger_name});
+  if (!log)
+    log = spdlog::stderr_color_mt(std::string{logger_name});
+  log->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %n %v");
+  log->set_level(spdlog::level::from_str(level));
+  log->flush_on(spdlog::level::info);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  // Block the shutdown signals in every thread; main waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  daemon_config cfg;
+  register_types(cfg);
+  if (wants_help(argc, argv)) {
+    std::cout << help_text(cfg, "tasker-health");
+    return 0;
+  }
+  if (auto err = cfg.parse(argc, argv)) {
+    std::string config_file = "the configuration file";
+    for (int i = 1; i < argc; ++i)
+      if (std::strncmp(argv[i], "--config-file=", 14) == 0)
+        config_file = argv[i] + 14;
+    print_errors({describe_parse_error(err, cfg, config_file)});
+    return exit_config;
+  }
+  if (cfg.cli_helptext_printed) // --long-help, --dump-config
+    return 0;
+  std::vector<ConfigError> errors;
+  for (const auto& arg : cfg.remainder)
+    errors.push_back({"command line", "unexpected argument '" + arg
+                                          + "' (options look like "
+                                            "--section.key=value)"});
+  if (auto path = caf::get_if<std::string>(&cfg.content, "config-file"))
+    for (auto& e : check_config_file(cfg, *path))
+      errors.push_back(std::move(e));
+  auto hc = to_health_config(cfg, errors);
+  if (!errors.empty()) {
+    print_errors(errors);
+    return exit_config;
+  }
+  if (hc.node_id.empty()) {
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0')
+      hc.node_id = host;
+  }
+  setup_logging(cfg.log_level);
+  auto log = logger();
+  caf::actor_system sys{cfg};
+  auto metrics = std::make_shared<health_metrics>();
+  health_parts parts;
+  parts.database = std::make_shared<PgDatabaseCheck>(PgCheckOptions{
+      hc.database_url, hc.db_query_timeout, hc.db_connect_timeout});
+  if (!hc.queues.empty())
+    parts.queues = std::make_shared<PgQueueDepthSource>(PgQueueOptions{
+        hc.database_url, hc.db_query_timeout, hc.db_connect_timeout});
+  parts.on_snapshot = [metrics](const HealthSnapshot& s) {
+    metrics->observe(s);
+  };
+  log->info("event=starting database={} queues={} interval_ms={}",
+            quoted(redact_dsn(hc.database_url)), hc.queues.size(),
+            hc.evaluation_interval.count());
+  auto hs = health_system::start(sys, hc, std::move(parts));
+  if (!hs) {
+    // validate() ran above, so this is unexpected; report it as config.
+    std::cerr << "tasker-health: " << sys.render(hs.error()) << "\n";
+    return exit_config;
+  }
+  http_api http{hs->checker(), metrics, hc.retry_after.stale};
+  std::string bind_error;
+  auto port = http.bind(cfg.http_address, static_cast<int>(cfg.http_port),
+                        bind_error);
+  if (!port) {
+    log->error("event=http_failed option=http.port error={}",
+               quoted(bind_error));
+    std::cerr << "tasker-health: http.port: " << bind_error << "\n";
+    hs->stop();
+    return exit_runtime;
+  }
+  std::thread server{[&] {
+    http.serve();
+  }};
+  log->info("event=listening address={} port={} endpoints=\"/livez /readyz "
+            "/health /metrics\"",
+            cfg.http_address, *port);
+  // Until a signal arrives: poll the supervisor for the restart metrics.
+  caf::scoped_actor self{sys};
+  auto supervisor = hs->supervisor();
+  int signal = 0;
+  for (;;) {
+    self->request(supervisor, std::chrono::seconds(1), atom::status_v)
+        .receive(
+            [&](std::vector<ProbeStatus>& probes) { metrics->observe(probes); },
+            [&](caf::error& err) {
+              log->warn("event=supervisor_status_failed error={}",
+                        quoted(sys.render(err)));
+            });
+    timespec timeout{1, 0};
+    signal = sigtimedwait(&signals, nullptr, &timeout);
+    if (signal == SIGINT || signal == SIGTERM)
+      break;
+  }
+  log->info("event=shutdown signal={}",
+            signal == SIGINT ? "SIGINT" : "SIGTERM");
+  http.set_alive(false);
+  http.stop();
+  server.join();
+  hs->stop();
+  log->info("event=stopped");
+  return 0;
+}

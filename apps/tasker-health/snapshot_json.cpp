@@ -1,0 +1,160 @@
+#include "apps/tasker-health/snapshot_json.hpp"
+
+#include <ctime>
+
+namespace tasker::health::app {
+
+namespace {
+
+using nlohmann::json;
+
+json error_or_null(const std::string& e) {
+  return e.empty() ? json(nullptr) : json(e);
+}
+
+std::string str(std::string_view s) {
+  return std::string{s};
+}
+
+/// RFC 3339 UTC with milliseconds.
+std::string rfc3339(wall_time t) {
+  auto secs = std::chrono::system_clock::to_time_t(t);
+  auto ms
+      = std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count()
+        % 1000;
+  if (ms < 0)
+    ms += 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[80];
+  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(ms));
+  return out;
+}
+
+json breaker_json(const CircuitBreakerMetrics& b) {
+  return {
+      {"state", str(to_string(b.state))},
+      {"consecutive_failures", b.consecutive_failures},
+      {"half_open_successes", b.half_open_successes},
+      {"opened_count", b.opened_count},
+      {"time_until_half_open_ms", b.time_until_half_open.count()},
+      {"total_successes", b.total_successes},
+      {"total_failures", b.total_failures},
+      {"total_rejections", b.total_rejections},
+  };
+}
+
+} // namespace
+
+json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
+             bool stale) {
+  json db = {
+      {"watched", s.database.watched},
+      {"evaluated", s.database.evaluated},
+      {"connected", s.database.connected},
+      {"check_skipped", s.database.check_skipped},
+      {"timed_out", s.database.timed_out},
+      {"check_duration_us", s.database.check_duration.count()},
+      {"error", error_or_null(s.database.error)},
+      {"circuit_breaker", breaker_json(s.database.breaker)},
+  };
+  json channels = json::array();
+  for (const auto& c : s.channel.channels)
+    channels.push_back({
+        {"name", c.name},
+        {"capacity", c.capacity},
+        {"available", c.available},
+        {"saturation_percent", c.saturation_percent},
+        {"messages_sent", c.messages_sent},
+        {"overflow_events", c.overflow_events},
+        {"messages_dropped", c.messages_dropped},
+        {"warning", c.warning},
+        {"saturated", c.saturated},
+        {"critical", c.critical},
+    });
+  json channel = {
+      {"watched", s.channel.watched},
+      {"evaluated", s.channel.evaluated},
+      {"error", error_or_null(s.channel.error)},
+      {"max_saturation_percent", s.channel.max_saturation_percent()},
+      {"channels", channels},
+  };
+  json queues = json::array();
+  for (const auto& q : s.queues.queues)
+    queues.push_back({
+        {"name", q.name},
+        {"tier", str(to_string(q.tier))},
+        {"depth", q.depth},
+        {"capped", q.capped},
+        {"count_cap", q.count_cap},
+        {"visible_length", q.visible_length},
+        {"oldest_message_age_seconds",
+         q.oldest_message_age_seconds < 0 ? json(nullptr)
+                                          : json(q.oldest_message_age_seconds)},
+        {"missing", q.missing},
+        {"error", error_or_null(q.error)},
+    });
+  json queue = {
+      {"watched", s.queues.watched},
+      {"evaluated", s.queues.evaluated},
+      {"error", error_or_null(s.queues.error)},
+      {"worst_tier", str(to_string(s.queues.worst_tier))},
+      {"worst_queue", s.queues.worst_queue},
+      {"check_duration_us", s.queues.check_duration.count()},
+      {"queues", queues},
+  };
+  json custom = json::array();
+  for (const auto& c : s.custom)
+    custom.push_back({
+        {"name", c.name},
+        {"kind", str(to_string(c.kind))},
+        {"evaluated", c.evaluated},
+        {"healthy", c.healthy},
+        {"detail", c.detail},
+        {"error", error_or_null(c.error)},
+    });
+  const auto& d = s.decision;
+  json decision = {
+      {"active", d.active},
+      {"source", str(to_string(d.source))},
+      {"code", str(to_string(d.code))},
+      {"reason", d.reason},
+      {"retry_after_seconds", d.retry_after.count()},
+  };
+  return {
+      {"status", str(to_string(stale ? HealthStatus::stale : s.status))},
+      {"node_id", s.node_id},
+      {"sequence", s.sequence},
+      {"produced_at", rfc3339(s.produced_at)},
+      {"age_ms", age ? json(age->count()) : json(nullptr)},
+      {"stale", stale},
+      {"evaluation_duration_us", s.evaluation_duration.count()},
+      {"decision", decision},
+      {"database", db},
+      {"channel", channel},
+      {"queues", queue},
+      {"custom", custom},
+  };
+}
+
+json no_snapshot_json() {
+  return {{"status", "stale"},
+          {"stale", true},
+          {"sequence", 0},
+          {"reason", str(reason_text(ReasonCode::no_snapshot))}};
+}
+
+json readiness_json(const std::optional<Rejection>& r, HealthStatus status) {
+  if (!r)
+    return {{"ready", true}, {"status", str(to_string(status))}};
+  return {{"ready", false},
+          {"status", str(to_string(status))},
+          {"source", str(to_string(r->source))},
+          {"code", str(to_string(r->code))},
+          {"reason", str(r->reason)},
+          {"retry_after_seconds", r->retry_after.count()}};
+}
+
+} // namespace tasker::health::app

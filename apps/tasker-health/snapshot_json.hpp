@@ -1,0 +1,26 @@
+// JSON rendering of snapshots for the HTTP endpoints (nlohmann-json).
+#pragma once
+
+#include "core/snapshot_cell.hpp"
+#include "core/types.hpp"
+
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+namespace tasker::health::app {
+
+/// The full snapshot as served by GET /health. `age` and `stale` come from
+/// the reader (the checker), not from the snapshot.
+nlohmann::json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
+                       bool stale);
+
+/// The body of GET /health before the first snapshot.
+nlohmann::json no_snapshot_json();
+
+/// The body of GET /readyz: ready when `rejection` is empty, else why and
+/// the Retry-After.
+nlohmann::json readiness_json(const std::optional<Rejection>& rejection,
+                              HealthStatus status);
+
+} // namespace tasker::health::app

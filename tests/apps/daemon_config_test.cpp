@@ -1,0 +1,183 @@
+#define CAF_SUITE apps.daemon_config
+#include "caf/test/unit_test.hpp"
+
+#include "apps/tasker-health/daemon_config.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+using namespace tasker::health;
+using namespace tasker::health::app;
+
+namespace {
+
+/// Parses argv (and the INI file it names) like the daemon does and returns
+/// every problem.
+struct parsed {
+  daemon_config cfg;
+  caf::error parse_error;
+  std::vector<ConfigError> errors;
+  HealthConfig health;
+
+  explicit parsed(std::vector<std::string> args) {
+    std::vector<char*> argv;
+    static char program[] = "tasker-health";
+    argv.push_back(program);
+    for (auto& a : args)
+      argv.push_back(a.data());
+    parse_error = cfg.parse(static_cast<int>(argv.size()), argv.data());
+    if (parse_error)
+      return;
+    if (auto path = caf::get_if<std::string>(&cfg.content, "config-file"))
+      errors = check_config_file(cfg, *path);
+    health = to_health_config(cfg, errors);
+  }
+
+  bool has(const std::string& option, const std::string& needle = "") const {
+    return std::any_of(errors.begin(), errors.end(), [&](const ConfigError& e) {
+      return e.option == option && e.message.find(needle) != std::string::npos;
+    });
+  }
+};
+
+struct ini_file {
+  std::string path;
+  explicit ini_file(const std::string& text) {
+    char name[] = "/tmp/tasker-health-ini-XXXXXX";
+    int fd = mkstemp(name);
+    CAF_REQUIRE(fd >= 0);
+    close(fd);
+    path = name;
+    std::ofstream{path} << text;
+  }
+  ~ini_file() { std::remove(path.c_str()); }
+  std::string arg() const { return "--config-file=" + path; }
+};
+
+} // namespace
+
+CAF_TEST(defaults match the component defaults) {
+  parsed p{{"--database.url=host=db"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.errors.empty());
+  HealthConfig d;
+  d.database_url = "host=db";
+  CAF_CHECK(p.health.evaluation_interval == d.evaluation_interval);
+  CAF_CHECK(p.health.queue_thresholds == d.queue_thresholds);
+  CAF_CHECK_EQUAL(p.health.breaker.failure_threshold, 5u);
+  CAF_CHECK_EQUAL(p.health.retry_after.queue_overflow.count(), 60);
+  CAF_CHECK_EQUAL(p.cfg.http_port, 8080);
+  CAF_CHECK_EQUAL(p.cfg.http_address, "127.0.0.1");
+}
+
+CAF_TEST(the shipped configuration file is complete and valid) {
+  auto path
+      = std::string{TASKER_HEALTH_SOURCE_DIR} + "/config/tasker-health.ini";
+  parsed p{{"--config-file=" + path, "--database.url=host=db"}};
+  CAF_REQUIRE(!p.parse_error);
+  for (auto& e : p.errors)
+    CAF_MESSAGE(e.option << ": " << e.message);
+  CAF_CHECK(p.errors.empty());
+  // Every option of the daemon's sections appears in the file.
+  std::ifstream in{path};
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  for (const auto& opt : p.cfg.options()) {
+    auto cat = str(opt.category());
+    auto own = daemon_config::own_sections();
+    if (std::find(own.begin(), own.end(), cat) == own.end())
+      continue;
+    auto key = "\n" + str(opt.long_name()) + "=";
+    CAF_CHECK_NOT_EQUAL(text.find(key), std::string::npos);
+    if (text.find(key) == std::string::npos)
+      CAF_MESSAGE("missing in the file: " << cat << "."
+                                          << str(opt.long_name()));
+  }
+}
+
+CAF_TEST(cli values override the file) {
+  ini_file f{"[health]\nevaluation-interval=7s\n[database]\nurl=\"host=a\"\n"};
+  parsed p{{f.arg(), "--health.evaluation-interval=9s"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.errors.empty());
+  CAF_CHECK_EQUAL(p.health.evaluation_interval.count(), 9000);
+  CAF_CHECK_EQUAL(p.health.database_url, "host=a");
+}
+
+CAF_TEST(unknown keys and sections in the file are refused) {
+  ini_file f{"[database]\nurl=\"host=a\"\nurll=\"x\"\n[databse]\nurl=\"y\"\n"};
+  parsed p{{f.arg()}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.has("database.urll", "unknown option"));
+  CAF_CHECK(p.has("databse", "unknown section"));
+}
+
+CAF_TEST(values of the wrong type in the file are refused) {
+  // CAF 0.17 would drop these silently and keep the defaults.
+  ini_file f{"[database]\nurl=\"host=a\"\n[http]\nport=\"8080\"\n"
+             "[queues]\nwarning=\"lots\"\nnames=\"orders\"\n"
+             "[health]\nevaluation-interval=5\n"};
+  parsed p{{f.arg()}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.has("http.port", "not a valid"));
+  CAF_CHECK(p.has("queues.warning", "not a valid"));
+  CAF_CHECK(p.has("queues.names", "not a valid"));
+  CAF_CHECK(p.has("health.evaluation-interval", "not a valid"));
+  CAF_CHECK(!p.has("database.url"));
+}
+
+CAF_TEST(syntax errors in the file are parse errors) {
+  ini_file f{"[database]\nurl=host=a\n"};
+  parsed p{{f.arg()}};
+  CAF_CHECK(p.parse_error);
+}
+
+CAF_TEST(rules of the component are reported with option names) {
+  parsed p{{"--database.url=host=a", "--queues.warning=6000",
+            "--queues.names=[\"orders\",\"bad-name\"]",
+            "--health.unknown-policy=closed", "--http.port=70000",
+            "--log.level=loud", "--breaker.failure-threshold=-1"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.has("queues.critical", "greater than the warning"));
+  CAF_CHECK(p.has("queues.names", "'bad-name'"));
+  CAF_CHECK(p.has("health.unknown-policy", "fail-open"));
+  CAF_CHECK(p.has("http.port", "between 0 and 65535"));
+  CAF_CHECK(p.has("log.level", "loud"));
+  CAF_CHECK(p.has("breaker.failure-threshold", "negative"));
+}
+
+CAF_TEST(database url is required) {
+  parsed p{{}};
+  CAF_CHECK(p.has("database.url", "must be set"));
+}
+
+CAF_TEST(per queue thresholds) {
+  parsed p{{"--database.url=host=a", "--queues.names=[\"orders\",\"events\"]",
+            "--queues.thresholds=[\"orders=10/20/30\"]"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.errors.empty());
+  CAF_CHECK_EQUAL(p.health.thresholds_for("orders").overflow, 30);
+  CAF_CHECK_EQUAL(p.health.thresholds_for("events").overflow, 10000);
+  parsed q{{"--database.url=host=a", "--queues.names=[\"orders\"]",
+            "--queues.thresholds=[\"orders=10-20-30\",\"other=1/2/3\"]"}};
+  CAF_CHECK(q.has("queues.thresholds", "name=warning/critical/overflow"));
+  CAF_CHECK(q.has("queues.thresholds", "not in queues.names"));
+}
+
+CAF_TEST(help lists every option with its default) {
+  daemon_config cfg;
+  auto text = help_text(cfg, "tasker-health");
+  for (const auto& opt : cfg.options()) {
+    auto cat = str(opt.category());
+    auto own = daemon_config::own_sections();
+    if (std::find(own.begin(), own.end(), cat) == own.end())
+      continue;
+    CAF_CHECK_NOT_EQUAL(
+        text.find("--" + cat + "." + str(opt.long_name()) + "="),
+        std::string::npos);
+  }
+  CAF_CHECK_NOT_EQUAL(text.find("(default: 5s)"), std::string::npos);
+  CAF_CHECK_NOT_EQUAL(text.find("(default: 10000)"), std::string::npos);
+}

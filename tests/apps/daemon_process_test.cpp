@@ -1,0 +1,293 @@
+// End to end: the real daemon process against the private PostgreSQL.
+#define CAF_SUITE apps.daemon_process
+#include "caf/test/unit_test.hpp"
+
+#include "../support/pg_test_env.hpp"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <spawn.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <regex>
+#include <thread>
+
+extern char** environ;
+
+using namespace tasker::health::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+const std::string daemon_path = std::string{TASKER_HEALTH_BINARY_DIR}
+                                + "/apps/tasker-health/tasker-health";
+
+/// The daemon as a child process, its output in a log file.
+class daemon_process {
+ public:
+  explicit daemon_process(const std::vector<std::string>& args) {
+    char name[] = "/tmp/tasker-health-daemon-XXXXXX";
+    int fd = mkstemp(name);
+    CAF_REQUIRE(fd >= 0);
+    close(fd);
+    log_path_ = name;
+    std::vector<std::string> argv_s{daemon_path};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_s)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log_path_.c_str(),
+                                     O_WRONLY | O_APPEND, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, log_path_.c_str(),
+                                     O_WRONLY | O_APPEND, 0);
+    auto rc = posix_spawn(&pid_, daemon_path.c_str(), &fa, nullptr, argv.data(),
+                          environ);
+    posix_spawn_file_actions_destroy(&fa);
+    CAF_REQUIRE_EQUAL(rc, 0);
+  }
+
+  ~daemon_process() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    std::remove(log_path_.c_str());
+  }
+
+  /// Exit code, or -1 if it did not exit within `timeout`.
+  int wait_exit(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return -1;
+  }
+
+  void signal(int sig) { kill(pid_, sig); }
+
+  std::string log() const { return read_text_file(log_path_); }
+
+  /// The HTTP port the daemon logged, waiting up to 10 s.
+  int port() {
+    static const std::regex re{R"(event=listening address=\S+ port=(\d+))"};
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::smatch m;
+      auto text = log();
+      if (std::regex_search(text, m, re))
+        return std::stoi(m[1]);
+      int status = 0;
+      if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        CAF_FAIL("daemon exited early:\n" << text);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    CAF_FAIL("daemon did not start listening:\n" << log());
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+};
+
+/// Polls `pred` every 50 ms for up to `timeout`.
+bool eventually(std::function<bool()> pred,
+                std::chrono::milliseconds timeout = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return pred();
+}
+
+struct fixture {
+  ScratchDatabase db;
+
+  fixture() {
+    db.load_pgmq_compat();
+    db.exec("SELECT pgmq.create('orders')");
+  }
+
+  std::vector<std::string> args() {
+    return {"--database.url=" + db.conninfo(),
+            "--queues.names=[\"orders\",\"missing_queue\"]",
+            "--queues.thresholds=[\"orders=100/200/400\"]",
+            "--health.node-id=e2e",
+            "--health.evaluation-interval=200ms",
+            "--health.probe-timeout=180ms",
+            "--database.query-timeout=150ms",
+            "--health.stale-threshold=3s",
+            "--http.port=0",
+            "--log.level=debug"};
+  }
+
+  void fill(int n) {
+    db.exec("SELECT pgmq.send_batch('orders', ARRAY(SELECT jsonb_build_object"
+            "('n', g) FROM generate_series(1, "
+            + std::to_string(n) + ") g))");
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(daemon_process_tests, fixture)
+
+CAF_TEST(readyz follows a queue through critical and back) {
+  daemon_process d{args()};
+  httplib::Client http{"127.0.0.1", d.port()};
+  http.set_read_timeout(2, 0);
+  CAF_MESSAGE("livez answers at once; readyz once a snapshot exists");
+  auto live = http.Get("/livez");
+  CAF_REQUIRE(live);
+  CAF_CHECK_EQUAL(live->status, 200);
+  CAF_CHECK(eventually([&] {
+    auto r = http.Get("/readyz");
+    return r && r->status == 200;
+  }));
+  CAF_MESSAGE("the queue passes its critical threshold (200)");
+  fill(250);
+  std::optional<httplib::Response> rejected;
+  CAF_CHECK(eventually([&] {
+    auto r = http.Get("/readyz");
+    if (r && r->status == 503)
+      rejected = *r;
+    return rejected.has_value();
+  }));
+  CAF_REQUIRE(rejected);
+  CAF_CHECK_EQUAL(rejected->get_header_value("Retry-After"), "30");
+  auto body = json::parse(rejected->body);
+  CAF_CHECK_EQUAL(body["ready"].get<bool>(), false);
+  CAF_CHECK_EQUAL(body["code"].get<std::string>(), "queue_critical");
+  CAF_MESSAGE("/health has every field");
+  auto health = http.Get("/health");
+  CAF_REQUIRE(health);
+  CAF_CHECK_EQUAL(health->status, 200);
+  auto h = json::parse(health->body);
+  for (auto key : {"status", "node_id", "sequence", "produced_at", "age_ms",
+                   "stale", "evaluation_duration_us", "decision", "database",
+                   "channel", "queues", "custom"})
+    CAF_CHECK(h.contains(key));
+  CAF_CHECK_EQUAL(h["status"].get<std::string>(), "unhealthy");
+  CAF_CHECK_EQUAL(h["node_id"].get<std::string>(), "e2e");
+  CAF_CHECK(h["database"]["connected"].get<bool>());
+  CAF_CHECK_EQUAL(h["database"]["circuit_breaker"]["state"].get<std::string>(),
+                  "closed");
+  CAF_CHECK(!h["channel"]["watched"].get<bool>());
+  auto& orders = h["queues"]["queues"][0];
+  CAF_CHECK_EQUAL(orders["name"].get<std::string>(), "orders");
+  CAF_CHECK_EQUAL(orders["depth"].get<int64_t>(), 250);
+  CAF_CHECK_EQUAL(orders["tier"].get<std::string>(), "critical");
+  auto& missing = h["queues"]["queues"][1];
+  CAF_CHECK(missing["missing"].get<bool>());
+  CAF_CHECK_EQUAL(missing["tier"].get<std::string>(), "unknown");
+  CAF_MESSAGE("the queue drains: ready again");
+  db.exec("DELETE FROM pgmq.q_orders");
+  CAF_CHECK(eventually([&] {
+    auto r = http.Get("/readyz");
+    return r && r->status == 200;
+  }));
+  CAF_MESSAGE("/metrics counts the activation and carries the names");
+  auto metrics = http.Get("/metrics");
+  CAF_REQUIRE(metrics);
+  CAF_CHECK_EQUAL(metrics->status, 200);
+  for (auto name :
+       {"tasker_health_evaluations_total", "tasker_health_database_connected 1",
+        "tasker_health_queue_depth{queue=\"orders\"}",
+        "tasker_health_queue_tier{queue=\"orders\"}",
+        "tasker_health_backpressure_active 0",
+        "tasker_health_backpressure_activations_total{source=\"queue\"} 1",
+        "tasker_health_database_check_duration_seconds_bucket",
+        "tasker_health_probe_restarts_total{probe=\"database\"} 0"}) {
+    CAF_CHECK_NOT_EQUAL(metrics->body.find(name), std::string::npos);
+    if (metrics->body.find(name) == std::string::npos)
+      CAF_MESSAGE("missing in /metrics: " << name);
+  }
+  CAF_MESSAGE("transitions are logged once each");
+  auto log = d.log();
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (auto pos = log.find(needle); pos != std::string::npos;
+         pos = log.find(needle, pos + 1))
+      ++n;
+    return n;
+  };
+  CAF_CHECK_EQUAL(count("event=backpressure_on"), 1u);
+  CAF_CHECK_EQUAL(count("event=backpressure_off"), 1u);
+  CAF_MESSAGE("SIGTERM: clean exit 0");
+  d.signal(SIGTERM);
+  CAF_CHECK_EQUAL(d.wait_exit(10s), 0);
+}
+
+CAF_TEST(sigint exits cleanly too) {
+  daemon_process d{args()};
+  d.port();
+  d.signal(SIGINT);
+  CAF_CHECK_EQUAL(d.wait_exit(10s), 0);
+}
+
+CAF_TEST(bad configuration exits 2 naming the option) {
+  {
+    daemon_process d{
+        {"--database.url=" + db.conninfo(), "--health.evaluation-interval=0s"}};
+    CAF_CHECK_EQUAL(d.wait_exit(10s), 2);
+    CAF_CHECK_NOT_EQUAL(d.log().find("health.evaluation-interval"),
+                        std::string::npos);
+  }
+  {
+    daemon_process d{{"--database.url=" + db.conninfo(), "--no.such=1"}};
+    CAF_CHECK_EQUAL(d.wait_exit(10s), 2);
+    CAF_CHECK_NOT_EQUAL(d.log().find("no.such: unknown option"),
+                        std::string::npos);
+  }
+  {
+    daemon_process d{{"--config-file=/nonexistent/tasker-health.ini"}};
+    CAF_CHECK_EQUAL(d.wait_exit(10s), 2);
+    CAF_CHECK_NOT_EQUAL(d.log().find("config-file"), std::string::npos);
+  }
+  {
+    daemon_process d{{"--database.url=" + db.conninfo(),
+                      "--queues.names=[\"x; drop table y\"]"}};
+    CAF_CHECK_EQUAL(d.wait_exit(10s), 2);
+    CAF_CHECK_NOT_EQUAL(d.log().find("queues.names"), std::string::npos);
+  }
+}
+
+CAF_TEST(help is printed and exits 0) {
+  daemon_process d{{"--help"}};
+  CAF_CHECK_EQUAL(d.wait_exit(10s), 0);
+  auto text = d.log();
+  CAF_CHECK_NOT_EQUAL(text.find("--queues.hysteresis-margin="),
+                      std::string::npos);
+  CAF_CHECK_NOT_EQUAL(text.find("--http.port=<int64>  (default: 8080)"),
+                      std::string::npos);
+}
+
+CAF_TEST(a busy port is a runtime failure) {
+  daemon_process first{args()};
+  auto port = first.port();
+  auto a = args();
+  a.back() = "--log.level=info";
+  a[8] = "--http.port=" + std::to_string(port);
+  daemon_process second{a};
+  CAF_CHECK_EQUAL(second.wait_exit(10s), 1);
+  CAF_CHECK_NOT_EQUAL(second.log().find("http.port"), std::string::npos);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
