@@ -58,6 +58,8 @@ caf::expected<health_system> health_system::start(caf::actor_system& sys,
     }
     return caf::make_error(health_errc::invalid_config, std::move(text));
   }
+  if (cfg.node_id.empty()) // CAF's node id is only meaningful with networking
+    cfg.node_id = sys.node() == caf::none ? "local" : to_string(sys.node());
   auto st = std::make_unique<impl>();
   st->sys = &sys;
   st->config = cfg;
@@ -65,8 +67,6 @@ caf::expected<health_system> health_system::start(caf::actor_system& sys,
                               : std::make_shared<CircuitBreaker>(cfg.breaker);
   st->cell = std::make_shared<SnapshotCell>(parts.clock ? *parts.clock
                                                         : coarse_clock());
-  if (cfg.node_id.empty()) // CAF's node id is only meaningful with networking
-    cfg.node_id = sys.node() == caf::none ? "local" : to_string(sys.node());
   // Aggregator first, with no probes: the supervisor registers them.
   aggregator_options ao;
   ao.config = cfg;

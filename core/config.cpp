@@ -153,6 +153,13 @@ std::vector<ConfigError> HealthConfig::validate() const {
           "query is reported before the probe's deadline (query-timeout "
               + ms(db_query_timeout) + ", probe-timeout " + ms(probe_timeout)
               + ")");
+  if (db_connect_timeout.count() > 0 && probe_timeout.count() > 0
+      && db_connect_timeout >= probe_timeout)
+    c.add("database.connect-timeout",
+          "must be less than health.probe-timeout, so that an unreachable "
+          "server is reported before the probe's deadline (connect-timeout "
+              + ms(db_connect_timeout) + ", probe-timeout " + ms(probe_timeout)
+              + ")");
   // Circuit breaker (limits come from the breaker's packed state word).
   if (breaker.failure_threshold < 1 || breaker.failure_threshold > 1023)
     c.add("breaker.failure-threshold",

@@ -120,8 +120,9 @@ struct HealthConfig {
   /// Bound of the trivial DB query (`SELECT 1`), kept even when the server
   /// never answers.
   milliseconds db_query_timeout{1000};
-  /// Bound of (re)connecting.
-  milliseconds db_connect_timeout{2000};
+  /// Bound of (re)connecting (including the cancel of a query abandoned at
+  /// its deadline). Must be less than probe_timeout, like the query timeout.
+  milliseconds db_connect_timeout{1000};
 
   CircuitBreakerConfig breaker;
   ChannelThresholds channel;

@@ -48,9 +48,11 @@ as_owner() {
   fi
 }
 
+# A port below the kernel's ephemeral range (32768-60999 by default), so that
+# no outgoing connection can be holding it; start_server retries anyway.
 free_port() {
   local p
-  for p in $(shuf -i 20000-60000 -n 200); do
+  for p in $(shuf -i 20000-32000 -n 200); do
     if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
       echo "$p"
       return 0
@@ -73,10 +75,15 @@ running() {
 }
 
 # Starts the server of "$dir" on port $2 with binaries from $1.
-start_server() {
+# Starts the server of "$dir" on port $2 with binaries from $1; status only.
+start_server_once() {
   as_owner "$1/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
     -o "-k $dir -p $2 -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-    start >/dev/null || {
+    start >/dev/null
+}
+
+start_server() {
+  start_server_once "$1" "$2" || {
     cat "$dir/server.log" >&2
     exit 1
   }
@@ -98,8 +105,17 @@ case "$cmd" in
       cat "$dir/initdb.log" >&2
       exit 1
     }
-    port=$(free_port)
-    start_server "$bin" "$port"
+    # Another process may take the port between the check and the bind:
+    # try a few ports before giving up.
+    for attempt in 1 2 3 4 5; do
+      port=$(free_port)
+      if start_server_once "$bin" "$port"; then break; fi
+      if [ "$attempt" -eq 5 ] || ! grep -q "could not bind\|Address already in use" "$dir/server.log"; then
+        cat "$dir/server.log" >&2
+        exit 1
+      fi
+      echo "pg.sh: port $port was taken, trying another" >&2
+    done
     cat >"$dir/env" <<ENV
 export TASKER_HEALTH_TEST_PG='host=127.0.0.1 port=$port user=postgres dbname=postgres'
 export TASKER_PG_DIR='$dir'

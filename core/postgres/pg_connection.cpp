@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -200,7 +201,8 @@ void Connection::log_success_after_failure() {
     return;
   logger()->info("event=pg_recovered component={} target={} "
                  "previous_error={}",
-                 options_.component, quoted(target_), quoted(last_logged_error_));
+                 options_.component, quoted(target_),
+                 quoted(last_logged_error_));
   last_logged_error_.clear();
 }
 
@@ -214,7 +216,10 @@ bool Connection::connect(StatementResult& out) {
   // fallback_application_name comes first so that an application_name in
   // the user's string wins; dbname is expanded as a full connection string.
   const char* keys[] = {"fallback_application_name", "dbname", nullptr};
-  const char* vals[] = {"tasker-health", options_.conninfo.c_str(), nullptr};
+  // "tasker-health/db_check", "tasker-health/queue_depth": an operator can
+  // tell the probes' sessions apart in pg_stat_activity.
+  auto app_name = "tasker-health/" + options_.component;
+  const char* vals[] = {app_name.c_str(), options_.conninfo.c_str(), nullptr};
   PGconn* c = PQconnectStartParams(keys, vals, 1);
   if (c == nullptr) {
     fail(out, false, "cannot start a connection: out of memory");
@@ -261,6 +266,22 @@ bool Connection::connect(StatementResult& out) {
                  "backend_pid={} connect_ms={}",
                  options_.component, quoted(target_), backend_pid(),
                  to_ms(steady::now() - start));
+  if (abandoned_pid_ > 0) {
+    // The query abandoned at its deadline may still run (or, on a frozen
+    // backend, resume later): cancel it, within the connect deadline. Our
+    // side of that connection is closed, so its backend then exits.
+    auto pid = std::exchange(abandoned_pid_, -1);
+    auto r = run("SELECT pg_cancel_backend($1)", {std::to_string(pid)},
+                 steady::now(), deadline, StatementResult{});
+    if (!r.ok) {
+      out = std::move(r);
+      return false; // run() discarded the connection and logged why
+    }
+    logger()->info("event=pg_abandoned_query_cancelled component={} "
+                   "backend_pid={} signalled={}",
+                   options_.component, pid,
+                   !r.rows.empty() && r.rows[0][0] == "t");
+  }
   return true;
 }
 
@@ -275,12 +296,22 @@ StatementResult Connection::exec(const std::string& sql,
   if (conn_ == nullptr && !connect(out))
     return out;
   auto start = steady::now();
-  auto deadline = start + options_.query_timeout;
+  return run(sql, params, start, start + options_.query_timeout,
+             std::move(out));
+}
+
+StatementResult Connection::run(const std::string& sql,
+                                const std::vector<std::string>& params,
+                                steady::time_point start,
+                                steady::time_point deadline,
+                                StatementResult out) {
   auto give_up = [&](bool timed_out, std::string error) {
     // After a timeout the protocol state is unknown (a result may still be
     // on its way) and after a transport error the socket is dead: either way
     // this connection is done for.
     auto pid = backend_pid();
+    if (timed_out)
+      abandoned_pid_ = pid; // cancelled after the next connect
     disconnect();
     fail(out, timed_out, std::move(error));
     log_failure("statement", out, steady::now() - start);
@@ -291,7 +322,10 @@ StatementResult Connection::exec(const std::string& sql,
   };
   auto timeout_error = [&] {
     return "query timed out after "
-           + std::to_string(options_.query_timeout.count())
+           + std::to_string(
+               std::chrono::duration_cast<std::chrono::milliseconds>(deadline
+                                                                     - start)
+                   .count())
            + " ms (no answer from the server)";
   };
 

@@ -85,6 +85,12 @@ class Connection {
 
  private:
   bool connect(StatementResult& out);
+  /// Runs one statement on the open connection until `deadline`.
+  StatementResult run(const std::string& sql,
+                      const std::vector<std::string>& params,
+                      std::chrono::steady_clock::time_point start,
+                      std::chrono::steady_clock::time_point deadline,
+                      StatementResult out);
   void fail(StatementResult& out, bool timed_out, std::string error);
   /// Removes the password from a message, should libpq ever echo it.
   std::string scrub(std::string message) const;
@@ -102,6 +108,9 @@ class Connection {
   std::string password_;
   pg_conn* conn_ = nullptr;
   std::atomic<int> backend_pid_{-1};
+  /// Backend of a connection abandoned at a query deadline, whose query is
+  /// cancelled after the next successful connect (-1: none).
+  int abandoned_pid_ = -1;
   /// The last error logged at warning level; repeats go to debug so that a
   /// server that stays down does not flood the log every cycle.
   std::string last_logged_error_;

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -133,6 +134,7 @@ struct fixture {
             "--health.evaluation-interval=200ms",
             "--health.probe-timeout=180ms",
             "--database.query-timeout=150ms",
+            "--database.connect-timeout=150ms",
             "--health.stale-threshold=3s",
             "--http.port=0",
             "--log.level=debug"};
@@ -283,8 +285,8 @@ CAF_TEST(a busy port is a runtime failure) {
   daemon_process first{args()};
   auto port = first.port();
   auto a = args();
-  a.back() = "--log.level=info";
-  a[8] = "--http.port=" + std::to_string(port);
+  std::replace(a.begin(), a.end(), std::string{"--http.port=0"},
+               "--http.port=" + std::to_string(port));
   daemon_process second{a};
   CAF_CHECK_EQUAL(second.wait_exit(10s), 1);
   CAF_CHECK_NOT_EQUAL(second.log().find("http.port"), std::string::npos);

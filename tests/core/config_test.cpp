@@ -73,6 +73,16 @@ CAF_TEST(query timeout must be below the interval) {
                 "less than health.probe-timeout"));
 }
 
+CAF_TEST(connect timeout must be below the probe deadline) {
+  HealthConfig cfg;
+  CAF_CHECK_EQUAL(cfg.db_connect_timeout.count(), 1000);
+  cfg.db_connect_timeout = 2000ms;
+  CAF_CHECK(has(cfg.validate(), "database.connect-timeout",
+                "less than health.probe-timeout"));
+  cfg.db_connect_timeout = 0ms;
+  CAF_CHECK(has(cfg.validate(), "database.connect-timeout", "greater than 0"));
+}
+
 CAF_TEST(negative and inverted thresholds are refused) {
   HealthConfig cfg;
   cfg.queue_thresholds = {-1, 5000, 10000};

@@ -40,10 +40,11 @@ CAF_TEST(a healthy database answers and the connection is reused) {
   auto pid = chk.backend_pid();
   CAF_CHECK_GREATER(pid, 0);
   // The pid is the server backend of this very connection.
-  auto n = th::run_sql(th::test_server_conninfo(),
-                       "SELECT count(*) FROM pg_stat_activity WHERE pid = "
-                           + std::to_string(pid)
-                           + " AND application_name = 'tasker-health'")[0][0]
+  auto n = th::run_sql(
+               th::test_server_conninfo(),
+               "SELECT count(*) FROM pg_stat_activity WHERE pid = "
+                   + std::to_string(pid)
+                   + " AND application_name = 'tasker-health/db_check'")[0][0]
                .as<int>();
   CAF_CHECK_EQUAL(n, 1);
   auto again = chk.check();
