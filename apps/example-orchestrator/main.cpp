@@ -1,0 +1,516 @@
+// example-orchestrator: a tiny CAF program that embeds tasker-health the way
+// an orchestrator does.
+//
+// It owns one bounded command channel (an actor that processes one command at
+// a time, each taking --work-ms), tracked by a ChannelMonitor; it starts the
+// component through the facade with that monitor and, when --db is given, a
+// PgDatabaseCheck and a PgQueueDepthSource for --queues; and it serves
+//
+//   POST /commands  asks BackpressureChecker::try_check() first: 503 with
+//                   Retry-After when backpressure is active; 503 (Retry-After
+//                   of a critical channel) when the channel is full; else the
+//                   command enters the channel: 202.
+//   GET  /status    one line of JSON with the checker's view.
+//
+// SIGINT/SIGTERM stop it cleanly (exit 0); a configuration problem exits 2.
+#include "actors/health_system.hpp"
+#include "core/channel_monitor.hpp"
+#include "core/config.hpp"
+#include "core/postgres/pg_database_check.hpp"
+#include "core/postgres/pg_queue_depth.hpp"
+#include "messages/registration.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <httplib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "caf/actor_system.hpp"
+#include "caf/actor_system_config.hpp"
+#include "caf/atom.hpp"
+#include "caf/event_based_actor.hpp"
+#include "caf/send.hpp"
+#include "caf/stateful_actor.hpp"
+
+namespace th = tasker::health;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::string_view program = "example-orchestrator";
+
+// ---- configuration ----------------------------------------------------------
+
+struct orchestrator_config : caf::actor_system_config {
+  uint16_t port = 8081;
+  std::string address = "127.0.0.1";
+  std::string db;
+  std::vector<std::string> queues;
+  uint64_t channel_capacity = 100;
+  int64_t work_ms = 50;
+  caf::timespan evaluation_interval = 5s;
+  caf::timespan stale_threshold = 30s;
+  caf::timespan probe_timeout{0};
+  caf::timespan db_query_timeout{0};
+  caf::timespan db_connect_timeout{0};
+  int64_t queue_warning = th::QueueThresholds{}.warning;
+  int64_t queue_critical = th::QueueThresholds{}.critical;
+  int64_t queue_overflow = th::QueueThresholds{}.overflow;
+  std::string unknown_policy = "fail-open";
+
+  orchestrator_config() {
+    opt_group{custom_options_, "global"}
+        .add(port, "port,p", "HTTP port (0: any free port; default 8081)")
+        .add(address, "address", "HTTP address (default 127.0.0.1)")
+        .add(db, "db",
+             "libpq connection string of the database to watch (empty: none)")
+        .add(queues, "queues", "PGMQ queues to watch, e.g. --queues=a,b")
+        .add(channel_capacity, "channel-capacity",
+             "capacity of the command channel (default 100)")
+        .add(work_ms, "work-ms",
+             "time one command takes to process, ms (default 50)")
+        .add(evaluation_interval, "evaluation-interval",
+             "health evaluation interval (default 5s)")
+        .add(stale_threshold, "stale-threshold",
+             "a snapshot older than this is stale (default 30s)")
+        .add(probe_timeout, "probe-timeout",
+             "deadline of each probe (0: min(2s, evaluation-interval))")
+        .add(db_query_timeout, "db-query-timeout",
+             "bound of SELECT 1 and of the depth query (0: half of "
+             "probe-timeout, at most 1s)")
+        .add(db_connect_timeout, "db-connect-timeout",
+             "bound of (re)connecting (0: half of probe-timeout, at most "
+             "1s)")
+        .add(queue_warning, "queue-warning",
+             "queue warning threshold (default 1000)")
+        .add(queue_critical, "queue-critical",
+             "queue critical threshold (default 5000)")
+        .add(queue_overflow, "queue-overflow",
+             "queue overflow threshold (default 10000)")
+        .add(unknown_policy, "unknown-policy", "fail-open or fail-closed");
+  }
+};
+
+std::chrono::milliseconds to_ms(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x);
+}
+
+// HealthConfig names its options as the daemon does; this program's options
+// are named differently.
+std::string option_name(const std::string& daemon_option) {
+  static const std::map<std::string, std::string> names{
+      {"health.evaluation-interval", "evaluation-interval"},
+      {"health.stale-threshold", "stale-threshold"},
+      {"health.probe-timeout", "probe-timeout"},
+      {"database.query-timeout", "db-query-timeout"},
+      {"database.connect-timeout", "db-connect-timeout"},
+      {"queues.names", "queues"},
+      {"queues.warning", "queue-warning"},
+      {"queues.critical", "queue-critical"},
+      {"queues.overflow", "queue-overflow"},
+  };
+  auto i = names.find(daemon_option);
+  return i != names.end() ? i->second : daemon_option;
+}
+
+struct settings {
+  th::HealthConfig health;
+  uint64_t channel_capacity = 0;
+  std::chrono::milliseconds work{0};
+};
+
+/// The validated settings, or every problem as "option: rule".
+std::optional<settings> make_settings(const orchestrator_config& cfg,
+                                      std::vector<std::string>& problems) {
+  settings s;
+  if (cfg.channel_capacity == 0)
+    problems.emplace_back("channel-capacity: must be greater than 0");
+  s.channel_capacity = cfg.channel_capacity;
+  if (cfg.work_ms < 0)
+    problems.emplace_back("work-ms: must not be negative (got "
+                          + std::to_string(cfg.work_ms) + ")");
+  s.work = std::chrono::milliseconds{std::max<int64_t>(cfg.work_ms, 0)};
+  if (cfg.address.empty())
+    problems.emplace_back("address: must not be empty");
+  if (!cfg.queues.empty() && cfg.db.empty())
+    problems.emplace_back("queues: needs --db (the queues live in a database)");
+  auto& h = s.health;
+  h.evaluation_interval = to_ms(cfg.evaluation_interval);
+  h.stale_threshold = to_ms(cfg.stale_threshold);
+  h.probe_timeout
+      = cfg.probe_timeout.count() != 0
+            ? to_ms(cfg.probe_timeout)
+            : std::min(std::chrono::milliseconds{2000}, h.evaluation_interval);
+  h.db_query_timeout
+      = cfg.db_query_timeout.count() != 0
+            ? to_ms(cfg.db_query_timeout)
+            : std::min(std::chrono::milliseconds{1000}, h.probe_timeout / 2);
+  h.db_connect_timeout
+      = cfg.db_connect_timeout.count() != 0
+            ? to_ms(cfg.db_connect_timeout)
+            : std::min(std::chrono::milliseconds{1000}, h.probe_timeout / 2);
+  h.database_url = cfg.db;
+  h.queue_thresholds
+      = {cfg.queue_warning, cfg.queue_critical, cfg.queue_overflow};
+  for (const auto& q : cfg.queues)
+    h.queues.push_back({q, std::nullopt});
+  if (auto p = th::parse_unknown_policy(cfg.unknown_policy))
+    h.unknown_policy = *p;
+  else
+    problems.emplace_back("unknown-policy: must be fail-open or fail-closed "
+                          "(got '"
+                          + cfg.unknown_policy + "')");
+  for (const auto& e : h.validate())
+    problems.push_back(option_name(e.option) + ": " + e.message);
+  if (!problems.empty())
+    return std::nullopt;
+  return s;
+}
+
+// ---- the command channel ----------------------------------------------------
+
+using command_atom = caf::atom_constant<caf::atom("command")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+
+struct channel_state {
+  static inline const char* name = "command-channel";
+  channel_state() = default;
+  std::shared_ptr<th::ChannelMonitor> monitor;
+  std::chrono::milliseconds work{0};
+  /// Commands accepted and not yet done (the first one is in progress).
+  std::deque<uint64_t> pending;
+  uint64_t processed = 0;
+};
+
+/// Processes one command at a time; each takes `work` (a timer, so the
+/// actor never blocks a scheduler thread and stops at once on exit).
+caf::behavior command_channel(caf::stateful_actor<channel_state>* self,
+                              std::shared_ptr<th::ChannelMonitor> monitor,
+                              std::chrono::milliseconds work) {
+  self->state.monitor = std::move(monitor);
+  self->state.work = work;
+  return {
+      [=](command_atom, uint64_t id, const std::string&) {
+        auto& st = self->state;
+        st.pending.push_back(id);
+        if (st.pending.size() == 1)
+          self->delayed_send(self, st.work, done_atom::value);
+      },
+      [=](done_atom) {
+        auto& st = self->state;
+        if (st.pending.empty())
+          return;
+        st.pending.pop_front();
+        ++st.processed;
+        st.monitor->record_receive();
+        if (!st.pending.empty())
+          self->delayed_send(self, st.work, done_atom::value);
+      },
+  };
+}
+
+/// The orchestrator's side of the channel: admission by capacity.
+class command_intake {
+ public:
+  command_intake(caf::actor channel, std::shared_ptr<th::ChannelMonitor> mon)
+      : channel_(std::move(channel)), monitor_(std::move(mon)) {}
+
+  /// Enqueues the command; false (an overflow event) when the channel is
+  /// full.
+  bool try_send(std::string body, uint64_t& id) {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (monitor_->in_use() >= monitor_->capacity()) {
+        monitor_->record_overflow();
+        return false;
+      }
+      monitor_->record_send();
+      id = ++next_id_;
+    }
+    caf::anon_send(channel_, command_atom::value, id, std::move(body));
+    return true;
+  }
+
+  const th::ChannelMonitor& monitor() const { return *monitor_; }
+
+ private:
+  caf::actor channel_;
+  std::shared_ptr<th::ChannelMonitor> monitor_;
+  std::mutex mtx_;
+  uint64_t next_id_ = 0;
+};
+
+// ---- HTTP -------------------------------------------------------------------
+
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+struct json_object {
+  std::string text = "{";
+
+  json_object& field(std::string_view key) {
+    if (text.size() > 1)
+      text += ',';
+    append_json_string(text, key);
+    text += ':';
+    return *this;
+  }
+  json_object& str(std::string_view key, std::string_view value) {
+    field(key);
+    append_json_string(text, value);
+    return *this;
+  }
+  json_object& num(std::string_view key, double value) {
+    field(key);
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.1f", value);
+    text += buf;
+    return *this;
+  }
+  json_object& num(std::string_view key, int64_t value) {
+    field(key);
+    text += std::to_string(value);
+    return *this;
+  }
+  json_object& num(std::string_view key, uint64_t value) {
+    field(key);
+    text += std::to_string(value);
+    return *this;
+  }
+  json_object& boolean(std::string_view key, bool value) {
+    field(key);
+    text += value ? "true" : "false";
+    return *this;
+  }
+  std::string done() { return text + "}"; }
+};
+
+void reject(httplib::Response& res, std::string_view reason,
+            std::string_view source, std::string_view code,
+            std::chrono::seconds retry_after) {
+  auto secs = static_cast<int64_t>(retry_after.count());
+  res.status = 503;
+  res.set_header("Retry-After", std::to_string(secs));
+  res.set_content(json_object{}
+                      .boolean("accepted", false)
+                      .str("reason", reason)
+                      .str("source", source)
+                      .str("code", code)
+                      .num("retry_after_seconds", secs)
+                      .done(),
+                  "application/json");
+}
+
+std::string status_json(const th::BackpressureChecker& checker,
+                        const command_intake& intake) {
+  json_object out;
+  out.str("status", th::to_string(checker.status()))
+      .boolean("stale", checker.is_stale());
+  if (auto rejection = checker.try_check()) {
+    out.boolean("backpressure", true)
+        .str("reason", rejection->reason)
+        .str("source", th::to_string(rejection->source))
+        .str("code", th::to_string(rejection->code))
+        .num("retry_after_seconds",
+             static_cast<int64_t>(rejection->retry_after.count()));
+  } else {
+    out.boolean("backpressure", false);
+  }
+  auto snap = checker.snapshot();
+  out.num("sequence", snap ? snap->sequence : uint64_t{0});
+  if (auto age = checker.age())
+    out.num("age_ms", static_cast<int64_t>(age->count()));
+  if (snap) {
+    out.str("queue_tier", th::to_string(snap->queues.worst_tier));
+    out.str("worst_queue", snap->queues.worst_queue);
+    int64_t worst_depth = 0;
+    for (const auto& q : snap->queues.queues)
+      worst_depth = std::max(worst_depth, q.depth);
+    out.num("max_queue_depth", worst_depth);
+    out.boolean("db_connected", snap->database.connected);
+  }
+  const auto& mon = intake.monitor();
+  out.num("channel_in_use", mon.in_use())
+      .num("channel_capacity", mon.capacity());
+  return out.done();
+}
+
+// ---- signals ----------------------------------------------------------------
+
+sigset_t shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+int run(orchestrator_config& cfg, const settings& s) {
+  caf::actor_system sys{cfg};
+  auto monitor
+      = std::make_shared<th::ChannelMonitor>("commands", s.channel_capacity);
+  auto channel = sys.spawn(command_channel, monitor, s.work);
+  command_intake intake{channel, monitor};
+
+  th::health_parts parts;
+  parts.channels.push_back(monitor);
+  const auto& h = s.health;
+  if (!h.database_url.empty()) {
+    parts.database = std::make_shared<th::PgDatabaseCheck>(th::PgCheckOptions{
+        h.database_url, h.db_query_timeout, h.db_connect_timeout});
+    if (!h.queues.empty())
+      parts.queues
+          = std::make_shared<th::PgQueueDepthSource>(th::PgQueueOptions{
+              h.database_url, h.db_query_timeout, h.db_connect_timeout});
+  }
+  auto hs = th::health_system::start(sys, h, std::move(parts));
+  if (!hs) {
+    std::cerr << program
+              << ": cannot start the health system: " << sys.render(hs.error())
+              << '\n';
+    caf::anon_send_exit(channel, caf::exit_reason::user_shutdown);
+    return 2;
+  }
+  auto checker = hs->checker();
+
+  httplib::Server server;
+  // cpp-httplib's default options also set SO_REUSEPORT, which lets a second
+  // process bind the same port and silently share the traffic. Reuse the
+  // address (restart after TIME_WAIT) but refuse a port somebody listens on.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  server.Post(
+      "/commands", [&](const httplib::Request& req, httplib::Response& res) {
+        if (auto rejection = checker.try_check()) {
+          reject(res, rejection->reason, th::to_string(rejection->source),
+                 th::to_string(rejection->code), rejection->retry_after);
+          return;
+        }
+        uint64_t id = 0;
+        if (!intake.try_send(req.body, id)) {
+          reject(res, "command channel full", "channel", "channel_full",
+                 h.retry_after.channel_critical);
+          return;
+        }
+        res.status = 202;
+        res.set_content(json_object{}
+                            .boolean("accepted", true)
+                            .num("id", id)
+                            .num("channel_in_use", intake.monitor().in_use())
+                            .done(),
+                        "application/json");
+      });
+  server.Get("/status", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(status_json(checker, intake) + "\n", "application/json");
+  });
+
+  int port = cfg.port;
+  if (port == 0)
+    port = server.bind_to_any_port(cfg.address);
+  else if (!server.bind_to_port(cfg.address, port))
+    port = -1;
+  if (port <= 0) {
+    std::cerr << program << ": cannot listen on " << cfg.address << ':'
+              << cfg.port << '\n';
+    hs->stop();
+    caf::anon_send_exit(channel, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> http_failed{false};
+  std::thread http{[&] {
+    server.listen_after_bind();
+    if (!stopping.load()) {
+      http_failed = true;
+      kill(getpid(), SIGTERM); // wakes sigwait below
+    }
+  }};
+  std::cout << program << ": listening on http://" << cfg.address << ':' << port
+            << " (channel capacity " << s.channel_capacity << ", work "
+            << s.work.count() << "ms, database "
+            << (h.database_url.empty() ? "none" : "watched") << ", queues "
+            << h.queues.size() << ")" << std::endl;
+
+  auto set = shutdown_signals();
+  int sig = 0;
+  sigwait(&set, &sig);
+  stopping = true;
+  std::cout << program << ": "
+            << (http_failed ? "HTTP server failed" : "signal received")
+            << ", shutting down" << std::endl;
+  server.stop();
+  http.join();
+  hs->stop();
+  caf::anon_send_exit(channel, caf::exit_reason::user_shutdown);
+  // ~health_system and ~actor_system wait for every actor to finish.
+  return http_failed ? 1 : 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  // Before any thread exists, so that every thread inherits the mask and
+  // only sigwait() in run() receives SIGINT/SIGTERM.
+  auto set = shutdown_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  orchestrator_config cfg;
+  th::register_types(cfg);
+  if (auto err = cfg.parse(argc, argv)) {
+    std::cerr << program << ": invalid configuration: "
+              << caf::actor_system_config::render(err) << '\n';
+    return 2;
+  }
+  if (cfg.cli_helptext_printed)
+    return 0;
+  if (!cfg.remainder.empty()) {
+    std::cerr << program << ": invalid configuration: unexpected argument '"
+              << cfg.remainder.front() << "'\n";
+    return 2;
+  }
+  std::vector<std::string> problems;
+  auto s = make_settings(cfg, problems);
+  if (!s) {
+    for (const auto& p : problems)
+      std::cerr << program << ": invalid configuration: " << p << '\n';
+    return 2;
+  }
+  return run(cfg, *s);
+}
