@@ -193,19 +193,8 @@ done
 unset PGOPTIONS
 
 # ---- the daemon -----------------------------------------------------------------
-free_port() {
-  local p
-  for p in $(shuf -i 20000-60000 -n 200); do
-    if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
-      echo "$p"
-      return 0
-    fi
-  done
-  echo "demo.sh: no free TCP port found" >&2
-  return 1
-}
-port=$(free_port)
-
+# The daemon binds any free port (http.port=0) and logs it: no race with
+# another process taking a port picked in advance.
 # Thresholds: the defaults (1000 / 5000 / 10000) for orders and events; the
 # smaller notifications queue gets its own so that it cycles through every
 # tier with a tenth of the messages.
@@ -229,17 +218,21 @@ thresholds=["notifications=200/500/1000"]
 hysteresis-margin=50
 [http]
 address="127.0.0.1"
-port=$port
+port=0
 [log]
 level="info"
 EOF
 
-say "starting the daemon on 127.0.0.1:$port (config $work/tasker-health.ini)"
+say "starting the daemon (config $work/tasker-health.ini)"
 "$daemon" --config-file="$work/tasker-health.ini" >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 
 deadline=$((SECONDS + start_timeout))
-until curl -fsS -m 1 -o /dev/null "http://127.0.0.1:$port/livez" 2>/dev/null; do
+port=""
+until [ -n "$port" ] && curl -fsS -m 1 -o /dev/null "http://127.0.0.1:$port/livez" 2>/dev/null; do
+  if [ -z "$port" ]; then
+    port=$(sed -n 's/.*event=listening address=[^ ]* port=\([0-9]*\).*/\1/p' "$work/daemon.log" | head -n 1)
+  fi
   if ! kill -0 "$daemon_pid" 2>/dev/null; then
     rc=0
     wait "$daemon_pid" || rc=$?
@@ -250,12 +243,12 @@ until curl -fsS -m 1 -o /dev/null "http://127.0.0.1:$port/livez" 2>/dev/null; do
     exit 1
   fi
   if [ "$SECONDS" -ge "$deadline" ]; then
-    echo "demo.sh: the daemon did not answer http://127.0.0.1:$port/livez within ${start_timeout}s" >&2
+    echo "demo.sh: the daemon did not answer /livez within ${start_timeout}s (port: ${port:-not logged yet})" >&2
     exit 1
   fi
   sleep 0.2
 done
-say "daemon is live (pid $daemon_pid)"
+say "daemon is live on 127.0.0.1:$port (pid $daemon_pid)"
 
 # ---- the load ---------------------------------------------------------------------
 # Each queue: fill 10 s from 0 to its peak, hold 3 s, drain 8 s, rest 9 s

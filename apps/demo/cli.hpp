@@ -10,7 +10,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -140,6 +142,29 @@ inline bool sleep_until(std::chrono::steady_clock::time_point deadline) {
         deadline - now, std::chrono::nanoseconds{20ms}));
   }
   return false;
+}
+
+/// The common main of the demo programs: parse the arguments (an ArgError
+/// names the option and the rule: exit 2), print the help (exit 0), or
+/// install the stop handler and run.
+template<class Options, class Parse, class Help, class Run>
+int run_main(const char* program, int argc, char** argv, Parse parse,
+             Help help_text, Run run) {
+  Options opts;
+  try {
+    bool help = false;
+    opts = parse(argc, argv, help);
+    if (help) {
+      help_text(std::cout);
+      return 0;
+    }
+  } catch (const ArgError& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    std::fprintf(stderr, "try '%s --help'\n", program);
+    return 2;
+  }
+  install_stop_handler();
+  return run(opts);
 }
 
 } // namespace demo

@@ -455,19 +455,6 @@ int run(const Options& o) {
 } // namespace
 
 int main(int argc, char** argv) {
-  Options opts;
-  try {
-    bool help = false;
-    opts = parse_args(argc, argv, help);
-    if (help) {
-      print_help(std::cout);
-      return 0;
-    }
-  } catch (const demo::ArgError& e) {
-    std::fprintf(stderr, "tasker-health-loadgen: %s\n", e.what());
-    std::fprintf(stderr, "try 'tasker-health-loadgen --help'\n");
-    return 2;
-  }
-  demo::install_stop_handler();
-  return run(opts);
+  return demo::run_main<Options>("tasker-health-loadgen", argc, argv,
+                                 parse_args, print_help, run);
 }
