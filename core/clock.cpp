@@ -1,7 +1,5 @@
 #include "core/clock.hpp"
 
-#include <time.h>
-
 namespace tasker::health {
 
 Clock::~Clock() = default;

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdint>
 
+#include <time.h>
+
 namespace tasker::health {
 
 /// A monotonic clock. Implementations must be thread-safe.
@@ -47,6 +49,14 @@ class ManualClock final : public Clock {
  private:
   std::atomic<int64_t> ns_;
 };
+
+/// CoarseClock's reading in nanoseconds, inline for the hot path (no
+/// virtual call).
+inline int64_t coarse_now_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 
 /// Process-wide instances (never destroyed).
 const Clock& steady_clock() noexcept;

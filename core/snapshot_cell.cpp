@@ -54,12 +54,16 @@ uint64_t PackedDecision::encode() const noexcept {
 
 SnapshotCell::SnapshotCell(const Clock& clock) : clock_(&clock) {}
 
+// The seqlock without standalone fences (which TSan does not model): the
+// data stores are releases, so a reader whose acquire load sees new data also
+// sees the odd sequence number stored before it, and retries; a reader whose
+// acquire load of the sequence number sees the even value stored after the
+// data sees that data. On x86 all of this compiles to plain moves.
 void SnapshotCell::store(uint64_t word, int64_t ns) noexcept {
   auto s = seq_.load(std::memory_order_relaxed);
   seq_.store(s + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  word_.store(word, std::memory_order_relaxed);
-  published_ns_.store(ns, std::memory_order_relaxed);
+  word_.store(word, std::memory_order_release);
+  published_ns_.store(ns, std::memory_order_release);
   seq_.store(s + 2, std::memory_order_release);
 }
 
@@ -94,9 +98,8 @@ std::shared_ptr<const HealthSnapshot> SnapshotCell::load() const {
 SnapshotCell::Reading SnapshotCell::read() const noexcept {
   for (;;) {
     auto s1 = seq_.load(std::memory_order_acquire);
-    auto w = word_.load(std::memory_order_relaxed);
-    auto ns = published_ns_.load(std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);
+    auto w = word_.load(std::memory_order_acquire);
+    auto ns = published_ns_.load(std::memory_order_acquire);
     auto s2 = seq_.load(std::memory_order_relaxed);
     if (s1 == s2 && (s1 & 1) == 0)
       return {w, Clock::time_point{std::chrono::duration_cast<Clock::duration>(
@@ -121,17 +124,26 @@ CheckerOptions CheckerOptions::from(const HealthConfig& cfg) noexcept {
 
 BackpressureChecker::BackpressureChecker(
     std::shared_ptr<const SnapshotCell> cell, CheckerOptions opts)
-    : cell_(std::move(cell)), opts_(opts) {}
+    : cell_(std::move(cell)), opts_(opts),
+      coarse_(&cell_->clock() == &coarse_clock()),
+      stale_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    opts.stale_threshold)
+                    .count()) {}
 
 BackpressureChecker::View BackpressureChecker::view() const noexcept {
   auto r = cell_->read();
   View v{PackedDecision::decode(r.word), true, 0};
   if (!v.d.present)
     return v;
-  v.age_ms = std::chrono::duration_cast<milliseconds>(cell_->clock().now()
-                                                      - r.published_at)
-                 .count();
-  v.stale = v.d.forced_stale || v.age_ms > opts_.stale_threshold.count();
+  auto now = coarse_ ? coarse_now_ns()
+                     : std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           cell_->clock().now().time_since_epoch())
+                           .count();
+  v.age_ns = now
+             - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   r.published_at.time_since_epoch())
+                   .count();
+  v.stale = v.d.forced_stale || v.age_ns > stale_ns_;
   return v;
 }
 
@@ -148,15 +160,15 @@ std::optional<Rejection> BackpressureChecker::try_check() const noexcept {
   if (!v.d.active)
     return std::nullopt;
   int64_t ms = v.d.retry_after_ms;
-  seconds minimum{1};
+  int64_t minimum = 1;
   if (v.d.source == BackpressureSource::circuit_breaker) {
     // The breaker's time left shrinks while the snapshot ages.
-    ms -= std::max<int64_t>(v.age_ms, 0);
-    minimum = std::max(opts_.breaker_minimum, seconds{1});
+    ms -= std::max<int64_t>(v.age_ns, 0) / 1'000'000;
+    minimum = std::max<int64_t>(opts_.breaker_minimum.count(), 1);
   }
-  auto retry = std::max(minimum, std::chrono::ceil<seconds>(
-                                     milliseconds{std::max<int64_t>(ms, 0)}));
-  return Rejection{v.d.source, v.d.code, reason_text(v.d.code), retry};
+  // Whole seconds, rounded up.
+  auto secs = std::max((std::max<int64_t>(ms, 0) + 999) / 1000, minimum);
+  return Rejection{v.d.source, v.d.code, reason_text(v.d.code), seconds{secs}};
 }
 
 bool BackpressureChecker::is_healthy() const noexcept {
@@ -177,7 +189,7 @@ std::optional<milliseconds> BackpressureChecker::age() const noexcept {
   auto v = view();
   if (!v.d.present)
     return std::nullopt;
-  return milliseconds{v.age_ms};
+  return milliseconds{v.age_ns / 1'000'000};
 }
 
 std::shared_ptr<const HealthSnapshot> BackpressureChecker::snapshot() const {

@@ -140,13 +140,16 @@ class BackpressureChecker {
   struct View {
     PackedDecision d;
     bool stale;
-    int64_t age_ms;
+    int64_t age_ns;
   };
 
   View view() const noexcept;
 
   std::shared_ptr<const SnapshotCell> cell_;
   CheckerOptions opts_;
+  /// The cell runs on the coarse clock: read it inline.
+  bool coarse_;
+  int64_t stale_ns_;
 };
 
 } // namespace tasker::health
