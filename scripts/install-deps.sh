@@ -15,6 +15,7 @@ packages=(
   libbenchmark-dev
   postgresql-15 postgresql-client-15
   procps iproute2 curl
+  clang-format
 )
 
 missing=()
