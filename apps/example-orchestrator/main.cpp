@@ -38,6 +38,7 @@
 #include <vector>
 
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -259,116 +260,50 @@ class command_intake {
 
 // ---- HTTP -------------------------------------------------------------------
 
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
-struct json_object {
-  std::string text = "{";
-
-  json_object& field(std::string_view key) {
-    if (text.size() > 1)
-      text += ',';
-    append_json_string(text, key);
-    text += ':';
-    return *this;
-  }
-  json_object& str(std::string_view key, std::string_view value) {
-    field(key);
-    append_json_string(text, value);
-    return *this;
-  }
-  json_object& num(std::string_view key, double value) {
-    field(key);
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.1f", value);
-    text += buf;
-    return *this;
-  }
-  json_object& num(std::string_view key, int64_t value) {
-    field(key);
-    text += std::to_string(value);
-    return *this;
-  }
-  json_object& num(std::string_view key, uint64_t value) {
-    field(key);
-    text += std::to_string(value);
-    return *this;
-  }
-  json_object& boolean(std::string_view key, bool value) {
-    field(key);
-    text += value ? "true" : "false";
-    return *this;
-  }
-  std::string done() { return text + "}"; }
-};
-
 void reject(httplib::Response& res, std::string_view reason,
             std::string_view source, std::string_view code,
             std::chrono::seconds retry_after) {
   auto secs = static_cast<int64_t>(retry_after.count());
   res.status = 503;
   res.set_header("Retry-After", std::to_string(secs));
-  res.set_content(json_object{}
-                      .boolean("accepted", false)
-                      .str("reason", reason)
-                      .str("source", source)
-                      .str("code", code)
-                      .num("retry_after_seconds", secs)
-                      .done(),
-                  "application/json");
+  nlohmann::json body = {{"accepted", false},
+                         {"reason", reason},
+                         {"source", source},
+                         {"code", code},
+                         {"retry_after_seconds", secs}};
+  res.set_content(body.dump(), "application/json");
 }
 
 std::string status_json(const th::BackpressureChecker& checker,
                         const command_intake& intake) {
-  json_object out;
-  out.str("status", th::to_string(checker.status()))
-      .boolean("stale", checker.is_stale());
+  nlohmann::json out = {{"status", th::to_string(checker.status())},
+                        {"stale", checker.is_stale()}};
   if (auto rejection = checker.try_check()) {
-    out.boolean("backpressure", true)
-        .str("reason", rejection->reason)
-        .str("source", th::to_string(rejection->source))
-        .str("code", th::to_string(rejection->code))
-        .num("retry_after_seconds",
-             static_cast<int64_t>(rejection->retry_after.count()));
+    out["backpressure"] = true;
+    out["reason"] = rejection->reason;
+    out["source"] = th::to_string(rejection->source);
+    out["code"] = th::to_string(rejection->code);
+    out["retry_after_seconds"] = rejection->retry_after.count();
   } else {
-    out.boolean("backpressure", false);
+    out["backpressure"] = false;
   }
   auto snap = checker.snapshot();
-  out.num("sequence", snap ? snap->sequence : uint64_t{0});
+  out["sequence"] = snap ? snap->sequence : uint64_t{0};
   if (auto age = checker.age())
-    out.num("age_ms", static_cast<int64_t>(age->count()));
+    out["age_ms"] = age->count();
   if (snap) {
-    out.str("queue_tier", th::to_string(snap->queues.worst_tier));
-    out.str("worst_queue", snap->queues.worst_queue);
+    out["queue_tier"] = th::to_string(snap->queues.worst_tier);
+    out["worst_queue"] = snap->queues.worst_queue;
     int64_t worst_depth = 0;
     for (const auto& q : snap->queues.queues)
       worst_depth = std::max(worst_depth, q.depth);
-    out.num("max_queue_depth", worst_depth);
-    out.boolean("db_connected", snap->database.connected);
+    out["max_queue_depth"] = worst_depth;
+    out["db_connected"] = snap->database.connected;
   }
   const auto& mon = intake.monitor();
-  out.num("channel_in_use", mon.in_use())
-      .num("channel_capacity", mon.capacity());
-  return out.done();
+  out["channel_in_use"] = mon.in_use();
+  out["channel_capacity"] = mon.capacity();
+  return out.dump();
 }
 
 // ---- signals ----------------------------------------------------------------
@@ -431,12 +366,10 @@ int run(orchestrator_config& cfg, const settings& s) {
           return;
         }
         res.status = 202;
-        res.set_content(json_object{}
-                            .boolean("accepted", true)
-                            .num("id", id)
-                            .num("channel_in_use", intake.monitor().in_use())
-                            .done(),
-                        "application/json");
+        nlohmann::json body = {{"accepted", true},
+                               {"id", id},
+                               {"channel_in_use", intake.monitor().in_use()}};
+        res.set_content(body.dump(), "application/json");
       });
   server.Get("/status", [&](const httplib::Request&, httplib::Response& res) {
     res.set_content(status_json(checker, intake) + "\n", "application/json");
