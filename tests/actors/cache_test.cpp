@@ -15,9 +15,11 @@ struct agg_state {
   std::vector<cache_actor> subscribers;
 };
 
-/// A dummy aggregator that records subscriptions.
+/// A dummy aggregator that records subscriptions. (The unused argument
+/// avoids CAF 0.17's init_fun_factory dereferencing a null tuple pointer for
+/// actors spawned without arguments, which UBSan reports.)
 aggregator_actor::behavior_type
-fake_aggregator(aggregator_actor::stateful_pointer<agg_state> self) {
+fake_aggregator(aggregator_actor::stateful_pointer<agg_state> self, int) {
   return {
       [=](atom::subscribe, cache_actor c) {
         self->state.subscribers.push_back(c);
@@ -44,7 +46,7 @@ struct fixture : test_coordinator_fixture<test_config> {
   std::vector<uint64_t> observed;
 
   fixture() {
-    agg = sys.spawn(fake_aggregator);
+    agg = sys.spawn(fake_aggregator, 0);
     sched.run();
     cache_options o;
     o.cell = cell;
