@@ -866,6 +866,52 @@ CAF_TEST(queue tiers drive backpressure end to end) {
   shutdown();
 }
 
+CAF_TEST(hysteresis holds a tier on the way down with real rows) {
+  // Thresholds 200 / 400 / 800, margin 100: Critical is left only below 300,
+  // Warning only below 100.
+  make_queue("orders", 0);
+  auto cfg = config();
+  cfg.queues = {{"orders", QueueThresholds{200, 400, 800}}};
+  cfg.hysteresis_margin = 100;
+  TH_ENSURE(start(cfg, db_check(qdb.conninfo()), queue_source(qdb.conninfo())));
+  auto at_depth = [&](int64_t depth) {
+    auto mark = rec->size();
+    auto i = rec->wait_for(mark, [&](const HealthSnapshot& s) {
+      return s.queues.evaluated && !s.queues.queues.empty()
+             && s.queues.queues[0].depth == depth;
+    });
+    return i ? std::optional<HealthSnapshot>{rec->at(*i).snap} : std::nullopt;
+  };
+  send("orders", 410);
+  auto s = at_depth(410);
+  TH_ENSURE(s.has_value());
+  CAF_CHECK(s->queues.queues[0].tier == QueueDepthTier::critical);
+  CAF_CHECK(s->decision.code == ReasonCode::queue_critical);
+  drain("orders", 60); // 350: below 400 but not below 300
+  s = at_depth(350);
+  TH_ENSURE(s.has_value());
+  CAF_CHECK(s->queues.queues[0].tier == QueueDepthTier::critical);
+  CAF_CHECK(s->decision.active);
+  drain("orders", 60); // 290: leaves Critical, stays above 100
+  s = at_depth(290);
+  TH_ENSURE(s.has_value());
+  CAF_CHECK(s->queues.queues[0].tier == QueueDepthTier::warning);
+  CAF_CHECK(!s->decision.active);
+  drain("orders", 140); // 150: Normal without hysteresis, still Warning
+  s = at_depth(150);
+  TH_ENSURE(s.has_value());
+  CAF_CHECK(s->queues.queues[0].tier == QueueDepthTier::warning);
+  drain("orders", 51); // 99: below 200 - 100
+  s = at_depth(99);
+  TH_ENSURE(s.has_value());
+  CAF_CHECK(s->queues.queues[0].tier == QueueDepthTier::normal);
+  send("orders", 101); // 200: up again at once, no margin going up
+  s = at_depth(200);
+  TH_ENSURE(s.has_value());
+  CAF_CHECK(s->queues.queues[0].tier == QueueDepthTier::warning);
+  shutdown();
+}
+
 CAF_TEST(unreadable queues are unknown and rejected under fail closed) {
   make_queue("orders", 10);
   auto role_conninfo = qdb.create_role("th_sys_noaccess");
