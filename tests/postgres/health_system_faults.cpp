@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -343,6 +344,46 @@ struct fixture {
     return true;
   }
 
+  /// What happened while a backend was frozen.
+  struct freeze_result {
+    size_t from = 0; ///< first snapshot during the freeze
+    size_t to = 0;   ///< one past the last
+    /// Where each step's predicate first held (each looked for after the
+    /// previous one); nullopt from the first step that never held.
+    std::vector<std::optional<size_t>> hits;
+  };
+
+  /// Stops backend `pid`, waits for each of `steps` in turn (5 s each), keeps
+  /// it stopped for a few more cycles, resumes it (SIGCONT) and checks that
+  /// snapshots kept their cadence meanwhile. Never aborts while stopped.
+  freeze_result
+  freeze(pid_t pid,
+         std::vector<std::function<bool(const HealthSnapshot&)>> steps) {
+    freeze_result r;
+    {
+      th::StoppedProcess frozen{pid};
+      r.from = rec->size();
+      auto next = r.from;
+      for (auto& step : steps) {
+        auto hit = r.hits.empty() || r.hits.back()
+                       ? rec->wait_for(next, step, 5s)
+                       : std::nullopt;
+        r.hits.push_back(hit);
+        if (hit)
+          next = *hit + 1;
+      }
+      rec->wait_count(r.from + 6);
+      r.to = rec->size();
+    } // SIGCONT
+    auto longest = check_cadence(*rec, r.from, r.to);
+    CAF_MESSAGE(r.to - r.from << " snapshots during the freeze, longest gap "
+                              << ms_of(longest) << " ms (bound "
+                              << ms_of(max_gap) << " ms)");
+    for (auto& hit : r.hits)
+      CAF_CHECK(hit.has_value());
+    return r;
+  }
+
   std::optional<Rejection> try_check() const {
     return hs->checker().try_check();
   }
@@ -574,31 +615,15 @@ CAF_TEST(a frozen db backend times out while the channel stays on time) {
                  .as<int>();
     CAF_CHECK_EQUAL(n, 1);
   }
-  size_t from = 0;
-  size_t to = 0;
-  std::optional<size_t> timed_out;
-  std::optional<size_t> recovered;
-  {
-    // From here until the end of this scope nothing may abort.
-    th::StoppedProcess frozen{pid};
-    from = rec->size();
-    timed_out = rec->wait_for(
-        from, [](const HealthSnapshot& s) { return s.database.timed_out; }, 5s);
-    if (timed_out)
-      recovered = rec->wait_for(
-          *timed_out + 1,
-          [](const HealthSnapshot& s) { return s.database.connected; }, 5s);
-    // Keep the backend stopped for a few more cycles.
-    rec->wait_count(from + 6);
-    to = rec->size();
-  } // SIGCONT
-  // The channel probe's reports kept arriving on time during the freeze.
-  auto longest = check_cadence(*rec, from, to);
-  CAF_MESSAGE(to - from << " snapshots during the freeze, longest gap "
-                        << ms_of(longest) << " ms (bound " << ms_of(max_gap)
-                        << " ms)");
-  CAF_CHECK(timed_out.has_value());
-  CAF_CHECK(recovered.has_value());
+  auto f = freeze(pid,
+                  {[](const HealthSnapshot& s) { return s.database.timed_out; },
+                   [](const HealthSnapshot& s) {
+                     return s.database.connected;
+                   }});
+  auto timed_out = f.hits[0];
+  auto recovered = f.hits[1];
+  auto from = f.from;
+  auto to = f.to;
   if (!timed_out || !recovered)
     return;
   auto t = rec->at(*timed_out);
@@ -647,29 +672,13 @@ CAF_TEST(a frozen queue backend times out and the channel stays on time) {
                 .has_value());
   auto pid = queues->backend_pid();
   TH_ENSURE(pid > 0);
-  size_t from = 0;
-  size_t to = 0;
-  std::optional<size_t> unknown;
-  std::optional<size_t> recovered;
-  {
-    th::StoppedProcess frozen{pid};
-    from = rec->size();
-    unknown = rec->wait_for(
-        from, [](const HealthSnapshot& s) { return !s.queues.evaluated; }, 5s);
-    if (unknown)
-      recovered = rec->wait_for(
-          *unknown + 1,
-          [](const HealthSnapshot& s) { return s.queues.evaluated; }, 5s);
-    rec->wait_count(from + 6);
-    to = rec->size();
-  } // SIGCONT
-  auto longest = check_cadence(*rec, from, to);
-  CAF_MESSAGE(to - from << " snapshots during the freeze, longest gap "
-                        << ms_of(longest) << " ms (bound " << ms_of(max_gap)
-                        << " ms)");
-  CAF_CHECK(unknown.has_value());
-  CAF_CHECK(recovered.has_value());
-  if (!unknown || !recovered)
+  auto f = freeze(pid,
+                  {[](const HealthSnapshot& s) { return !s.queues.evaluated; },
+                   [](const HealthSnapshot& s) {
+                     return s.queues.evaluated;
+                   }});
+  auto unknown = f.hits[0];
+  if (!unknown || !f.hits[1])
     return;
   const auto& q = rec->at(*unknown).snap.queues;
   CAF_MESSAGE("queues unknown: error '" << q.error << "', check "
@@ -686,7 +695,7 @@ CAF_TEST(a frozen queue backend times out and the channel stays on time) {
   CAF_CHECK_LESS(duration.count(), (query_timeout + slack).count());
   CAF_CHECK_NOT_EQUAL(queues->backend_pid(), pid);
   // The other dimensions were not held up.
-  for (auto& o : rec->range(from, to))
+  for (auto& o : rec->range(f.from, f.to))
     CAF_CHECK(o.snap.database.connected);
   shutdown();
 }
@@ -709,45 +718,22 @@ CAF_TEST(a queue probe stuck past the deadline does not hold up the cycle) {
                 .has_value());
   auto pid = queues->backend_pid();
   TH_ENSURE(pid > 0);
-  size_t from = 0;
-  size_t to = 0;
-  std::optional<size_t> missed;
-  std::optional<size_t> busy;
-  std::optional<size_t> recovered;
-  {
-    th::StoppedProcess frozen{pid};
-    from = rec->size();
-    missed = rec->wait_for(
-        from,
-        [](const HealthSnapshot& s) {
-          return contains(s.queues.error, "did not answer");
-        },
-        5s);
-    if (missed)
-      busy = rec->wait_for(
-          *missed + 1,
-          [](const HealthSnapshot& s) {
-            return contains(s.queues.error, "still busy");
-          },
-          5s);
-    if (busy)
-      recovered = rec->wait_for(
-          *busy + 1, [](const HealthSnapshot& s) { return s.queues.evaluated; },
-          5s);
-    rec->wait_count(from + 6);
-    to = rec->size();
-  } // SIGCONT
-  // The aggregator closed every cycle at its deadline at the latest.
-  auto longest = check_cadence(*rec, from, to);
-  CAF_MESSAGE(to - from << " snapshots during the freeze, longest gap "
-                        << ms_of(longest) << " ms (bound " << ms_of(max_gap)
-                        << " ms, queue timeout " << slow_timeout.count()
-                        << " ms)");
-  CAF_CHECK(missed.has_value());
-  CAF_CHECK(busy.has_value());
-  CAF_CHECK(recovered.has_value());
-  if (!missed || !busy || !recovered)
+  // The aggregator must close every cycle at its deadline at the latest
+  // (the queue source's own timeout is slow_timeout).
+  auto f = freeze(pid, {[](const HealthSnapshot& s) {
+                          return contains(s.queues.error, "did not answer");
+                        },
+                        [](const HealthSnapshot& s) {
+                          return contains(s.queues.error, "still busy");
+                        },
+                        [](const HealthSnapshot& s) {
+                          return s.queues.evaluated;
+                        }});
+  auto missed = f.hits[0];
+  auto recovered = f.hits[2];
+  if (!missed || !f.hits[1] || !recovered)
     return;
+  auto busy = f.hits[1];
   CAF_MESSAGE("deadline: '" << rec->at(*missed).snap.queues.error << "'");
   CAF_MESSAGE("next cycle: '" << rec->at(*busy).snap.queues.error << "'");
   auto t_missed = rec->at(*missed).at;
