@@ -44,6 +44,10 @@ std::optional<std::string> queue_name_problem(std::string_view name) {
   return std::nullopt;
 }
 
+milliseconds max_probe_timeout(milliseconds interval) noexcept {
+  return interval - std::max(interval / 10, milliseconds{10});
+}
+
 const QueueThresholds&
 HealthConfig::thresholds_for(std::string_view queue) const {
   for (const auto& q : queues)
@@ -124,17 +128,20 @@ std::vector<ConfigError> HealthConfig::validate() const {
   c.positive("health.evaluation-interval", evaluation_interval);
   c.positive("health.probe-timeout", probe_timeout);
   if (probe_timeout.count() > 0 && evaluation_interval.count() > 0
-      && probe_timeout > evaluation_interval)
+      && probe_timeout > max_probe_timeout(evaluation_interval))
     c.add("health.probe-timeout",
-          "must not exceed health.evaluation-interval (probe-timeout "
+          "must be at most health.evaluation-interval minus "
+          "max(10%, 10ms) of it, so that a cycle is decided and published "
+          "before the next one starts (probe-timeout "
               + ms(probe_timeout) + ", interval " + ms(evaluation_interval)
+              + ", at most " + ms(max_probe_timeout(evaluation_interval))
               + ")");
   c.positive("health.stale-threshold", stale_threshold);
   if (stale_threshold.count() > 0 && evaluation_interval.count() > 0
-      && stale_threshold <= evaluation_interval)
+      && stale_threshold < 2 * evaluation_interval)
     c.add("health.stale-threshold",
-          "must be greater than health.evaluation-interval, or every "
-          "snapshot would turn stale between two cycles (stale-threshold "
+          "must be at least twice health.evaluation-interval, or one late "
+          "or skipped cycle would turn every cache stale (stale-threshold "
               + ms(stale_threshold) + ", interval " + ms(evaluation_interval)
               + ")");
   // Database.

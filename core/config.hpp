@@ -109,9 +109,11 @@ struct HealthConfig {
   std::string node_id;
 
   milliseconds evaluation_interval{5000};
-  /// Deadline for each probe's answer within a cycle.
+  /// Deadline for each probe's answer within a cycle; at most
+  /// max_probe_timeout(evaluation_interval).
   milliseconds probe_timeout{2000};
-  /// A cache whose last snapshot is older than this reports stale.
+  /// A cache whose last snapshot is older than this reports stale; at least
+  /// twice the evaluation interval.
   milliseconds stale_threshold{30000};
   UnknownPolicy unknown_policy = UnknownPolicy::fail_open;
 
@@ -144,6 +146,11 @@ struct HealthConfig {
   /// Every violated rule, each naming its option. Empty means valid.
   std::vector<ConfigError> validate() const;
 };
+
+/// The longest probe timeout allowed for an evaluation interval: the
+/// interval minus max(10 %, 10 ms) of it, which leaves every cycle room to
+/// decide and publish before the next tick.
+milliseconds max_probe_timeout(milliseconds interval) noexcept;
 
 /// Longest queue name PGMQ accepts (its table q_<name> must stay within
 /// PostgreSQL's identifier limit).

@@ -10,6 +10,22 @@ seconds retry_after_from(milliseconds remaining, seconds minimum) noexcept {
   return std::max(s, minimum);
 }
 
+milliseconds breaker_recovery_wait(milliseconds remaining,
+                                   const DecisionContext& ctx) noexcept {
+  remaining = std::max(remaining, milliseconds{0});
+  if (ctx.interval.count() <= 0)
+    return remaining;
+  // The first cycle start at or after the open timeout ran out ...
+  auto start = std::max(ctx.next_cycle_in, milliseconds{0});
+  if (remaining > start) {
+    auto cycles
+        = (remaining - start + ctx.interval - milliseconds{1}) / ctx.interval;
+    start += cycles * ctx.interval;
+  }
+  // ... and the trial's result is published by that cycle's deadline.
+  return start + std::max(ctx.cycle_deadline, milliseconds{0});
+}
+
 namespace {
 
 BackpressureDecision active(BackpressureSource source, ReasonCode code,
@@ -38,18 +54,26 @@ std::string or_unknown(const std::string& error) {
 BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
                             const QueueHealth& q,
                             const std::vector<CustomHealth>& custom,
-                            const HealthConfig& cfg) {
+                            const HealthConfig& cfg,
+                            const DecisionContext& ctx) {
   const bool fail_closed = cfg.unknown_policy == UnknownPolicy::fail_closed;
   const auto& ra = cfg.retry_after;
   // 1. Circuit breaker open (or database Unknown under fail-closed).
-  if (db.watched && db.evaluated && db.breaker.state == CircuitState::open) {
+  const CircuitBreakerMetrics* breaker = nullptr;
+  if (ctx.breaker)
+    breaker = &*ctx.breaker;
+  else if (db.watched && db.evaluated)
+    breaker = &db.breaker;
+  if (breaker != nullptr && breaker->state == CircuitState::open) {
     return active(
         BackpressureSource::circuit_breaker, ReasonCode::breaker_open,
         "database circuit breaker open after "
-            + std::to_string(db.breaker.consecutive_failures)
+            + std::to_string(breaker->consecutive_failures)
             + " consecutive failures"
             + (db.error.empty() ? "" : " (last error: " + db.error + ")"),
-        retry_after_from(db.breaker.time_until_half_open, ra.breaker_minimum));
+        retry_after_from(
+            breaker_recovery_wait(breaker->time_until_half_open, ctx),
+            ra.breaker_minimum));
   }
   if (db.watched && !db.evaluated && fail_closed)
     return active(BackpressureSource::database, ReasonCode::database_unknown,

@@ -17,13 +17,10 @@ PackedDecision PackedDecision::from(const HealthSnapshot& s) noexcept {
   d.status = s.status;
   d.source = s.decision.source;
   d.code = s.decision.code;
-  // A breaker's exact time left (the checker counts it down with the
-  // snapshot's age); the decided whole seconds otherwise.
-  auto ms
-      = s.decision.source == BackpressureSource::circuit_breaker
-            ? s.database.breaker.time_until_half_open.count()
-            : std::chrono::duration_cast<milliseconds>(s.decision.retry_after)
-                  .count();
+  // The decided whole seconds (a breaker's is counted down by the checker
+  // with the snapshot's age).
+  auto ms = std::chrono::duration_cast<milliseconds>(s.decision.retry_after)
+                .count();
   d.retry_after_ms = static_cast<uint32_t>(
       std::clamp<int64_t>(ms, 0, std::numeric_limits<uint32_t>::max()));
   return d;

@@ -133,4 +133,25 @@ bool ChannelHealth::any_warning() const noexcept {
                      [](const ChannelReport& c) { return c.warning; });
 }
 
+std::string_view to_string(Admission x) noexcept {
+  switch (x) {
+    case Admission::accept: return "accept";
+    case Admission::accept_new_incarnation: return "accept_new_incarnation";
+    case Admission::reject_replay: return "reject_replay";
+    case Admission::reject_old_incarnation: return "reject_old_incarnation";
+  }
+  return "invalid";
+}
+
+Admission admit(const SnapshotStamp& next, const SnapshotStamp* last) noexcept {
+  if (last == nullptr)
+    return Admission::accept;
+  if (next.incarnation == last->incarnation)
+    return next.sequence > last->sequence ? Admission::accept
+                                          : Admission::reject_replay;
+  return next.incarnation_started >= last->incarnation_started
+             ? Admission::accept_new_incarnation
+             : Admission::reject_old_incarnation;
+}
+
 } // namespace tasker::health

@@ -278,8 +278,13 @@ enum class HealthStatus : uint8_t {
 std::string_view to_string(HealthStatus x) noexcept;
 
 /// One evaluation cycle, immutable once published.
+///
+/// Identity and order: `incarnation` names one start of the component (one
+/// process, random and never 0); `sequence` increases strictly within an
+/// incarnation, also across restarts of the aggregator (`epoch` counts
+/// those). A consumer accepts a snapshot only when admit() says so.
 struct HealthSnapshot {
-  /// Strictly increasing per aggregator, starting at 1.
+  /// Strictly increasing within the incarnation, starting at 1.
   uint64_t sequence = 0;
   /// The node that produced it.
   std::string node_id;
@@ -292,8 +297,54 @@ struct HealthSnapshot {
   std::vector<CustomHealth> custom;
   BackpressureDecision decision;
   HealthStatus status = HealthStatus::degraded;
+  /// The start of the component that produced this snapshot (random, never
+  /// 0 once stamped by an aggregator).
+  uint64_t incarnation = 0;
+  /// Wall time of that start: orders two incarnations of the same node.
+  wall_time incarnation_started{};
+  /// Which aggregator of the incarnation produced it: 1 for the first,
+  /// incremented on every restart by the root supervisor.
+  uint32_t epoch = 0;
   friend bool operator==(const HealthSnapshot&, const HealthSnapshot&)
       = default;
 };
+
+/// Where a snapshot stands in its producer's stream (what a consumer must
+/// remember to refuse replays).
+struct SnapshotStamp {
+  uint64_t incarnation = 0;
+  wall_time incarnation_started{};
+  uint64_t sequence = 0;
+
+  static SnapshotStamp of(const HealthSnapshot& s) noexcept {
+    return {s.incarnation, s.incarnation_started, s.sequence};
+  }
+  friend bool operator==(const SnapshotStamp&, const SnapshotStamp&) = default;
+};
+
+/// What a consumer holding `last` does with a snapshot stamped `next`.
+enum class Admission : uint8_t {
+  /// Same incarnation, higher sequence (or nothing held yet).
+  accept = 0,
+  /// Another incarnation that started no earlier than the one held: the
+  /// producer restarted (sequence may start again at 1).
+  accept_new_incarnation = 1,
+  /// Same incarnation, sequence not higher: a replay or out of order.
+  reject_replay = 2,
+  /// Another incarnation that started before the one held: a leftover of
+  /// a process that has since been replaced.
+  reject_old_incarnation = 3,
+};
+
+std::string_view to_string(Admission x) noexcept;
+
+/// Decides whether a consumer holding `last` (null: nothing yet) accepts
+/// `next`. Accepting is `admit(...) <= Admission::accept_new_incarnation`.
+Admission admit(const SnapshotStamp& next, const SnapshotStamp* last) noexcept;
+
+/// True for accept and accept_new_incarnation.
+constexpr bool accepted(Admission a) noexcept {
+  return a == Admission::accept || a == Admission::accept_new_incarnation;
+}
 
 } // namespace tasker::health

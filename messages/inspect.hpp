@@ -68,7 +68,8 @@ template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, HealthSnapshot& x) {
   return f(caf::meta::type_name("health_snapshot"), x.sequence, x.node_id,
            x.produced_at, x.evaluation_duration, x.database, x.channel,
-           x.queues, x.custom, x.decision, x.status);
+           x.queues, x.custom, x.decision, x.status, x.incarnation,
+           x.incarnation_started, x.epoch);
 }
 
 template<class Inspector>

@@ -92,7 +92,8 @@ struct orchestrator_config : caf::actor_system_config {
         .add(stale_threshold, "stale-threshold",
              "a snapshot older than this is stale (default 30s)")
         .add(probe_timeout, "probe-timeout",
-             "deadline of each probe (0: min(2s, evaluation-interval))")
+             "deadline of each probe (0: min(2s, evaluation-interval - "
+             "max(10%, 10ms)))")
         .add(db_query_timeout, "db-query-timeout",
              "bound of SELECT 1 and of the depth query (0: half of "
              "probe-timeout, at most 1s)")
@@ -158,7 +159,8 @@ std::optional<settings> make_settings(const orchestrator_config& cfg,
   h.probe_timeout
       = cfg.probe_timeout.count() != 0
             ? to_ms(cfg.probe_timeout)
-            : std::min(std::chrono::milliseconds{2000}, h.evaluation_interval);
+            : std::min(std::chrono::milliseconds{2000},
+                       th::max_probe_timeout(h.evaluation_interval));
   h.db_query_timeout
       = cfg.db_query_timeout.count() != 0
             ? to_ms(cfg.db_query_timeout)

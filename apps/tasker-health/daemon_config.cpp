@@ -66,13 +66,14 @@ daemon_config::daemon_config() {
   log_level = "info";
   opt_group{custom_options_, "health"}
       .add(node_id, "node-id",
-           "name of this node in snapshots (empty: CAF's node id)")
+           "name of this node in snapshots (empty: the host name)")
       .add(evaluation_interval, "evaluation-interval",
            "time between two evaluation cycles")
       .add(probe_timeout, "probe-timeout",
-           "deadline of each probe's answer within a cycle (<= interval)")
+           "deadline of each probe's answer within a cycle (<= interval - "
+           "max(10%, 10ms))")
       .add(stale_threshold, "stale-threshold",
-           "a snapshot older than this is stale (> interval)")
+           "a snapshot older than this is stale (>= 2 x interval)")
       .add(unknown_policy, "unknown-policy",
            "'fail-open': Unknown applies no backpressure; 'fail-closed': "
            "Unknown counts as Critical");

@@ -158,10 +158,32 @@ CAF_TEST(breaker limits) {
   CAF_CHECK(has(errors, "breaker.open-timeout"));
 }
 
-CAF_TEST(stale threshold must exceed the interval) {
+CAF_TEST(stale threshold must be at least twice the interval) {
   HealthConfig cfg;
   cfg.stale_threshold = 5000ms;
-  CAF_CHECK(has(cfg.validate(), "health.stale-threshold"));
+  CAF_CHECK(has(cfg.validate(), "health.stale-threshold", "twice"));
+  cfg.stale_threshold = 9999ms;
+  CAF_CHECK(has(cfg.validate(), "health.stale-threshold", "twice"));
+  cfg.stale_threshold = 10000ms;
+  CAF_CHECK_EQUAL(dump(cfg.validate()), "");
+}
+
+CAF_TEST(probe timeout leaves room to publish before the next tick) {
+  HealthConfig cfg;
+  CAF_CHECK_EQUAL(max_probe_timeout(5000ms).count(), 4500);
+  CAF_CHECK_EQUAL(max_probe_timeout(50ms).count(), 40);
+  cfg.probe_timeout = 5000ms; // tick and deadline would fall due together
+  CAF_CHECK(has(cfg.validate(), "health.probe-timeout", "at most 4500ms"));
+  cfg.probe_timeout = 4501ms;
+  CAF_CHECK(has(cfg.validate(), "health.probe-timeout"));
+  cfg.probe_timeout = 4500ms;
+  CAF_CHECK(!has(cfg.validate(), "health.probe-timeout"));
+  cfg.evaluation_interval = 1000ms;
+  cfg.stale_threshold = 2000ms;
+  cfg.probe_timeout = 900ms;
+  CAF_CHECK(!has(cfg.validate(), "health.probe-timeout"));
+  cfg.probe_timeout = 901ms;
+  CAF_CHECK(has(cfg.validate(), "health.probe-timeout"));
 }
 
 CAF_TEST(supervisor and retry after rules) {

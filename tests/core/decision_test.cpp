@@ -163,6 +163,60 @@ CAF_TEST(breaker retry after is at least one second) {
   CAF_CHECK_EQUAL(in.decide().retry_after.count(), 30);
 }
 
+CAF_TEST(the breaker read at decision time wins whatever the probe said) {
+  inputs in;
+  // The DB probe hung: its dimension is Unknown and says nothing about the
+  // breaker, but the orchestrator's own traffic opened it.
+  in.db = DatabaseHealth{};
+  in.db.error = "probe did not answer within 2000ms";
+  DecisionContext ctx;
+  CircuitBreakerMetrics open;
+  open.state = CircuitState::open;
+  open.consecutive_failures = 5;
+  open.time_until_half_open = 7'500ms;
+  ctx.breaker = open;
+  auto d = decide(in.db, in.ch, in.q, in.custom, in.cfg, ctx);
+  CAF_CHECK(d.active);
+  CAF_CHECK_EQUAL(src(d), "circuit_breaker");
+  CAF_CHECK_EQUAL(d.retry_after.count(), 8);
+  // Without the decision-time reading the Unknown database decides nothing
+  // under fail-open.
+  CAF_CHECK(!decide(in.db, in.ch, in.q, in.custom, in.cfg).active);
+  // A closed breaker read at decision time overrides a stale open report.
+  in.set(breaker_open);
+  ctx.breaker = CircuitBreakerMetrics{};
+  CAF_CHECK(!decide(in.db, in.ch, in.q, in.custom, in.cfg, ctx).active);
+}
+
+CAF_TEST(breaker retry after covers the cycle that runs the trial) {
+  DecisionContext ctx;
+  ctx.interval = 5000ms;
+  ctx.cycle_deadline = 2000ms;
+  ctx.next_cycle_in = 4000ms;
+  // Due before the next cycle: that cycle's trial, published by its
+  // deadline.
+  CAF_CHECK_EQUAL(breaker_recovery_wait(1000ms, ctx).count(), 6000);
+  CAF_CHECK_EQUAL(breaker_recovery_wait(4000ms, ctx).count(), 6000);
+  // Due 1 ms after the next cycle started: the one after it.
+  CAF_CHECK_EQUAL(breaker_recovery_wait(4001ms, ctx).count(), 11000);
+  CAF_CHECK_EQUAL(breaker_recovery_wait(9000ms, ctx).count(), 11000);
+  CAF_CHECK_EQUAL(breaker_recovery_wait(9001ms, ctx).count(), 16000);
+  // Already due (negative or zero): the next cycle.
+  CAF_CHECK_EQUAL(breaker_recovery_wait(-5ms, ctx).count(), 6000);
+  // No cycle information: the breaker's time left as it is.
+  CAF_CHECK_EQUAL(breaker_recovery_wait(4001ms, DecisionContext{}).count(),
+                  4001);
+  // Through decide(): 30 s breaker, next cycle in 1 s, 5 s interval ->
+  // trial at 31 s, published by 33 s.
+  inputs in;
+  in.set(breaker_open);
+  in.db.breaker.time_until_half_open = 30000ms;
+  ctx.next_cycle_in = 1000ms;
+  CAF_CHECK_EQUAL(
+      decide(in.db, in.ch, in.q, in.custom, in.cfg, ctx).retry_after.count(),
+      33);
+}
+
 CAF_TEST(retry after values follow the configuration) {
   inputs in;
   in.cfg.retry_after.queue_overflow = 90s;
