@@ -217,6 +217,21 @@ struct ProbeStatus {
   friend bool operator==(const ProbeStatus&, const ProbeStatus&) = default;
 };
 
+/// What the root supervisor knows about one of its children (the
+/// aggregator, the probe supervisor, the caches, the publisher).
+struct ActorStatus {
+  /// "aggregator", "probe-supervisor", "cache", "publisher", ...
+  std::string name;
+  bool running = false;
+  /// Restarts since the start of the component.
+  uint64_t restarts = 0;
+  /// The root gave up on it (restart intensity exceeded).
+  bool failed_permanently = false;
+  /// Exit reason of the last failure (empty if none).
+  std::string last_failure;
+  friend bool operator==(const ActorStatus&, const ActorStatus&) = default;
+};
+
 // ---- the decision -----------------------------------------------------------
 
 /// Which dimension caused backpressure.

@@ -78,4 +78,10 @@ typename Inspector::result_type inspect(Inspector& f, ProbeStatus& x) {
            x.restarts, x.failed_permanently, x.last_failure);
 }
 
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ActorStatus& x) {
+  return f(caf::meta::type_name("actor_status"), x.name, x.running, x.restarts,
+           x.failed_permanently, x.last_failure);
+}
+
 } // namespace tasker::health

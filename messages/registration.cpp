@@ -44,6 +44,7 @@ void register_types(caf::actor_system_config& cfg) {
       "tasker::health::BackpressureDecision");
   cfg.add_message_type<HealthSnapshot>("tasker::health::HealthSnapshot");
   cfg.add_message_type<ProbeStatus>("tasker::health::ProbeStatus");
+  cfg.add_message_type<ActorStatus>("tasker::health::ActorStatus");
   // Handles that travel inside messages.
   cfg.add_message_type<db_probe_actor>("tasker::health::db_probe_actor");
   cfg.add_message_type<channel_probe_actor>(
