@@ -65,15 +65,16 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
   else if (db.watched && db.evaluated)
     breaker = &db.breaker;
   if (breaker != nullptr && breaker->state == CircuitState::open) {
-    return active(
-        BackpressureSource::circuit_breaker, ReasonCode::breaker_open,
-        "database circuit breaker open after "
-            + std::to_string(breaker->consecutive_failures)
-            + " consecutive failures"
-            + (db.error.empty() ? "" : " (last error: " + db.error + ")"),
-        retry_after_from(
-            breaker_recovery_wait(breaker->time_until_half_open, ctx),
-            ra.breaker_minimum));
+    return active(BackpressureSource::circuit_breaker, ReasonCode::breaker_open,
+                  "database circuit breaker open after "
+                      + std::to_string(breaker->consecutive_failures)
+                      + " consecutive failures"
+                      + (!db.evaluated || db.error.empty()
+                             ? ""
+                             : " (last error: " + db.error + ")"),
+                  retry_after_from(
+                      breaker_recovery_wait(breaker->time_until_half_open, ctx),
+                      ra.breaker_minimum));
   }
   if (db.watched && !db.evaluated && fail_closed)
     return active(BackpressureSource::database, ReasonCode::database_unknown,
