@@ -315,13 +315,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
   st.slots.reset(st.reports);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& subs = self->state.subscribers;
-    auto n = subs.size();
-    subs.erase(std::remove_if(subs.begin(), subs.end(),
-                              [&](const subscriber_actor& c) {
-                                return c.address() == dm.source;
-                              }),
-               subs.end());
-    if (subs.size() != n)
+    if (subs.remove(dm.source))
       logger()->info("event=subscriber_dropped reason={} subscribers={}",
                      quoted(self->system().render(dm.reason)), subs.size());
   });
@@ -335,21 +329,16 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
   return {
       [=](atom::subscribe, subscriber_actor sub) {
         auto& subs = self->state.subscribers;
-        if (std::find(subs.begin(), subs.end(), sub) != subs.end())
+        if (!subs.add(sub))
           return;
-        subs.push_back(sub);
         self->monitor(sub);
         logger()->info("event=subscriber_added subscribers={}", subs.size());
         if (self->state.current)
           self->send(sub, atom::snapshot_v, self->state.current);
       },
       [=](atom::unsubscribe, subscriber_actor sub) {
-        auto& subs = self->state.subscribers;
-        auto it = std::find(subs.begin(), subs.end(), sub);
-        if (it != subs.end()) {
+        if (self->state.subscribers.remove(sub.address()))
           self->demonitor(sub.address());
-          subs.erase(it);
-        }
       },
       [=](atom::snapshot) -> caf::result<HealthSnapshot> {
         if (!self->state.current)

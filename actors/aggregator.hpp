@@ -16,6 +16,7 @@
 #pragma once
 
 #include "actors/probe_slots.hpp"
+#include "actors/subscriber_list.hpp"
 #include "core/circuit_breaker.hpp"
 #include "core/classify.hpp"
 #include "core/config.hpp"
@@ -96,7 +97,7 @@ struct aggregator_state {
   caf::actor_clock::time_point next_tick;
 
   shared_snapshot current;
-  std::vector<subscriber_actor> subscribers;
+  subscriber_list subscribers;
   /// Who registered the probes (told about hung ones).
   supervisor_actor supervisor;
   TierTracker tiers{HealthConfig{}};
