@@ -112,6 +112,15 @@ cache(cache_actor::stateful_pointer<cache_state> self,
           }
         }
       },
+      [=](atom::stale, const std::string& why) {
+        auto& st = self->state;
+        // Only the source itself can declare its snapshot stale.
+        if (!st.source
+            || self->current_sender()
+                   != caf::actor_cast<caf::strong_actor_ptr>(st.source))
+          return;
+        mark_stale(self, "source says: " + why);
+      },
       [=](atom::snapshot) -> caf::result<HealthSnapshot> {
         auto s = self->state.options.cell->load();
         if (!s)

@@ -44,6 +44,47 @@ std::optional<std::string> queue_name_problem(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<PeerAddress> parse_peer(std::string_view text,
+                                      std::string* error) {
+  auto fail = [&](std::string why) -> std::optional<PeerAddress> {
+    if (error)
+      *error = "'" + std::string{text} + "': " + std::move(why);
+    return std::nullopt;
+  };
+  PeerAddress result;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size()
+        || text[close + 1] != ':')
+      return fail("expected [ipv6-address]:port");
+    result.host = std::string{text.substr(1, close - 1)};
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      return fail("expected host:port");
+    result.host = std::string{text.substr(0, colon)};
+    if (result.host.find(':') != std::string::npos)
+      return fail("an IPv6 address needs brackets: [address]:port");
+    port = text.substr(colon + 1);
+  }
+  if (result.host.empty())
+    return fail("the host is empty");
+  if (port.empty() || port.size() > 5)
+    return fail("the port must be a number from 1 to 65535");
+  uint32_t value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9')
+      return fail("the port must be a number from 1 to 65535");
+    value = value * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (value < 1 || value > 65535)
+    return fail("the port must be a number from 1 to 65535");
+  result.port = static_cast<uint16_t>(value);
+  return result;
+}
+
 milliseconds max_probe_timeout(milliseconds interval) noexcept {
   return interval - std::max(interval / 10, milliseconds{10});
 }

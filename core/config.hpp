@@ -155,6 +155,18 @@ struct HealthConfig {
 /// decide and publish before the next tick.
 milliseconds max_probe_timeout(milliseconds interval) noexcept;
 
+/// A remote node of the cluster ("host:port", "[v6-address]:port").
+struct PeerAddress {
+  std::string host;
+  uint16_t port = 0;
+  friend bool operator==(const PeerAddress&, const PeerAddress&) = default;
+};
+
+/// Parses "host:port" or "[ipv6]:port" (port 1..65535); the error names
+/// what is wrong with `text`.
+std::optional<PeerAddress> parse_peer(std::string_view text,
+                                      std::string* error = nullptr);
+
 /// Longest queue name PGMQ accepts (its table q_<name> must stay within
 /// PostgreSQL's identifier limit).
 inline constexpr size_t max_queue_name_length = 47;

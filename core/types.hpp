@@ -232,6 +232,25 @@ struct ActorStatus {
   friend bool operator==(const ActorStatus&, const ActorStatus&) = default;
 };
 
+// ---- the cluster
+// --------------------------------------------------------------
+
+/// One remote node as its link sees the connection.
+struct PeerStatus {
+  /// "host:port" as configured.
+  std::string peer;
+  bool connected = false;
+  /// CAF node id of the peer (empty until the first connect).
+  std::string node;
+  /// Successful connects so far.
+  uint64_t connects = 0;
+  /// Failed attempts since the last successful connect.
+  uint64_t failed_attempts = 0;
+  /// Why the last attempt failed or the connection ended (empty if none).
+  std::string last_error;
+  friend bool operator==(const PeerStatus&, const PeerStatus&) = default;
+};
+
 // ---- the decision -----------------------------------------------------------
 
 /// Which dimension caused backpressure.

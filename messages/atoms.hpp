@@ -70,4 +70,13 @@ constexpr auto hung_v = hung::value;
 using adopt = caf::atom_constant<caf::atom("adopt")>;
 constexpr auto adopt_v = adopt::value;
 
+/// Connect (again) to a remote publisher (link -> itself), or the result
+/// of a reachability pre-check (pre-check -> link).
+using connect = caf::atom_constant<caf::atom("connect")>;
+constexpr auto connect_v = connect::value;
+
+/// Look for the current aggregator again (publisher -> itself).
+using resolve = caf::atom_constant<caf::atom("resolve")>;
+constexpr auto resolve_v = resolve::value;
+
 } // namespace tasker::health::atom

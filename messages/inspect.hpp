@@ -84,4 +84,10 @@ typename Inspector::result_type inspect(Inspector& f, ActorStatus& x) {
            x.failed_permanently, x.last_failure);
 }
 
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, PeerStatus& x) {
+  return f(caf::meta::type_name("peer_status"), x.peer, x.connected, x.node,
+           x.connects, x.failed_attempts, x.last_error);
+}
+
 } // namespace tasker::health

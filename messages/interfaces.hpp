@@ -66,11 +66,14 @@ using custom_probe_actor = caf::typed_actor<
 // ---- snapshot flow ----------------------------------------------------------
 
 /// What a snapshot source pushes to: the narrow handle every source keeps
-/// for its subscribers.
+/// for its subscribers (local caches, remote links).
 using subscriber_actor = caf::typed_actor<
     // A new snapshot; consumers accept it only when admit() says so (no
     // replay, no out-of-order snapshot of the incarnation they hold).
-    caf::reacts_to<atom::snapshot, shared_snapshot>>;
+    caf::reacts_to<atom::snapshot, shared_snapshot>,
+    // The source can no longer vouch for what it sent (its own source went
+    // away): the snapshot held is stale now, for `reason`.
+    caf::reacts_to<atom::stale, std::string>>;
 
 /// Anything caches subscribe to: the local aggregator, or a publisher (the
 /// only actor remote nodes may reach).
@@ -102,6 +105,54 @@ using cache_actor = subscriber_actor::extend<
     caf::reacts_to<atom::source, snapshot_source_actor>,
     // Internal: check whether snapshots stopped arriving (timer N).
     caf::reacts_to<atom::stale, uint64_t>>;
+
+// ---- distribution -----------------------------------------------------------
+//
+//   node A: aggregator --snapshot--> publisher  (published on cluster.port;
+//                                                the only actor peers reach)
+//   node B: link --connect (TCP pre-check, then the middleman)--> A
+//           link --subscribe(link)-------------> A's publisher
+//           A's publisher --snapshot-----------> link --> its cell, and
+//                                                local subscribers (one
+//                                                remote subscription per
+//                                                node, local fan-out)
+//           cluster view: one link per configured peer + the local cell
+
+/// The only actor a remote peer can reach: a snapshot source for remote
+/// subscribers. Snapshot pushes are accepted from its own (local)
+/// aggregator only; anything else is dropped and logged once per peer.
+using publisher_actor = snapshot_source_actor::extend<
+    // A new snapshot from the local aggregator (from anyone else: dropped).
+    caf::reacts_to<atom::snapshot, shared_snapshot>,
+    // The local aggregator's snapshot went stale (ignored: the publisher
+    // watches its aggregator itself).
+    caf::reacts_to<atom::stale, std::string>,
+    // Internal: look for the current aggregator again.
+    caf::reacts_to<atom::resolve>>;
+
+/// One remote node: connects to its publisher (and reconnects, with backoff),
+/// holds its latest snapshot in a cell that outlives the connection, and is
+/// itself a snapshot source for local subscribers.
+using link_actor = snapshot_source_actor::extend<
+    // A new snapshot from the connected publisher (from anyone else:
+    // dropped).
+    caf::reacts_to<atom::snapshot, shared_snapshot>,
+    // The publisher's own aggregator went away.
+    caf::reacts_to<atom::stale, std::string>,
+    // The connection as the link sees it.
+    caf::replies_to<atom::status>::with<PeerStatus>,
+    // Internal: start the next connect attempt.
+    caf::reacts_to<atom::connect>,
+    // Internal: result of attempt N's reachability pre-check (empty error:
+    // reachable).
+    caf::reacts_to<atom::connect, uint64_t, std::string>>;
+
+/// The cluster: one link per configured peer plus the local node.
+using cluster_view_actor = caf::typed_actor<
+    // Every peer's connection as its link sees it.
+    caf::replies_to<atom::status>::with<std::vector<PeerStatus>>,
+    // Internal: start the link of peer N again (after it died).
+    caf::reacts_to<atom::restart, uint32_t, uint64_t>>;
 
 // ---- aggregator -------------------------------------------------------------
 

@@ -124,6 +124,7 @@ recorder(cache_actor::stateful_pointer<recorder_state> self,
         self->state.received.push_back(s);
         self->state.seen->push_back(*s);
       },
+      [=](atom::stale, const std::string&) {},
       [=](atom::snapshot) -> caf::result<HealthSnapshot> {
         if (self->state.seen->empty())
           return caf::make_error(health_errc::no_snapshot);
