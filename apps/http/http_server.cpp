@@ -198,9 +198,11 @@ struct http_server::impl {
     return MHD_YES;
   }
 
-  static void on_completed(void* cls, MHD_Connection*, void** con_cls,
-                           MHD_RequestTerminationCode) {
+  static void on_completed(void* cls, MHD_Connection* c, void** con_cls,
+                           MHD_RequestTerminationCode code) {
     auto* self = static_cast<http_server*>(cls);
+    if (code == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+      close_soon_if_half_closed(c);
     auto* st = static_cast<request_state*>(*con_cls);
     if (st == nullptr)
       return;
@@ -208,6 +210,21 @@ struct http_server::impl {
       --self->in_handler_;
     delete st;
     *con_cls = nullptr;
+  }
+
+  /// A client that shuts down its side right after the request gets its
+  /// reply, but when its FIN arrived with the request, libmicrohttpd
+  /// 0.9.75 (edge-triggered epoll) never sees it and keeps the connection
+  /// until connection_timeout. After a reply, peek: at end of stream, the
+  /// connection gets a 1 s timeout (requests it already buffered are still
+  /// answered).
+  static void close_soon_if_half_closed(MHD_Connection* c) {
+    auto* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info == nullptr)
+      return;
+    char byte = 0;
+    if (::recv(info->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+      MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
   }
 
   static void on_connection(void* cls, MHD_Connection*, void**,
@@ -258,7 +275,14 @@ size_t memory_per_connection(const server_options& o) {
   // The request line and headers stay in the read buffer while the request
   // is served; each header also costs a small record (about 48 bytes), and
   // the reply's header lines are built in the same pool.
-  return o.max_request_line + o.max_header_bytes + o.max_headers * 64 + 4096;
+  auto needed
+      = o.max_request_line + o.max_header_bytes + o.max_headers * 64 + 4096;
+  // libmicrohttpd (0.9.75) takes a pool above 32 KiB from mmap and one up to
+  // 32 KiB from malloc. mmap'ed, a connection's resident memory is the pages
+  // it touches (measured: about 0.5 KB idle, 4 KB with a request in
+  // progress) and goes back to the system when it closes; from malloc, 1,900
+  // idle connections kept about 9 MB resident after they had all closed.
+  return std::max<size_t>(needed, 36 * 1024);
 }
 
 size_t descriptors_needed(const server_options& o) {

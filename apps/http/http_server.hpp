@@ -15,7 +15,8 @@
 //                                                  once per 10 s)
 //   no byte from a client for connection_timeout   connection closed
 // A connection's request line and headers live in one buffer of
-// memory_per_connection() bytes; bodies are handed over in pieces of it.
+// memory_per_connection() bytes (at least 36 KiB of address space, resident
+// only where used); bodies are handed over in pieces of it.
 //
 // Keep-alive, pipelining (answered in order) and half-closed clients (the
 // reply is still sent) are handled by the library; TCP_NODELAY/TCP_CORK are
@@ -74,7 +75,9 @@ struct server_options {
 };
 
 /// Bytes one connection may use for its request line, headers and reply
-/// headers under `opts` (the library's per-connection memory limit).
+/// headers under `opts` (the library's per-connection memory limit): what
+/// the bounds need, at least 36 KiB so that the library maps it (resident
+/// only where touched, returned on close).
 size_t memory_per_connection(const server_options& opts);
 
 /// File descriptors the server may need under `opts`: its connections plus

@@ -197,7 +197,7 @@ CAF_TEST(http bounds have documented defaults and are validated) {
   CAF_CHECK_EQUAL(p.http.max_header_bytes, 8192u);
   CAF_CHECK_EQUAL(p.http.max_headers, 64u);
   CAF_CHECK_EQUAL(p.http.max_body, 4096u);
-  CAF_CHECK_EQUAL(http::memory_per_connection(p.http), 20480u);
+  CAF_CHECK_EQUAL(http::memory_per_connection(p.http), 36864u);
   parsed q{{"--database.url=host=a", "--http.listen-backlog=0",
             "--http.max-connections=0", "--http.max-connections-per-ip=-1",
             "--http.connection-timeout=0s", "--http.max-request-line=10",

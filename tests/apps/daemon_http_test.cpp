@@ -339,6 +339,22 @@ CAF_TEST(half closed clients get their reply) {
       ++answered;
   }
   CAF_CHECK_EQUAL(answered, 50);
+  CAF_MESSAGE("the daemon closes such a connection long before the 10 s "
+              "idle timeout, also with requests pipelined before the close");
+  socket_fd s{connect_loopback(d.port, 5s)};
+  CAF_REQUIRE(send_all(s.fd, get_request("/livez") + get_request("/readyz")));
+  ::shutdown(s.fd, SHUT_WR);
+  std::string rest;
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2; ++i) {
+    auto r = read_reply(s.fd, rest);
+    CAF_REQUIRE(r);
+    CAF_CHECK_EQUAL(r->status, 200);
+  }
+  CAF_CHECK(closed_by_peer(s.fd));
+  auto took = elapsed_ms(start);
+  CAF_MESSAGE("closed after " << took << " ms");
+  CAF_CHECK_LESS(took, 5000.0);
 }
 
 CAF_TEST(sigterm ends the daemon within 2 s while connections are held) {
