@@ -76,7 +76,7 @@ daemon_config::daemon_config() {
   log_level = "info";
   // CAF's scheduler, set up for a process that is idle nearly all the time
   // (bench/idle.sh): work sharing parks idle workers on a condition
-  // variable, where work stealing polls (about 350 wake-ups per second and
+  // variable, where work stealing polls (hundreds of wake-ups per second and
   // worker); two workers suffice because blocking I/O never runs on them.
   // The file and the command line override both ([scheduler]).
   set("scheduler.policy", caf::atom("sharing"));
@@ -220,8 +220,11 @@ std::string help_text(const daemon_config& defaults,
           << "      " << str(opt.description()) << "\n";
     }
   }
-  out << "\nCAF's own options (e.g. --scheduler.max-threads=N) are accepted "
-         "too; see --long-help.\nExit codes: 0 clean shutdown "
+  out << "\nCAF's own options are accepted too (see --long-help), e.g. "
+         "--scheduler.policy=stealing\nor --scheduler.max-threads=N (the "
+         "daemon's defaults: 'sharing', "
+      << daemon_config::default_scheduler_threads
+      << " workers).\nExit codes: 0 clean shutdown "
          "(SIGINT/SIGTERM), "
          "2 invalid configuration, 1 runtime failure.\n";
   return out.str();
