@@ -145,8 +145,11 @@ struct http_server::impl {
     } catch (const std::exception& e) {
       self->log(log_level::warn, std::string{"event=http_handler_failed path="}
                                      + url + " error=\"" + e.what() + "\"");
-      return send_error(c, 500);
+    } catch (...) {
+      self->log(log_level::warn, std::string{"event=http_handler_failed path="}
+                                     + url + " error=\"unknown exception\"");
     }
+    return send_error(c, 500);
   }
 
   static MHD_Result first_call(http_server& self, request_state& st,
@@ -179,17 +182,19 @@ struct http_server::impl {
       status = m.path_known ? MHD_HTTP_METHOD_NOT_ALLOWED : MHD_HTTP_NOT_FOUND;
     else if (declared > o.max_body)
       status = MHD_HTTP_CONTENT_TOO_LARGE;
+    std::string_view allow;
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+      allow = m.allow;
     if (status != 0 && has_body) {
       // Answer now: the library then closes the connection without reading
       // the body.
-      return send_error(c, status, m.allow);
+      return send_error(c, status, allow);
     }
     if (status != 0) {
       // No body: answer once the request is complete, keeping the
       // connection (and later pipelined requests) alive.
       st.deferred_status = status;
-      if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        st.allow = m.allow;
+      st.allow = allow;
       return MHD_YES;
     }
     st.fn = m.fn;
