@@ -271,22 +271,9 @@ inline long proc_status(pid_t pid, std::string_view field) {
   return -1;
 }
 
-/// Open descriptors of a process (entries of /proc/<pid>/fd), -1 on error.
-inline long open_descriptors(pid_t pid) {
-  auto path = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* dir = ::opendir(path.c_str());
-  if (dir == nullptr)
-    return -1;
-  long n = 0;
-  while (auto* e = ::readdir(dir))
-    if (e->d_name[0] != '.')
-      ++n;
-  ::closedir(dir);
-  return n;
-}
-
-/// Open sockets of a process (descriptors that are sockets), -1 on error.
-inline long open_sockets(pid_t pid) {
+/// Open descriptors of a process (entries of /proc/<pid>/fd), only the
+/// sockets if `sockets_only`; -1 on error.
+inline long open_descriptors(pid_t pid, bool sockets_only = false) {
   auto path = "/proc/" + std::to_string(pid) + "/fd";
   DIR* dir = ::opendir(path.c_str());
   if (dir == nullptr)
@@ -296,15 +283,23 @@ inline long open_sockets(pid_t pid) {
   while (auto* e = ::readdir(dir)) {
     if (e->d_name[0] == '.')
       continue;
-    auto link = path + "/" + e->d_name;
-    auto len = ::readlink(link.c_str(), target, sizeof(target) - 1);
-    if (len > 0
-        && std::string_view{target, static_cast<size_t>(len)}.substr(0, 7)
-               == "socket:")
-      ++n;
+    if (sockets_only) {
+      auto link = path + "/" + e->d_name;
+      auto len = ::readlink(link.c_str(), target, sizeof(target) - 1);
+      if (len <= 0
+          || std::string_view{target, static_cast<size_t>(len)}.substr(0, 7)
+                 != "socket:")
+        continue;
+    }
+    ++n;
   }
   ::closedir(dir);
   return n;
+}
+
+/// Open sockets of a process, -1 on error.
+inline long open_sockets(pid_t pid) {
+  return open_descriptors(pid, true);
 }
 
 /// Raises this process's soft descriptor limit to `n` (children inherit
