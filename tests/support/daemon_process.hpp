@@ -23,7 +23,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,15 +55,22 @@ class daemon_process {
     for (auto& a : argv_s)
       argv.push_back(a.data());
     argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log_path_.c_str(),
-                                     O_WRONLY | O_APPEND, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, log_path_.c_str(),
-                                     O_WRONLY | O_APPEND, 0);
-    auto rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    CAF_REQUIRE_EQUAL(rc, 0);
+    // fork + exec rather than posix_spawn: the child asks to be killed when
+    // the test process dies, so that a failed CAF_REQUIRE (which exits
+    // without running destructors) leaves no daemon behind.
+    auto parent = getpid();
+    pid_ = fork();
+    CAF_REQUIRE(pid_ >= 0);
+    if (pid_ == 0) { // only async-signal-safe calls until exec
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent)
+        _exit(127);
+      int log = open(log_path_.c_str(), O_WRONLY | O_APPEND);
+      if (log < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
+        _exit(127);
+      execve(argv[0], argv.data(), environ);
+      _exit(127);
+    }
   }
 
   ~daemon_process() {
