@@ -10,6 +10,7 @@ packages=(
   libpqxx-dev libpq-dev
   libspdlog-dev libfmt-dev
   prometheus-cpp-dev
+  libmicrohttpd-dev
   libcpp-httplib-dev
   nlohmann-json3-dev
   libbenchmark-dev

@@ -61,9 +61,26 @@ daemon_config::daemon_config() {
   supervisor_reset_after = span(d.supervisor.reset_after);
   supervisor_max_restarts = d.supervisor.max_restarts;
   supervisor_restart_window = span(d.supervisor.restart_window);
+  http::server_options http_defaults;
   http_address = "127.0.0.1";
   http_port = 8080;
+  http_listen_backlog = http_defaults.listen_backlog;
+  http_max_connections = static_cast<int64_t>(http_defaults.max_connections);
+  http_max_connections_per_ip
+      = static_cast<int64_t>(http_defaults.max_connections_per_ip);
+  http_connection_timeout = span(http_defaults.connection_timeout);
+  http_max_request_line = static_cast<int64_t>(http_defaults.max_request_line);
+  http_max_header_bytes = static_cast<int64_t>(http_defaults.max_header_bytes);
+  http_max_headers = static_cast<int64_t>(http_defaults.max_headers);
+  http_max_body = static_cast<int64_t>(http_defaults.max_body);
   log_level = "info";
+  // CAF's scheduler, set up for a process that is idle nearly all the time
+  // (bench/idle.sh): work sharing parks idle workers on a condition
+  // variable, where work stealing polls (hundreds of wake-ups per second and
+  // worker); two workers suffice because blocking I/O never runs on them.
+  // The file and the command line override both ([scheduler]).
+  set("scheduler.policy", caf::atom("sharing"));
+  set("scheduler.max-threads", default_scheduler_threads);
   opt_group{custom_options_, "health"}
       .add(node_id, "node-id",
            "name of this node in snapshots (empty: the host name)")
@@ -143,7 +160,26 @@ daemon_config::daemon_config() {
            "window of the restart intensity");
   opt_group{custom_options_, "http"}
       .add(http_address, "address", "address of the HTTP endpoints")
-      .add(http_port, "port", "port of the HTTP endpoints (0: any free)");
+      .add(http_port, "port", "port of the HTTP endpoints (0: any free)")
+      .add(http_listen_backlog, "listen-backlog",
+           "connections the kernel queues before they are accepted "
+           "(1..65535, capped by net.core.somaxconn)")
+      .add(http_max_connections, "max-connections",
+           "open connections at most; beyond it new ones wait in the "
+           "backlog (needs this + 64 file descriptors)")
+      .add(http_max_connections_per_ip, "max-connections-per-ip",
+           "open connections per client address at most (0: no limit)")
+      .add(http_connection_timeout, "connection-timeout",
+           "a connection silent this long is closed (whole seconds, >= 1s)")
+      .add(http_max_request_line, "max-request-line",
+           "bytes of the request line; longer: 414 (64..1048576)")
+      .add(http_max_header_bytes, "max-header-bytes",
+           "bytes of all header names and values; more: 431 (256..1048576)")
+      .add(http_max_headers, "max-headers",
+           "number of request headers; more: 431 (1..10000)")
+      .add(http_max_body, "max-body",
+           "bytes of a request body; more: 413 before it is read "
+           "(0..1048576)");
   opt_group{custom_options_, "log"}.add(
       log_level, "level", "trace, debug, info, warn, error, critical or off");
 }
@@ -185,8 +221,11 @@ std::string help_text(const daemon_config& defaults,
           << "      " << str(opt.description()) << "\n";
     }
   }
-  out << "\nCAF's own options (e.g. --scheduler.max-threads=N) are accepted "
-         "too; see --long-help.\nExit codes: 0 clean shutdown "
+  out << "\nCAF's own options are accepted too (see --long-help), e.g. "
+         "--scheduler.policy=stealing\nor --scheduler.max-threads=N (the "
+         "daemon's defaults: 'sharing', "
+      << daemon_config::default_scheduler_threads
+      << " workers).\nExit codes: 0 clean shutdown "
          "(SIGINT/SIGTERM), "
          "2 invalid configuration, 1 runtime failure.\n";
   return out.str();
@@ -288,7 +327,16 @@ std::vector<ConfigError> check_config_file(const daemon_config& cfg,
       errors.push_back({option, "unknown option (" + where + ")"});
       continue;
     }
-    if (!has_setting(cfg.content, section, key)) {
+    // CAF's own options may hold a default in the settings already (the
+    // daemon sets [scheduler] ones), so a dropped value would go unnoticed:
+    // check the text against the option's type as well.
+    bool own_option = std::find(own.begin(), own.end(), section) != own.end();
+    bool valid = has_setting(cfg.content, section, key);
+    if (valid && !own_option) {
+      auto parsed = caf::config_value::parse(value);
+      valid = parsed && !opt->check(*parsed);
+    }
+    if (!valid) {
       auto expected = str(opt->type_name());
       auto hint = expected == "std::string" || expected == "string"
                       ? " (strings must be quoted)"
@@ -298,6 +346,56 @@ std::vector<ConfigError> check_config_file(const daemon_config& cfg,
     }
   }
   return errors;
+}
+
+namespace {
+
+/// `value` if it lies in [lo, hi], else an error naming the option.
+template<class T>
+T in_range(int64_t value, int64_t lo, int64_t hi, const char* option,
+           std::vector<ConfigError>& errors) {
+  if (value < lo || value > hi) {
+    errors.push_back({option, "must be between " + std::to_string(lo) + " and "
+                                  + std::to_string(hi) + " (got "
+                                  + std::to_string(value) + ")"});
+    return T{};
+  }
+  return static_cast<T>(value);
+}
+
+} // namespace
+
+http::server_options to_server_options(const daemon_config& c,
+                                       std::vector<ConfigError>& errors) {
+  http::server_options o;
+  o.address = c.http_address;
+  if (c.http_address.empty())
+    errors.push_back({"http.address", "must not be empty"});
+  o.port = in_range<uint16_t>(c.http_port, 0, 65535, "http.port", errors);
+  o.listen_backlog = in_range<int>(c.http_listen_backlog, 1, 65535,
+                                   "http.listen-backlog", errors);
+  o.max_connections = in_range<size_t>(c.http_max_connections, 1, 1000000,
+                                       "http.max-connections", errors);
+  o.max_connections_per_ip
+      = in_range<size_t>(c.http_max_connections_per_ip, 0, 1000000,
+                         "http.max-connections-per-ip", errors);
+  auto timeout = std::chrono::ceil<seconds>(c.http_connection_timeout);
+  if (timeout < seconds{1} || timeout > seconds{3600})
+    errors.push_back({"http.connection-timeout",
+                      "must be between 1s and 1h (got "
+                          + caf::deep_to_string(c.http_connection_timeout)
+                          + ")"});
+  else
+    o.connection_timeout = timeout;
+  o.max_request_line = in_range<size_t>(c.http_max_request_line, 64, 1 << 20,
+                                        "http.max-request-line", errors);
+  o.max_header_bytes = in_range<size_t>(c.http_max_header_bytes, 256, 1 << 20,
+                                        "http.max-header-bytes", errors);
+  o.max_headers = in_range<size_t>(c.http_max_headers, 1, 10000,
+                                   "http.max-headers", errors);
+  o.max_body
+      = in_range<size_t>(c.http_max_body, 0, 1 << 20, "http.max-body", errors);
+  return o;
 }
 
 bool parse_queue_thresholds(const std::string& text, QueueSpec& out,
@@ -408,11 +506,6 @@ HealthConfig to_health_config(const daemon_config& c,
   to_unsigned(c.supervisor_max_restarts, "supervisor.max-restarts",
               h.supervisor.max_restarts, errors);
   h.supervisor.restart_window = ms(c.supervisor_restart_window);
-  if (c.http_port < 0 || c.http_port > 65535)
-    errors.push_back({"http.port", "must be between 0 and 65535 (got "
-                                       + std::to_string(c.http_port) + ")"});
-  if (c.http_address.empty())
-    errors.push_back({"http.address", "must not be empty"});
   static const std::vector<std::string> levels{
       "trace", "debug", "info", "warn", "error", "critical", "off"};
   if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end())

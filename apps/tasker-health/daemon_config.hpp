@@ -7,6 +7,7 @@
 // options into a HealthConfig with every problem named by its option.
 #pragma once
 
+#include "apps/http/http_server.hpp"
 #include "core/config.hpp"
 
 #include <cstdint>
@@ -21,6 +22,9 @@
 namespace tasker::health::app {
 
 struct daemon_config : caf::actor_system_config {
+  /// Workers of CAF's scheduler unless configured ([scheduler] max-threads).
+  static constexpr size_t default_scheduler_threads = 2;
+
   daemon_config();
 
   // [health]
@@ -68,6 +72,14 @@ struct daemon_config : caf::actor_system_config {
   // [http]
   std::string http_address;
   int64_t http_port;
+  int64_t http_listen_backlog;
+  int64_t http_max_connections;
+  int64_t http_max_connections_per_ip;
+  caf::timespan http_connection_timeout;
+  int64_t http_max_request_line;
+  int64_t http_max_header_bytes;
+  int64_t http_max_headers;
+  int64_t http_max_body;
   // [log]
   std::string log_level;
 
@@ -100,6 +112,11 @@ std::vector<ConfigError> check_config_file(const daemon_config& cfg,
 /// (option and rule), including everything HealthConfig::validate() finds.
 HealthConfig to_health_config(const daemon_config& cfg,
                               std::vector<ConfigError>& errors);
+
+/// The HTTP server's options ([http]); appends every problem to `errors`
+/// naming its option.
+http::server_options to_server_options(const daemon_config& cfg,
+                                       std::vector<ConfigError>& errors);
 
 /// Parses "name=warning/critical/overflow".
 bool parse_queue_thresholds(const std::string& text, QueueSpec& out,

@@ -27,7 +27,6 @@
 #include <cstring>
 #include <iostream>
 #include <regex>
-#include <thread>
 
 #include <unistd.h>
 
@@ -132,6 +131,16 @@ int main(int argc, char** argv) {
     for (auto& e : check_config_file(cfg, *path))
       errors.push_back(std::move(e));
   auto hc = to_health_config(cfg, errors);
+  auto http_options = to_server_options(cfg, errors);
+  if (errors.empty()) {
+    // Refuse connections beyond the limit rather than run out of
+    // descriptors: the limit must fit the process's descriptor budget.
+    if (auto err
+        = http::ensure_descriptor_limit(http::descriptors_needed(http_options)))
+      errors.push_back(
+          {"http.max-connections",
+           std::to_string(http_options.max_connections) + " " + *err});
+  }
   if (!errors.empty()) {
     print_errors(errors);
     return exit_config;
@@ -163,10 +172,21 @@ int main(int argc, char** argv) {
     std::cerr << "tasker-health: " << sys.render(hs.error()) << "\n";
     return exit_config;
   }
-  http_api http{hs->checker(), metrics, hc.retry_after.stale};
+  http_api api{hs->checker(), metrics, hc.retry_after.stale};
+  auto routes = api.routes();
+  http_options.log = [log](http::log_level level, std::string_view text) {
+    switch (level) {
+      case http::log_level::debug: log->debug("{}", text); break;
+      case http::log_level::info: log->info("{}", text); break;
+      case http::log_level::warn: log->warn("{}", text); break;
+    }
+  };
+  std::string endpoints;
+  for (const auto& path : routes.paths())
+    endpoints += (endpoints.empty() ? "" : " ") + path;
+  http::http_server server{http_options, std::move(routes)};
   std::string bind_error;
-  auto port = http.bind(cfg.http_address, static_cast<int>(cfg.http_port),
-                        bind_error);
+  auto port = server.start(bind_error);
   if (!port) {
     log->error("event=http_failed option=http.port error={}",
                quoted(bind_error));
@@ -174,12 +194,9 @@ int main(int argc, char** argv) {
     hs->stop();
     return exit_runtime;
   }
-  std::thread server{[&] {
-    http.serve();
-  }};
-  log->info("event=listening address={} port={} endpoints=\"/livez /readyz "
-            "/health /metrics\"",
-            cfg.http_address, *port);
+  log->info("event=listening address={} port={} max_connections={} "
+            "endpoints=\"{}\"",
+            cfg.http_address, *port, http_options.max_connections, endpoints);
   // Until a signal arrives: poll the supervisor for the restart metrics.
   caf::scoped_actor self{sys};
   auto supervisor = hs->supervisor();
@@ -199,9 +216,8 @@ int main(int argc, char** argv) {
   }
   log->info("event=shutdown signal={}",
             signal == SIGINT ? "SIGINT" : "SIGTERM");
-  http.set_alive(false);
-  http.stop();
-  server.join();
+  api.set_alive(false);
+  server.stop();
   hs->stop();
   log->info("event=stopped");
   return 0;
