@@ -116,7 +116,8 @@ daemon_config::daemon_config() {
            "(0: no hysteresis)")
       .add(drain_retry_after, "drain-retry-after",
            "Retry-After of a Critical/Overflow queue from its measured drain "
-           "rate, within [1s, the constant] (false: the constants)")
+           "rate, within [1s, the constant] (false: the constants; on the "
+           "command line a bare flag)")
       .add(drain_window, "drain-window",
            "depth history a drain rate is measured over (2 to 100 x "
            "interval)");
