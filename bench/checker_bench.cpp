@@ -501,7 +501,7 @@ int main(int argc, char** argv) {
   };
   run("floor: one std::atomic<uint64_t> load", "-",
       [] { consume(word.load(std::memory_order_acquire)); });
-  run("clock_gettime(CLOCK_MONOTONIC_COARSE)", "-",
+  run("coarse clock read alone (coarse_now_ns)", "-",
       [] { consume(coarse_now_ns()); });
   run("try_check()", "accept", [&] { consume(accept.try_check()); });
   run("original shape", "accept",
