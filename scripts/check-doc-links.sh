@@ -20,16 +20,16 @@ report() {
 
 # GitHub's anchor of a heading: lower case, punctuation dropped (except - and
 # _), spaces to hyphens.
-slug() {
-  printf '%s' "$1" | tr 'A-Z' 'a-z' | sed -e 's/[^a-z0-9 _-]//g' -e 's/ /-/g'
-}
-
-# Every anchor of a Markdown file, one per line.
+# Every anchor of a Markdown file, one per line (headings outside fenced
+# blocks; GitHub's slugs), computed once per file.
+declare -A anchor_cache
 anchors() {
-  grep -E '^#{1,6} ' "$1" | sed -E 's/^#{1,6} +//; s/ +#*$//' | while IFS= read -r h; do
-    slug "$h"
-    echo
-  done
+  if [ -z "${anchor_cache[$1]+x}" ]; then
+    anchor_cache[$1]=$(awk '/^```/ { f = !f; next } !f && /^#+ /' "$1" \
+      | sed -E 's/^#{1,6} +//; s/ +#*$//' | tr 'A-Z' 'a-z' \
+      | sed -e 's/[^a-z0-9 _-]//g' -e 's/ /-/g')
+  fi
+  printf '%s\n' "${anchor_cache[$1]}"
 }
 
 docs=(README.md)
