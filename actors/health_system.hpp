@@ -1,7 +1,9 @@
 // The embedding facade. An orchestrator hands over its actor system, a
 // validated HealthConfig, its channel monitors and the measuring
-// implementations; start() builds the whole tree (supervisor, probes,
-// aggregator, cache) and returns a BackpressureChecker plus the handles.
+// implementations; start() builds the whole tree (root supervisor,
+// aggregator, probe supervisor, probes, cache) and returns a
+// BackpressureChecker plus the handles. failed() reports a tree that gave
+// up (the daemon's /livez then answers 503).
 //
 //   auto hs = tasker::health::health_system::start(sys, cfg, std::move(parts));
 //   if (!hs) ... sys.render(hs.error()) ...
@@ -84,20 +86,36 @@ class health_system {
 
   std::shared_ptr<CircuitBreaker> breaker() const;
 
+  /// Current handles (they change when the root restarts a child; null
+  /// while it is down).
   aggregator_actor aggregator() const;
   supervisor_actor supervisor() const;
   cache_actor cache() const;
+  root_supervisor_actor root() const;
+
+  /// The tree gave up (restart intensity exceeded) or its root died: the
+  /// component no longer measures anything and every cell is stale. An
+  /// embedding process should report itself unhealthy (liveness) and be
+  /// restarted.
+  bool failed() const noexcept;
+
+  /// Why failed() is true (empty otherwise).
+  std::string failure() const;
+
+  /// Incarnation stamped into every snapshot of this system.
+  uint64_t incarnation() const noexcept;
 
   const HealthConfig& config() const;
 
   /// Spawns another local cache subscribed to the aggregator, publishing to
-  /// `cell`; it is stopped with the system.
+  /// `cell`; supervised by the root (restarted on a crash, re-pointed when
+  /// the aggregator restarts) and stopped with the system.
   cache_actor add_cache(std::shared_ptr<SnapshotCell> cell,
                         snapshot_observer observer = {});
 
-  /// Sends every actor of the tree an exit (user_shutdown). Idempotent. The
-  /// actors terminate asynchronously; `caf::actor_system` waits for them on
-  /// destruction.
+  /// Sends the root an exit (user_shutdown), which stops every actor of the
+  /// tree. Idempotent. The actors terminate asynchronously;
+  /// `caf::actor_system` waits for them on destruction.
   void stop();
 
  private:

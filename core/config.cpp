@@ -258,6 +258,10 @@ std::vector<ConfigError> HealthConfig::validate() const {
           "must be in [0, 1) (got " + std::to_string(supervisor.jitter) + ")");
   c.positive("supervisor.reset-after", supervisor.reset_after);
   c.positive("supervisor.restart-window", supervisor.restart_window);
+  if (supervisor.lost_replies < 1 || supervisor.lost_replies > 1000)
+    c.add("supervisor.lost-replies",
+          "must be between 1 and 1000 (got "
+              + std::to_string(supervisor.lost_replies) + ")");
   return result;
 }
 

@@ -90,6 +90,9 @@ struct SupervisorConfig {
   /// failure (restart intensity, as in Erlang/OTP).
   uint32_t max_restarts = 5;
   milliseconds restart_window{60000};
+  /// The watchdog: a probe that lets this many requests in a row pass their
+  /// deadline without a reply is considered hung and replaced (1..1000).
+  uint32_t lost_replies = 3;
 };
 
 /// One configuration problem: the option it concerns and the rule broken.

@@ -74,7 +74,9 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
         BackpressureSource::circuit_breaker, ReasonCode::breaker_open,
         "database circuit breaker open after " + std::to_string(n)
             + (n == 1 ? " consecutive failure" : " consecutive failures")
-            + (db.error.empty() ? "" : " (last error: " + db.error + ")"),
+            + (!db.evaluated || db.error.empty()
+                   ? ""
+                   : " (last error: " + db.error + ")"),
         retry_after_from(
             breaker_recovery_wait(breaker->time_until_half_open, ctx),
             ra.breaker_minimum));

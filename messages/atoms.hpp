@@ -51,4 +51,23 @@ constexpr auto restart_v = restart::value;
 using status = caf::atom_constant<caf::atom("status")>;
 constexpr auto status_v = status::value;
 
+/// Subscribe to this snapshot source from now on (root -> cache or
+/// publisher, after the aggregator was restarted).
+using source = caf::atom_constant<caf::atom("source")>;
+constexpr auto source_v = source::value;
+
+/// Register your live probes with this (new) aggregator (root -> probe
+/// supervisor, after the aggregator was restarted).
+using attach = caf::atom_constant<caf::atom("attach")>;
+constexpr auto attach_v = attach::value;
+
+/// A probe lost its replies several cycles in a row: replace it
+/// (aggregator -> probe supervisor; the watchdog).
+using hung = caf::atom_constant<caf::atom("hung")>;
+constexpr auto hung_v = hung::value;
+
+/// Supervise this running child from now on (facade -> root supervisor).
+using adopt = caf::atom_constant<caf::atom("adopt")>;
+constexpr auto adopt_v = adopt::value;
+
 } // namespace tasker::health::atom
