@@ -258,6 +258,16 @@ std::vector<ConfigError> HealthConfig::validate() const {
       c.thresholds("queues.thresholds." + q.name + ".",
                    "queue '" + q.name + "'", *q.thresholds, margin);
   }
+  // Drain-rate Retry-After.
+  if (drain_retry_after && evaluation_interval.count() > 0
+      && (drain_window < 2 * evaluation_interval
+          || drain_window > 100 * evaluation_interval))
+    c.add("queues.drain-window",
+          "must be between 2 and 100 times health.evaluation-interval when "
+          "queues.drain-retry-after is on, so that a rate rests on at least "
+          "three samples and the history stays small (drain-window "
+              + ms(drain_window) + ", interval " + ms(evaluation_interval)
+              + ")");
   // Retry-After.
   c.at_least_one_second("retry-after.breaker-minimum",
                         retry_after.breaker_minimum);

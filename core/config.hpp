@@ -139,6 +139,16 @@ struct HealthConfig {
   /// tier's threshold minus this margin (messages). 0 reproduces the
   /// original's classification exactly.
   int64_t hysteresis_margin = 0;
+  /// Retry-After of a Critical or Overflow queue from its measured drain
+  /// rate (core/drain.hpp): when every queue causing backpressure is
+  /// draining, the estimated time until the last of them stops causing it,
+  /// bounded by [1 s, retry_after.queue_critical / queue_overflow]; else the
+  /// constant. Off by default: the original's constants.
+  bool drain_retry_after = false;
+  /// The depth history a drain rate is measured over. With
+  /// drain_retry_after on: at least 2 x evaluation_interval (three samples)
+  /// and at most 100 x.
+  milliseconds drain_window{60000};
 
   RetryAfterConfig retry_after;
   SupervisorConfig supervisor;

@@ -43,7 +43,9 @@ template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, QueueReport& x) {
   return f(caf::meta::type_name("queue_report"), x.name, x.depth, x.capped,
            x.count_cap, x.visible_length, x.oldest_message_age_seconds,
-           x.missing, x.tier, x.error);
+           x.missing, x.tier, x.error,
+           // drain rate (issue 12): keep these three together
+           x.drain_rate, x.drain_samples, x.drain_eta_seconds);
 }
 
 template<class Inspector>

@@ -47,6 +47,8 @@ daemon_config::daemon_config() {
   queue_critical = d.queue_thresholds.critical;
   queue_overflow = d.queue_thresholds.overflow;
   hysteresis_margin = d.hysteresis_margin;
+  drain_retry_after = d.drain_retry_after;
+  drain_window = span(d.drain_window);
   retry_breaker_minimum = span(d.retry_after.breaker_minimum);
   retry_channel_critical = span(d.retry_after.channel_critical);
   retry_queue_overflow = span(d.retry_after.queue_overflow);
@@ -128,7 +130,14 @@ daemon_config::daemon_config() {
            "(warning/critical/overflow)")
       .add(hysteresis_margin, "hysteresis-margin",
            "a queue leaves a tier downwards only below threshold - margin "
-           "(0: no hysteresis)");
+           "(0: no hysteresis)")
+      .add(drain_retry_after, "drain-retry-after",
+           "Retry-After of a Critical/Overflow queue from its measured drain "
+           "rate, within [1s, the constant] (false: the constants; on the "
+           "command line a bare flag)")
+      .add(drain_window, "drain-window",
+           "depth history a drain rate is measured over (2 to 100 x "
+           "interval)");
   opt_group{custom_options_, "retry-after"}
       .add(retry_breaker_minimum, "breaker-minimum",
            "lower bound of Retry-After while the breaker is open")
@@ -472,6 +481,8 @@ HealthConfig to_health_config(const daemon_config& c,
   h.channel.emergency_percent = c.channel_emergency_percent;
   h.queue_thresholds = {c.queue_warning, c.queue_critical, c.queue_overflow};
   h.hysteresis_margin = c.hysteresis_margin;
+  h.drain_retry_after = c.drain_retry_after;
+  h.drain_window = ms(c.drain_window);
   for (const auto& name : c.queue_names)
     h.queues.push_back({name, std::nullopt});
   for (const auto& text : c.queue_thresholds) {

@@ -53,6 +53,8 @@ struct daemon_config : caf::actor_system_config {
   int64_t queue_overflow;
   std::vector<std::string> queue_thresholds;
   int64_t hysteresis_margin;
+  bool drain_retry_after;
+  caf::timespan drain_window;
   // [retry-after]
   caf::timespan retry_breaker_minimum;
   caf::timespan retry_channel_critical;

@@ -168,6 +168,22 @@ CAF_TEST(per queue thresholds) {
   CAF_CHECK(q.has("queues.thresholds", "not in queues.names"));
 }
 
+CAF_TEST(drain rate options) {
+  parsed off{{"--database.url=host=a"}};
+  CAF_REQUIRE(!off.parse_error);
+  CAF_CHECK(!off.health.drain_retry_after);
+  CAF_CHECK_EQUAL(off.health.drain_window.count(), 60000);
+  parsed on{{"--database.url=host=a", "--queues.drain-retry-after",
+             "--queues.drain-window=20s"}};
+  CAF_REQUIRE(!on.parse_error);
+  CAF_CHECK(on.errors.empty());
+  CAF_CHECK(on.health.drain_retry_after);
+  CAF_CHECK_EQUAL(on.health.drain_window.count(), 20000);
+  parsed bad{{"--database.url=host=a", "--queues.drain-retry-after",
+              "--queues.drain-window=5s"}};
+  CAF_CHECK(bad.has("queues.drain-window", "between 2 and 100 times"));
+}
+
 CAF_TEST(help lists every option with its default) {
   daemon_config cfg;
   auto text = help_text(cfg, "tasker-health");

@@ -112,10 +112,11 @@ CAF_TEST(readyz follows a queue through critical and back) {
   CAF_CHECK_EQUAL(metrics->status, 200);
   for (auto name :
        {"tasker_health_evaluations_total", "tasker_health_database_connected 1",
-        "tasker_health_queue_depth{queue=\"orders\"}",
+        "tasker_health_queue_depth_current{queue=\"orders\"}",
         "tasker_health_queue_tier{queue=\"orders\"}",
         "tasker_health_backpressure_active 0",
-        "tasker_health_backpressure_activations_total{source=\"queue\"} 1",
+        "tasker_health_backpressure_activations_total{source=\"queue_depth\"} "
+        "1",
         "tasker_health_database_check_duration_seconds_bucket",
         "tasker_health_probe_restarts_total{probe=\"database\"} 0"}) {
     CAF_CHECK_NOT_EQUAL(metrics->body.find(name), std::string::npos);

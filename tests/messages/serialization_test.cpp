@@ -63,6 +63,9 @@ HealthSnapshot full_snapshot() {
   q.visible_length = 9000;
   q.oldest_message_age_seconds = 321;
   q.tier = QueueDepthTier::overflow;
+  q.drain_rate = 123.5;
+  q.drain_samples = 7;
+  q.drain_eta_seconds = 41;
   s.queues.queues.push_back(q);
   QueueReport m;
   m.name = "gone";
