@@ -213,7 +213,7 @@ void finish_cycle(self_ptr self) {
   st.cycle_open = false;
   auto now = self->clock().now();
   HealthSnapshot snap;
-  snap.sequence = st.sequence->fetch_add(1) + 1;
+  snap.sequence = st.memory->sequence.fetch_add(1) + 1;
   snap.incarnation = st.incarnation;
   snap.incarnation_started = st.incarnation_started;
   snap.epoch = st.epoch;
@@ -226,7 +226,8 @@ void finish_cycle(self_ptr self) {
   snap.channel = std::move(st.reports.channel);
   snap.queues = std::move(st.reports.queues);
   snap.custom = std::move(st.reports.custom);
-  st.tiers.classify(snap.queues);
+  st.memory->tiers.classify(snap.queues);
+  st.memory->drain.observe(snap.queues, now);
   // The breaker as it is now, whatever the DB probe did this cycle.
   DecisionContext ctx;
   if (st.breaker) {
@@ -294,13 +295,13 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
   auto& st = self->state;
   st.config = std::move(options.config);
   st.node_id = std::move(options.node_id);
-  st.tiers = TierTracker{st.config};
   st.breaker = std::move(options.breaker);
   st.incarnation = options.incarnation;
   st.incarnation_started = options.incarnation_started;
   st.epoch = options.epoch;
-  st.sequence = options.sequence ? std::move(options.sequence)
-                                 : std::make_shared<std::atomic<uint64_t>>(0);
+  st.memory = options.memory
+                  ? std::move(options.memory)
+                  : std::make_shared<aggregator_memory>(st.config);
   using caf::actor_cast;
   using caf::strong_actor_ptr;
   st.slots.add(ProbeKind::database, "database", options.watch_database,

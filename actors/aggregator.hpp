@@ -19,6 +19,7 @@
 #include "actors/subscriber_list.hpp"
 #include "core/circuit_breaker.hpp"
 #include "core/classify.hpp"
+#include "core/drain.hpp"
 #include "core/config.hpp"
 #include "messages/interfaces.hpp"
 
@@ -39,6 +40,18 @@ struct custom_probe_registration {
   CustomKind kind = CustomKind::informational;
   /// May be null when the supervisor registers it later.
   custom_probe_actor handle;
+};
+
+/// What outlives one aggregator: shared by every aggregator of an
+/// incarnation (the root restarts them one after the other, never two at
+/// once), so that a restarted one continues the sequence and keeps the
+/// queues' tier memory (hysteresis) and drain history.
+struct aggregator_memory {
+  explicit aggregator_memory(const HealthConfig& cfg)
+      : tiers(cfg), drain(cfg) {}
+  std::atomic<uint64_t> sequence{0};
+  TierTracker tiers;
+  DrainTracker drain;
 };
 
 /// Everything the aggregator starts with.
@@ -65,9 +78,9 @@ struct aggregator_options {
   uint64_t incarnation = 0;
   wall_time incarnation_started{};
   uint32_t epoch = 1;
-  /// The sequence counter, shared by every aggregator of the incarnation so
-  /// that a restarted one continues it (null: a counter of its own).
-  std::shared_ptr<std::atomic<uint64_t>> sequence;
+  /// Shared with the aggregators before and after this one (null: a memory
+  /// of its own).
+  std::shared_ptr<aggregator_memory> memory;
 };
 
 struct aggregator_state {
@@ -84,7 +97,7 @@ struct aggregator_state {
   uint64_t incarnation = 0;
   wall_time incarnation_started{};
   uint32_t epoch = 1;
-  std::shared_ptr<std::atomic<uint64_t>> sequence;
+  std::shared_ptr<aggregator_memory> memory;
 
   // The open cycle.
   uint64_t cycle = 0;
@@ -100,7 +113,6 @@ struct aggregator_state {
   subscriber_list subscribers;
   /// Who registered the probes (told about hung ones).
   supervisor_actor supervisor;
-  TierTracker tiers{HealthConfig{}};
   /// Cycles skipped because the previous one was still open.
   uint64_t skipped_ticks = 0;
 };

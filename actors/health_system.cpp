@@ -112,7 +112,7 @@ caf::expected<health_system> health_system::start(caf::actor_system& sys,
   ao.breaker = st->breaker;
   ao.incarnation = st->incarnation;
   ao.incarnation_started = std::chrono::system_clock::now();
-  ao.sequence = std::make_shared<std::atomic<uint64_t>>(0);
+  ao.memory = std::make_shared<aggregator_memory>(cfg);
   child_spec agg_spec;
   agg_spec.name = "aggregator";
   agg_spec.role = child_spec::aggregator_role;

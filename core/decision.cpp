@@ -118,9 +118,15 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
     }
     auto describe
         = [&](const QueueReport& r, const char* level, int64_t threshold) {
-            return "queue '" + r.name + "' depth " + (r.capped ? ">= " : "")
-                   + std::to_string(r.depth) + " >= " + level + " threshold "
-                   + std::to_string(threshold);
+            auto text = "queue '" + r.name + "' depth "
+                        + (r.capped ? ">= " : "") + std::to_string(r.depth);
+            if (r.depth >= threshold)
+              return text + " >= " + level + " threshold "
+                     + std::to_string(threshold);
+            // Held in its tier by hysteresis (queues.hysteresis-margin).
+            return text + ", still " + level + " (threshold "
+                   + std::to_string(threshold) + ", leaves below "
+                   + std::to_string(threshold - cfg.hysteresis_margin) + ")";
           };
     // The contract constant, or (queues.drain-retry-after) the time until
     // every queue at Critical or worse has drained below its level.

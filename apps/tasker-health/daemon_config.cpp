@@ -63,6 +63,8 @@ daemon_config::daemon_config() {
   supervisor_reset_after = span(d.supervisor.reset_after);
   supervisor_max_restarts = d.supervisor.max_restarts;
   supervisor_restart_window = span(d.supervisor.restart_window);
+  supervisor_lost_replies = d.supervisor.lost_replies;
+  debug_fault_signals = false;
   http::server_options http_defaults;
   http_address = "127.0.0.1";
   http_port = 8080;
@@ -166,7 +168,15 @@ daemon_config::daemon_config() {
       .add(supervisor_max_restarts, "max-restarts",
            "more restarts than this within the window: give up")
       .add(supervisor_restart_window, "restart-window",
-           "window of the restart intensity");
+           "window of the restart intensity (probes; the root supervisor "
+           "counts all of its children in one window)")
+      .add(supervisor_lost_replies, "lost-replies",
+           "a probe that lets this many requests in a row pass their "
+           "deadline without a reply is killed and restarted (1..1000)");
+  opt_group{custom_options_, "debug"}.add(
+      debug_fault_signals, "fault-signals",
+      "for tests only: SIGUSR1 kills the aggregator, SIGUSR2 the probe "
+      "supervisor (the root supervisor restarts them)");
   opt_group{custom_options_, "http"}
       .add(http_address, "address", "address of the HTTP endpoints")
       .add(http_port, "port", "port of the HTTP endpoints (0: any free)")
@@ -196,7 +206,7 @@ daemon_config::daemon_config() {
 const std::vector<std::string>& daemon_config::own_sections() {
   static const std::vector<std::string> xs{
       "health",      "database",   "breaker", "channel", "queues",
-      "retry-after", "supervisor", "http",    "log"};
+      "retry-after", "supervisor", "http",    "log",     "debug"};
   return xs;
 }
 
@@ -517,6 +527,8 @@ HealthConfig to_health_config(const daemon_config& c,
   to_unsigned(c.supervisor_max_restarts, "supervisor.max-restarts",
               h.supervisor.max_restarts, errors);
   h.supervisor.restart_window = ms(c.supervisor_restart_window);
+  to_unsigned(c.supervisor_lost_replies, "supervisor.lost-replies",
+              h.supervisor.lost_replies, errors);
   static const std::vector<std::string> levels{
       "trace", "debug", "info", "warn", "error", "critical", "off"};
   if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end())

@@ -71,6 +71,9 @@ struct daemon_config : caf::actor_system_config {
   caf::timespan supervisor_reset_after;
   int64_t supervisor_max_restarts;
   caf::timespan supervisor_restart_window;
+  int64_t supervisor_lost_replies;
+  // [debug]
+  bool debug_fault_signals;
   // [http]
   std::string http_address;
   int64_t http_port;

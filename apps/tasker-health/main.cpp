@@ -17,7 +17,9 @@
 #include "messages/registration.hpp"
 
 #include "caf/actor_system.hpp"
+#include "caf/exit_reason.hpp"
 #include "caf/scoped_actor.hpp"
+#include "caf/send.hpp"
 #include "caf/settings.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -145,6 +147,11 @@ int main(int argc, char** argv) {
     print_errors(errors);
     return exit_config;
   }
+  if (cfg.debug_fault_signals) {
+    sigaddset(&signals, SIGUSR1);
+    sigaddset(&signals, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  }
   if (hc.node_id.empty()) {
     char host[256] = {};
     if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0')
@@ -173,6 +180,9 @@ int main(int argc, char** argv) {
     return exit_config;
   }
   http_api api{hs->checker(), metrics, hc.retry_after.stale};
+  // /livez fails once the supervision tree gave up: the process no longer
+  // measures anything and must be restarted (an atomic read, no I/O).
+  api.set_liveness([&hs] { return !hs->failed(); });
   auto routes = api.routes();
   http_options.log = [log](http::log_level level, std::string_view text) {
     switch (level) {
@@ -197,22 +207,56 @@ int main(int argc, char** argv) {
   log->info("event=listening address={} port={} max_connections={} "
             "endpoints=\"{}\"",
             cfg.http_address, *port, http_options.max_connections, endpoints);
-  // Until a signal arrives: poll the supervisor for the restart metrics.
+  // Until a signal arrives: poll the supervisors for the restart metrics
+  // (short timeouts, so that a signal is handled within a second).
   caf::scoped_actor self{sys};
-  auto supervisor = hs->supervisor();
   int signal = 0;
-  for (;;) {
-    self->request(supervisor, std::chrono::seconds(1), atom::status_v)
+  bool reported_failure = false;
+  auto poll_status = [&] {
+    if (hs->failed()) {
+      if (!reported_failure) {
+        reported_failure = true;
+        log->critical("event=liveness_failed reason={} action=\"/livez "
+                      "answers 503; restart the process\"",
+                      quoted(hs->failure()));
+      }
+      return;
+    }
+    if (auto supervisor = hs->supervisor())
+      self->request(supervisor, std::chrono::milliseconds(300), atom::status_v)
+          .receive(
+              [&](std::vector<ProbeStatus>& probes) {
+                metrics->observe(probes);
+              },
+              [&](caf::error& err) {
+                log->debug("event=supervisor_status_failed error={}",
+                           quoted(sys.render(err)));
+              });
+    self->request(hs->root(), std::chrono::milliseconds(300), atom::status_v)
         .receive(
-            [&](std::vector<ProbeStatus>& probes) { metrics->observe(probes); },
+            [&](std::vector<ActorStatus>& actors) { metrics->observe(actors); },
             [&](caf::error& err) {
-              log->warn("event=supervisor_status_failed error={}",
-                        quoted(sys.render(err)));
+              log->debug("event=root_status_failed error={}",
+                         quoted(sys.render(err)));
             });
+  };
+  for (;;) {
+    poll_status();
     timespec timeout{1, 0};
     signal = sigtimedwait(&signals, nullptr, &timeout);
     if (signal == SIGINT || signal == SIGTERM)
       break;
+    if (signal == SIGUSR1 || signal == SIGUSR2) {
+      auto victim = signal == SIGUSR1
+                        ? caf::actor_cast<caf::actor>(hs->aggregator())
+                        : caf::actor_cast<caf::actor>(hs->supervisor());
+      log->warn("event=fault_injected signal={} target={}",
+                signal == SIGUSR1 ? "SIGUSR1" : "SIGUSR2",
+                signal == SIGUSR1 ? "aggregator" : "probe-supervisor");
+      if (victim)
+        caf::anon_send_exit(victim, caf::exit_reason::kill);
+      continue;
+    }
   }
   log->info("event=shutdown signal={}",
             signal == SIGINT ? "SIGINT" : "SIGTERM");

@@ -169,7 +169,7 @@ CAF_TEST(a dead subscriber is dropped) {
   sched.run();
   CAF_CHECK_EQUAL(agg_state().subscribers.size(), 0u);
   next_interval(); // a cycle without subscribers is fine
-  CAF_CHECK_EQUAL(agg_state().sequence->load(), 2u);
+  CAF_CHECK_EQUAL(agg_state().memory->sequence.load(), 2u);
 }
 
 CAF_TEST(a probe missing its deadline is unknown for its dimension only) {

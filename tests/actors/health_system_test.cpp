@@ -321,6 +321,38 @@ CAF_TEST(backpressure survives an aggregator restart) {
   CAF_CHECK(r->code == ReasonCode::queue_overflow);
 }
 
+CAF_TEST(tier memory and drain history survive an aggregator restart) {
+  cfg.hysteresis_margin = 100;
+  cfg.drain_retry_after = true;
+  cfg.drain_window = 1min;
+  start(parts());
+  queues->depths["orders"] = 5400;
+  next_interval();
+  queues->depths["orders"] = 5300;
+  next_interval();
+  queues->depths["orders"] = 5200;
+  next_interval();
+  CAF_REQUIRE(snap()->queues.queues[0].tier == QueueDepthTier::critical);
+  CAF_MESSAGE("draining 100 per 5 s: about 10 s to get below 5000");
+  auto before = hs->checker().try_check();
+  CAF_REQUIRE(before);
+  CAF_CHECK_LESS(before->retry_after.count(), 30);
+  CAF_CHECK_GREATER_OR_EQUAL(before->retry_after.count(), 5);
+  caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+  sched.run();
+  queues->depths["orders"] = 4950; // below 5000, within the margin
+  sched.advance_time(100ms);
+  sched.run();
+  CAF_MESSAGE("the new aggregator still knows the queue was Critical");
+  CAF_CHECK(snap()->queues.queues[0].tier == QueueDepthTier::critical);
+  CAF_CHECK_GREATER_OR_EQUAL(snap()->queues.queues[0].drain_samples, 4u);
+  CAF_CHECK_NOT_EQUAL(snap()->decision.reason.find("still critical"),
+                      std::string::npos);
+  queues->depths["orders"] = 4899;
+  next_interval();
+  CAF_CHECK(snap()->queues.queues[0].tier == QueueDepthTier::warning);
+}
+
 CAF_TEST(a killed probe supervisor is restarted with fresh probes) {
   start(parts());
   auto old = hs->supervisor();

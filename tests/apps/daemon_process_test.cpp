@@ -131,6 +131,81 @@ CAF_TEST(readyz follows a queue through critical and back) {
   CAF_CHECK_EQUAL(d.wait_exit(10s), 0);
 }
 
+CAF_TEST(a killed aggregator is restarted inside the running daemon) {
+  auto a = args();
+  a.push_back("--debug.fault-signals");
+  a.push_back("--supervisor.jitter=0");
+  daemon_process d{a};
+  auto port = d.port();
+  auto health = [port]() -> std::optional<json> {
+    auto r = request_once(port, "GET", "/health");
+    if (!r || r->status != 200)
+      return std::nullopt;
+    return json::parse(r->body);
+  };
+  std::optional<json> before;
+  CAF_REQUIRE(eventually([&] { return (before = health()).has_value(); }));
+  auto seq = (*before)["sequence"].get<uint64_t>();
+  auto incarnation = (*before)["incarnation"];
+  CAF_CHECK_EQUAL((*before)["epoch"].get<uint32_t>(), 1u);
+  CAF_MESSAGE("SIGUSR1: the aggregator is killed");
+  d.signal(SIGUSR1);
+  CAF_MESSAGE("/health comes back with epoch 2, the sequence going on");
+  std::optional<json> after;
+  CAF_CHECK(eventually([&] {
+    after = health();
+    return after && (*after)["epoch"].get<uint32_t>() == 2
+           && (*after)["database"]["evaluated"].get<bool>()
+           && (*after)["queues"]["evaluated"].get<bool>();
+  }));
+  CAF_REQUIRE(after);
+  CAF_CHECK_GREATER((*after)["sequence"].get<uint64_t>(), seq);
+  CAF_CHECK((*after)["incarnation"] == incarnation);
+  auto live = request_once(port, "GET", "/livez");
+  CAF_REQUIRE(live);
+  CAF_CHECK_EQUAL(live->status, 200);
+  CAF_CHECK_EQUAL(d.count_in_log("event=actor_restarted actor=aggregator"), 1u);
+  CAF_MESSAGE("the restart is counted in /metrics");
+  CAF_CHECK(eventually([&] {
+    auto m = request_once(port, "GET", "/metrics");
+    return m
+           && m->body.find(
+                  "tasker_health_actor_restarts_total{actor=\"aggregator\"} 1")
+                  != std::string::npos;
+  }));
+  d.signal(SIGTERM);
+  CAF_CHECK_EQUAL(d.wait_exit(10s), 0);
+}
+
+CAF_TEST(livez fails when the supervision tree gives up) {
+  auto a = args();
+  a.push_back("--debug.fault-signals");
+  a.push_back("--supervisor.max-restarts=1");
+  a.push_back("--supervisor.initial-backoff=10ms");
+  daemon_process d{a};
+  auto port = d.port();
+  CAF_REQUIRE(eventually([&] {
+    auto r = request_once(port, "GET", "/readyz");
+    return r && r->status == 200;
+  }));
+  CAF_MESSAGE("two failures within the window: the root gives up");
+  d.signal(SIGUSR1);
+  CAF_REQUIRE(eventually([&] {
+    return d.count_in_log("event=actor_restarted actor=aggregator") == 1;
+  }));
+  d.signal(SIGUSR1);
+  CAF_CHECK(eventually([&] {
+    auto r = request_once(port, "GET", "/livez");
+    return r && r->status == 503;
+  }));
+  auto ready = request_once(port, "GET", "/readyz");
+  CAF_REQUIRE(ready);
+  CAF_CHECK_EQUAL(ready->status, 503);
+  CAF_CHECK_EQUAL(d.count_in_log("event=root_given_up"), 1u);
+  d.signal(SIGTERM);
+  CAF_CHECK_EQUAL(d.wait_exit(10s), 0);
+}
+
 CAF_TEST(sigint exits cleanly too) {
   daemon_process d{args()};
   d.port();
