@@ -299,9 +299,8 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
   st.incarnation = options.incarnation;
   st.incarnation_started = options.incarnation_started;
   st.epoch = options.epoch;
-  st.memory = options.memory
-                  ? std::move(options.memory)
-                  : std::make_shared<aggregator_memory>(st.config);
+  st.memory = options.memory ? std::move(options.memory)
+                             : std::make_shared<aggregator_memory>(st.config);
   using caf::actor_cast;
   using caf::strong_actor_ptr;
   st.slots.add(ProbeKind::database, "database", options.watch_database,

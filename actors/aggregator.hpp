@@ -19,8 +19,8 @@
 #include "actors/subscriber_list.hpp"
 #include "core/circuit_breaker.hpp"
 #include "core/classify.hpp"
-#include "core/drain.hpp"
 #include "core/config.hpp"
+#include "core/drain.hpp"
 #include "messages/interfaces.hpp"
 
 #include <atomic>
