@@ -4,6 +4,7 @@
 #include "actors/cache.hpp"
 #include "actors/channel_probe.hpp"
 #include "actors/db_probe.hpp"
+#include "actors/publisher.hpp"
 #include "actors/queue_probe.hpp"
 #include "actors/root_supervisor.hpp"
 #include "actors/supervisor.hpp"
@@ -13,6 +14,8 @@
 
 #include "caf/actor_cast.hpp"
 #include "caf/actor_system.hpp"
+#include "caf/io/publish.hpp"
+#include "caf/openssl/publish.hpp"
 #include "caf/send.hpp"
 #include "caf/spawn_options.hpp"
 #include "caf/stateful_actor.hpp"
@@ -275,6 +278,43 @@ cache_actor health_system::add_cache(std::shared_ptr<SnapshotCell> cell,
   impl_->view->set_child(spec.name, handle);
   caf::anon_send(impl_->root, atom::adopt_v, std::move(spec), handle);
   return caf::actor_cast<cache_actor>(handle);
+}
+
+caf::expected<uint16_t> health_system::publish(const publish_options& options) {
+  auto& sys = *impl_->sys;
+  publisher_options po;
+  po.view = impl_->view;
+  po.bind = options.bind;
+  po.tls = options.tls;
+  po.max_subscribers = options.max_subscribers;
+  auto first = sys.spawn(tasker::health::publisher, po);
+  auto bind = options.bind.empty() ? nullptr : options.bind.c_str();
+  auto port = options.tls
+                  ? caf::openssl::publish(first, options.port, bind, true)
+                  : caf::io::publish(first, options.port, bind, true);
+  if (!port) {
+    caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
+    return std::move(port.error());
+  }
+  // A restarted publisher publishes itself on the port just bound.
+  po.port = *port;
+  child_spec spec;
+  spec.name = "publisher";
+  spec.role = child_spec::independent_role;
+  spec.spawn = [po](caf::actor_system& s, const aggregator_actor&, uint32_t) {
+    return caf::actor_cast<caf::actor>(s.spawn(tasker::health::publisher, po));
+  };
+  auto handle = caf::actor_cast<caf::actor>(first);
+  impl_->view->set_child(spec.name, handle);
+  caf::anon_send(impl_->root, atom::adopt_v, std::move(spec), handle);
+  logger()->info("event=publisher_published port={} bind={} tls={} "
+                 "max_subscribers={}",
+                 *port, options.bind, options.tls, options.max_subscribers);
+  return *port;
+}
+
+publisher_actor health_system::publisher() const {
+  return caf::actor_cast<publisher_actor>(impl_->view->child("publisher"));
 }
 
 void health_system::stop() {

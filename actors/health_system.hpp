@@ -63,6 +63,21 @@ struct health_parts {
   uint64_t seed = 0;
 };
 
+/// Where and how the publisher (the actor other nodes subscribe to) is
+/// published. Needs caf::io::middleman loaded (and caf::openssl::manager for
+/// TLS) before the actor system is built.
+struct publish_options {
+  /// 0: any free port.
+  uint16_t port = 0;
+  /// Loopback unless mutual TLS is configured: CAF's BASP trusts every peer
+  /// that completes a handshake.
+  std::string bind = "127.0.0.1";
+  /// Publish through caf::openssl (mutual TLS with the openssl.* options).
+  bool tls = false;
+  /// Remote subscribers at most.
+  size_t max_subscribers = 1000;
+};
+
 class health_system {
  public:
   /// Validates `cfg` (error health_errc::invalid_config naming every broken
@@ -112,6 +127,14 @@ class health_system {
   /// the aggregator restarts) and stopped with the system.
   cache_actor add_cache(std::shared_ptr<SnapshotCell> cell,
                         snapshot_observer observer = {});
+
+  /// Spawns the publisher (supervised by the root: a restarted one binds
+  /// the same port again) and publishes it. Returns the bound port, or why
+  /// it could not (e.g. the port is busy).
+  caf::expected<uint16_t> publish(const publish_options& options);
+
+  /// The publisher, if published (null otherwise or while it restarts).
+  publisher_actor publisher() const;
 
   /// Sends the root an exit (user_shutdown), which stops every actor of the
   /// tree. Idempotent. The actors terminate asynchronously;

@@ -76,8 +76,17 @@ void schedule_retry(self_ptr self, std::string why) {
     base *= dist(st.rng);
   }
   auto delay = std::chrono::milliseconds{static_cast<int64_t>(base)};
-  logger()->warn("event=link_retry peer={} delay_ms={} error={}", st.peer,
-                 delay.count(), health::quoted(why));
+  // Warn when the reason changes (the first failure, a new kind of failure);
+  // the same failure again is only debug: a dead peer is retried forever.
+  if (why != st.last_logged) {
+    st.last_logged = why;
+    logger()->warn("event=link_retry peer={} delay_ms={} error={} "
+                   "note=\"repeats of this error are logged at debug\"",
+                   st.peer, delay.count(), health::quoted(why));
+  } else {
+    logger()->debug("event=link_retry peer={} delay_ms={} error={}", st.peer,
+                    delay.count(), health::quoted(why));
+  }
   self->delayed_send(self, delay, atom::connect_v);
 }
 
@@ -112,6 +121,7 @@ void connected(self_ptr self, const caf::node_id& node,
     p.failed_attempts = 0;
     p.last_error.clear();
   });
+  st.last_logged.clear();
   logger()->info("event=link_connected peer={} node={} tls={}", st.peer,
                  node_text, st.options.tls);
 }

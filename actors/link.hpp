@@ -99,6 +99,8 @@ struct link_state {
   uint32_t backoff_step = 0;
   std::mt19937_64 rng;
   uint64_t refused = 0;
+  /// The failure last logged at warn level.
+  std::string last_logged;
 };
 
 /// Spawn with `sys.spawn(peer_link, options)`.

@@ -112,10 +112,13 @@ void publish_self(self_ptr self) {
 } // namespace
 
 publisher_state::~publisher_state() {
-  if (sys == nullptr || options.port == 0)
+  // Free every port it was published on (port 0: all of them), so that a
+  // restarted publisher can bind the same port again.
+  if (sys == nullptr || !sys->has_middleman()
+      || (options.tls && !sys->has_openssl_manager()))
     return;
   auto mm = middleman_of(*sys, options.tls);
-  caf::anon_send(mm, caf::unpublish_atom_v, self_addr, options.port);
+  caf::anon_send(mm, caf::unpublish_atom_v, self_addr, uint16_t{0});
 }
 
 publisher_actor::behavior_type

@@ -98,6 +98,7 @@ void announce_aggregator(self_ptr self) {
                    atom::source_v,
                    caf::actor_cast<snapshot_source_actor>(st.aggregator));
         break;
+      case child_spec::independent_role: break;
     }
   }
 }

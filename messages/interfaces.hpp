@@ -202,9 +202,13 @@ struct child_spec {
     /// The probe supervisor: restarted alone, registers fresh probes with
     /// the current aggregator.
     probe_supervisor_role = 1,
-    /// A cache or a publisher: restarted alone, subscribed to the current
-    /// aggregator; told `source` when the aggregator changes.
+    /// A cache: restarted alone, subscribed to the current aggregator;
+    /// told `source` when the aggregator changes.
     subscriber_role = 2,
+    /// The publisher: restarted alone; finds the current aggregator by
+    /// itself (it is reachable from other nodes, so it takes no `source`
+    /// message from anyone).
+    independent_role = 3,
   };
   /// "aggregator", "probe-supervisor", "cache", "cache-2", "publisher", ...
   std::string name;

@@ -11,6 +11,7 @@ packages=(
   libspdlog-dev libfmt-dev
   prometheus-cpp-dev
   libmicrohttpd-dev
+  libssl-dev openssl
   libcpp-httplib-dev
   nlohmann-json3-dev
   libbenchmark-dev

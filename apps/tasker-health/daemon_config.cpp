@@ -4,7 +4,11 @@
 #include "caf/config_option_set.hpp"
 #include "caf/config_value.hpp"
 #include "caf/deep_to_string.hpp"
+#include "caf/io/middleman.hpp"
+#include "caf/openssl/manager.hpp"
 #include "caf/settings.hpp"
+
+#include "apps/tasker-health/tls_check.hpp"
 
 #include <algorithm>
 #include <fstream>
@@ -85,6 +89,23 @@ daemon_config::daemon_config() {
   // The file and the command line override both ([scheduler]).
   set("scheduler.policy", caf::atom("sharing"));
   set("scheduler.max-threads", default_scheduler_threads);
+  // CAF networking (the publisher and the links) and its TLS module. Their
+  // options ([middleman], [openssl]) exist whether or not a cluster is
+  // configured. Heartbeats are on by default: without them a frozen peer is
+  // never noticed and a frozen subscriber makes a publisher queue snapshots
+  // without bound.
+  load<caf::io::middleman>();
+  load<caf::openssl::manager>();
+  set("middleman.heartbeat-interval", caf::timespan{default_heartbeat});
+  set("middleman.connection-timeout",
+      caf::timespan{default_connection_timeout});
+  cluster_port = 0;
+  cluster_bind = "127.0.0.1";
+  cluster_max_subscribers = 1000;
+  cluster_precheck_timeout = span(milliseconds{1000});
+  cluster_connect_timeout = span(milliseconds{5000});
+  cluster_reconnect_initial = span(milliseconds{100});
+  cluster_reconnect_max = span(milliseconds{2000});
   opt_group{custom_options_, "health"}
       .add(node_id, "node-id",
            "name of this node in snapshots (empty: the host name)")
@@ -173,6 +194,25 @@ daemon_config::daemon_config() {
       .add(supervisor_lost_replies, "lost-replies",
            "a probe that lets this many requests in a row pass their "
            "deadline without a reply is killed and restarted (1..1000)");
+  opt_group{custom_options_, "cluster"}
+      .add(cluster_port, "port",
+           "publish this node's snapshots to other nodes on this port (0: "
+           "off)")
+      .add(cluster_bind, "bind",
+           "address of cluster.port; not loopback only with mutual TLS "
+           "(openssl.*)")
+      .add(cluster_peers, "peers",
+           "other nodes to watch, [\"host:port\", ...] (GET /cluster)")
+      .add(cluster_max_subscribers, "max-subscribers",
+           "remote subscribers at most (1..100000)")
+      .add(cluster_precheck_timeout, "precheck-timeout",
+           "bound of the TCP reachability check before each connect")
+      .add(cluster_connect_timeout, "connect-timeout",
+           "bound of a connect (TCP and CAF handshake)")
+      .add(cluster_reconnect_initial, "reconnect-initial",
+           "first delay before reconnecting to a lost peer (doubling)")
+      .add(cluster_reconnect_max, "reconnect-max",
+           "largest delay before reconnecting to a lost peer");
   opt_group{custom_options_, "debug"}.add(
       debug_fault_signals, "fault-signals",
       "for tests only: SIGUSR1 kills the aggregator, SIGUSR2 the probe "
@@ -205,8 +245,8 @@ daemon_config::daemon_config() {
 
 const std::vector<std::string>& daemon_config::own_sections() {
   static const std::vector<std::string> xs{
-      "health",      "database",   "breaker", "channel", "queues",
-      "retry-after", "supervisor", "http",    "log",     "debug"};
+      "health",     "database", "breaker", "channel", "queues", "retry-after",
+      "supervisor", "http",     "log",     "debug",   "cluster"};
   return xs;
 }
 
@@ -538,6 +578,90 @@ HealthConfig to_health_config(const daemon_config& c,
   for (auto& e : h.validate())
     errors.push_back(std::move(e));
   return h;
+}
+
+bool is_loopback(const std::string& address) {
+  return address == "localhost" || address == "::1"
+         || address.rfind("127.", 0) == 0;
+}
+
+cluster_settings to_cluster_settings(const daemon_config& cfg,
+                                     std::vector<ConfigError>& errors) {
+  cluster_settings c;
+  if (cfg.cluster_port < 0 || cfg.cluster_port > 65535)
+    errors.push_back({"cluster.port", "must be between 0 and 65535 (got "
+                                          + std::to_string(cfg.cluster_port)
+                                          + ")"});
+  else
+    c.port = static_cast<uint16_t>(cfg.cluster_port);
+  c.bind = cfg.cluster_bind;
+  if (c.bind.empty())
+    errors.push_back({"cluster.bind", "must not be empty (127.0.0.1 "
+                                      "publishes on loopback only)"});
+  for (const auto& text : cfg.cluster_peers) {
+    std::string why;
+    if (auto peer = parse_peer(text, &why))
+      c.peers.push_back(*peer);
+    else
+      errors.push_back({"cluster.peers", why});
+  }
+  if (cfg.cluster_max_subscribers < 1 || cfg.cluster_max_subscribers > 100000)
+    errors.push_back({"cluster.max-subscribers",
+                      "must be between 1 and 100000 (got "
+                          + std::to_string(cfg.cluster_max_subscribers) + ")"});
+  else
+    c.max_subscribers = static_cast<size_t>(cfg.cluster_max_subscribers);
+  auto positive = [&](const char* option, caf::timespan t,
+                      std::chrono::milliseconds& out) {
+    out = ms(t);
+    if (out.count() <= 0)
+      errors.push_back({option, "must be greater than 0 (got "
+                                    + std::to_string(out.count()) + "ms)"});
+  };
+  positive("cluster.precheck-timeout", cfg.cluster_precheck_timeout,
+           c.precheck_timeout);
+  positive("cluster.connect-timeout", cfg.cluster_connect_timeout,
+           c.connect_timeout);
+  positive("cluster.reconnect-initial", cfg.cluster_reconnect_initial,
+           c.reconnect_initial);
+  positive("cluster.reconnect-max", cfg.cluster_reconnect_max, c.reconnect_max);
+  if (c.reconnect_max < c.reconnect_initial)
+    errors.push_back({"cluster.reconnect-max",
+                      "must not be less than cluster.reconnect-initial"});
+  // Heartbeats: the connection timeout must exceed the interval (assumed the
+  // same on every node), or healthy idle peers are dropped.
+  auto hb
+      = ms(caf::get_or(cfg, "middleman.heartbeat-interval", caf::timespan{0}));
+  auto timeout
+      = ms(caf::get_or(cfg, "middleman.connection-timeout", caf::timespan{0}));
+  if (c.enabled()) {
+    if (hb.count() <= 0)
+      errors.push_back(
+          {"middleman.heartbeat-interval",
+           "must be greater than 0 with a cluster (without heartbeats a "
+           "frozen peer is never noticed)"});
+    else if (timeout <= hb)
+      errors.push_back({"middleman.connection-timeout",
+                        "must exceed middleman.heartbeat-interval (timeout "
+                            + std::to_string(timeout.count()) + "ms, interval "
+                            + std::to_string(hb.count())
+                            + "ms), or idle peers are dropped"});
+  }
+  tls_files files{cfg.openssl_certificate, cfg.openssl_key,
+                  cfg.openssl_passphrase, cfg.openssl_cafile,
+                  cfg.openssl_capath};
+  c.tls = files.any();
+  for (auto& e : check_tls_files(files))
+    errors.push_back(std::move(e));
+  if (c.port != 0 && !c.tls && !is_loopback(c.bind))
+    errors.push_back(
+        {"cluster.bind",
+         "'" + c.bind
+             + "' is not a loopback address: publishing beyond loopback "
+               "needs mutual TLS (openssl.certificate, openssl.key, "
+               "openssl.cafile), because CAF's BASP trusts every peer that "
+               "completes a handshake"});
+  return c;
 }
 
 } // namespace tasker::health::app

@@ -10,6 +10,7 @@
 #include "apps/http/http_server.hpp"
 #include "core/config.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,6 +25,9 @@ namespace tasker::health::app {
 struct daemon_config : caf::actor_system_config {
   /// Workers of CAF's scheduler unless configured ([scheduler] max-threads).
   static constexpr size_t default_scheduler_threads = 2;
+  /// CAF heartbeats between nodes, on by default ([middleman]).
+  static constexpr std::chrono::milliseconds default_heartbeat{200};
+  static constexpr std::chrono::milliseconds default_connection_timeout{1000};
 
   daemon_config();
 
@@ -74,6 +78,15 @@ struct daemon_config : caf::actor_system_config {
   int64_t supervisor_lost_replies;
   // [debug]
   bool debug_fault_signals;
+  // [cluster]
+  int64_t cluster_port;
+  std::string cluster_bind;
+  std::vector<std::string> cluster_peers;
+  int64_t cluster_max_subscribers;
+  caf::timespan cluster_precheck_timeout;
+  caf::timespan cluster_connect_timeout;
+  caf::timespan cluster_reconnect_initial;
+  caf::timespan cluster_reconnect_max;
   // [http]
   std::string http_address;
   int64_t http_port;
@@ -120,6 +133,32 @@ HealthConfig to_health_config(const daemon_config& cfg,
 
 /// The HTTP server's options ([http]); appends every problem to `errors`
 /// naming its option.
+/// The distributed part as the daemon runs it.
+struct cluster_settings {
+  /// Publish the publisher on this port (0: not published).
+  uint16_t port = 0;
+  std::string bind = "127.0.0.1";
+  std::vector<PeerAddress> peers;
+  size_t max_subscribers = 1000;
+  std::chrono::milliseconds precheck_timeout{1000};
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds reconnect_initial{100};
+  std::chrono::milliseconds reconnect_max{2000};
+  /// openssl.* set: publish and connect over mutual TLS only.
+  bool tls = false;
+  bool enabled() const noexcept { return port != 0 || !peers.empty(); }
+};
+
+/// The [cluster], [middleman] heartbeat and [openssl] options, checked:
+/// peers as host:port, a non-loopback bind only with mutual TLS (CAF's BASP
+/// trusts every peer), heartbeats on with a connection timeout above the
+/// interval, and readable, matching, current TLS files.
+cluster_settings to_cluster_settings(const daemon_config& cfg,
+                                     std::vector<ConfigError>& errors);
+
+/// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback(const std::string& address);
+
 http::server_options to_server_options(const daemon_config& cfg,
                                        std::vector<ConfigError>& errors);
 

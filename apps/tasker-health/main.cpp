@@ -6,10 +6,12 @@
 // problem printed, naming its option), 1 for a runtime failure (e.g. the
 // HTTP port cannot be bound).
 
+#include "actors/cluster.hpp"
 #include "actors/health_system.hpp"
 #include "apps/tasker-health/daemon_config.hpp"
 #include "apps/tasker-health/http_api.hpp"
 #include "apps/tasker-health/metrics.hpp"
+#include "apps/tasker-health/snapshot_json.hpp"
 #include "core/log.hpp"
 #include "core/postgres/pg_database_check.hpp"
 #include "core/postgres/pg_queue_depth.hpp"
@@ -134,6 +136,7 @@ int main(int argc, char** argv) {
       errors.push_back(std::move(e));
   auto hc = to_health_config(cfg, errors);
   auto http_options = to_server_options(cfg, errors);
+  auto cluster_cfg = to_cluster_settings(cfg, errors);
   if (errors.empty()) {
     // Refuse connections beyond the limit rather than run out of
     // descriptors: the limit must fit the process's descriptor budget.
@@ -171,19 +174,65 @@ int main(int argc, char** argv) {
     metrics->observe(s);
   };
   log->info("event=starting database={} queues={} interval_ms={}",
-            quoted(redact_dsn(hc.database_url)), hc.queues.size(),
-            hc.evaluation_interval.count());
+            tasker::health::quoted(redact_dsn(hc.database_url)),
+            hc.queues.size(), hc.evaluation_interval.count());
   auto hs = health_system::start(sys, hc, std::move(parts));
   if (!hs) {
     // validate() ran above, so this is unexpected; report it as config.
     std::cerr << "tasker-health: " << sys.render(hs.error()) << "\n";
     return exit_config;
   }
+  // Other nodes: publish this node's snapshots, watch the configured peers.
+  if (cluster_cfg.port != 0) {
+    publish_options po;
+    po.port = cluster_cfg.port;
+    po.bind = cluster_cfg.bind;
+    po.tls = cluster_cfg.tls;
+    po.max_subscribers = cluster_cfg.max_subscribers;
+    auto published = hs->publish(po);
+    if (!published) {
+      auto why = sys.render(published.error());
+      log->error("event=cluster_failed option=cluster.port error={}",
+                 tasker::health::quoted(why));
+      std::cerr << "tasker-health: cluster.port: cannot publish on "
+                << cluster_cfg.bind << ":" << cluster_cfg.port << ": " << why
+                << "\n";
+      hs->stop();
+      return exit_runtime;
+    }
+  }
+  cluster_options co;
+  co.peers = cluster_cfg.peers;
+  co.tls = cluster_cfg.tls;
+  co.precheck_timeout = cluster_cfg.precheck_timeout;
+  co.connect_timeout = cluster_cfg.connect_timeout;
+  co.backoff_initial = cluster_cfg.reconnect_initial;
+  co.backoff_max = cluster_cfg.reconnect_max;
+  co.local_name = hc.node_id;
+  co.local_cell = hs->cell();
+  co.checker = CheckerOptions::from(hc);
+  auto cluster = cluster::start(sys, std::move(co));
+  if (cluster_cfg.enabled())
+    log->info(
+        "event=cluster_started port={} bind={} tls={} peers={} "
+        "heartbeat_ms={} connection_timeout_ms={}",
+        cluster_cfg.port, cluster_cfg.bind, cluster_cfg.tls,
+        cluster_cfg.peers.size(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            caf::get_or(cfg, "middleman.heartbeat-interval", caf::timespan{0}))
+            .count(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            caf::get_or(cfg, "middleman.connection-timeout", caf::timespan{0}))
+            .count());
   http_api api{hs->checker(), metrics, hc.retry_after.stale};
   // /livez fails once the supervision tree gave up: the process no longer
   // measures anything and must be restarted (an atomic read, no I/O).
   api.set_liveness([&hs] { return !hs->failed(); });
   auto routes = api.routes();
+  // The cluster view reads cells and atomics only: no actor round trip.
+  routes.get("/cluster", [&cluster](const http::request&) {
+    return http::response::json(200, cluster_json(cluster.summary()).dump());
+  });
   http_options.log = [log](http::log_level level, std::string_view text) {
     switch (level) {
       case http::log_level::debug: log->debug("{}", text); break;
@@ -199,7 +248,7 @@ int main(int argc, char** argv) {
   auto port = server.start(bind_error);
   if (!port) {
     log->error("event=http_failed option=http.port error={}",
-               quoted(bind_error));
+               tasker::health::quoted(bind_error));
     std::cerr << "tasker-health: http.port: " << bind_error << "\n";
     hs->stop();
     return exit_runtime;
@@ -218,7 +267,7 @@ int main(int argc, char** argv) {
         reported_failure = true;
         log->critical("event=liveness_failed reason={} action=\"/livez "
                       "answers 503; restart the process\"",
-                      quoted(hs->failure()));
+                      tasker::health::quoted(hs->failure()));
       }
       return;
     }
@@ -230,15 +279,16 @@ int main(int argc, char** argv) {
               },
               [&](caf::error& err) {
                 log->debug("event=supervisor_status_failed error={}",
-                           quoted(sys.render(err)));
+                           tasker::health::quoted(sys.render(err)));
               });
     self->request(hs->root(), std::chrono::milliseconds(300), atom::status_v)
         .receive(
             [&](std::vector<ActorStatus>& actors) { metrics->observe(actors); },
             [&](caf::error& err) {
               log->debug("event=root_status_failed error={}",
-                         quoted(sys.render(err)));
+                         tasker::health::quoted(sys.render(err)));
             });
+    metrics->observe(cluster.summary());
   };
   for (;;) {
     poll_status();
@@ -262,6 +312,7 @@ int main(int argc, char** argv) {
             signal == SIGINT ? "SIGINT" : "SIGTERM");
   api.set_alive(false);
   server.stop();
+  cluster.stop();
   hs->stop();
   log->info("event=stopped");
   return 0;

@@ -1,5 +1,7 @@
 #include "apps/tasker-health/metrics.hpp"
 
+#include "actors/cluster.hpp"
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -70,6 +72,10 @@ struct health_metrics::families {
   Family<Gauge>& snapshot_sequence;
   Family<Gauge>& snapshot_epoch;
   Family<Gauge>& status;
+  Family<Gauge>& cluster_connected;
+  Family<Gauge>& cluster_accepting;
+  Family<Gauge>& cluster_age;
+  Family<Gauge>& cluster_nodes;
 
   explicit families(prometheus::Registry& r)
       : evaluations(BuildCounter()
@@ -172,7 +178,27 @@ struct health_metrics::families {
                    .Name("tasker_health_status")
                    .Help("1 for the current status (healthy, degraded, "
                          "unhealthy)")
-                   .Register(r)) {}
+                   .Register(r)),
+        cluster_connected(BuildGauge()
+                              .Name("tasker_health_cluster_peer_connected")
+                              .Help("1 while the link to the node is up (the "
+                                    "local node: always 1)")
+                              .Register(r)),
+        cluster_accepting(BuildGauge()
+                              .Name("tasker_health_cluster_peer_accepting")
+                              .Help("1 when the node has a fresh snapshot "
+                                    "without backpressure")
+                              .Register(r)),
+        cluster_age(BuildGauge()
+                        .Name("tasker_health_cluster_peer_snapshot_age_seconds")
+                        .Help("Age of the node's latest snapshot (absent "
+                              "before the first one)")
+                        .Register(r)),
+        cluster_nodes(BuildGauge()
+                          .Name("tasker_health_cluster_nodes")
+                          .Help("Nodes by state: accepting, rejecting, "
+                                "unreachable")
+                          .Register(r)) {}
 };
 
 namespace {
@@ -348,6 +374,26 @@ void health_metrics::observe(const std::vector<ActorStatus>& actors) {
     f_->actor_up.Add({{"actor", a.name}})
         .Set(a.running && !a.failed_permanently ? 1 : 0);
   }
+}
+
+void health_metrics::observe(const cluster_summary& cluster) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  for (const auto& n : cluster.nodes) {
+    prometheus::Labels peer{{"peer", n.name}};
+    f_->cluster_connected.Add(peer).Set(n.connected ? 1 : 0);
+    f_->cluster_accepting.Add(peer).Set(n.accepting ? 1 : 0);
+    if (n.age && n.connected)
+      f_->cluster_age.Add(peer).Set(static_cast<double>(n.age->count())
+                                    / 1000.0);
+    else
+      f_->cluster_age.Remove(&f_->cluster_age.Add(peer));
+  }
+  f_->cluster_nodes.Add({{"state", "accepting"}})
+      .Set(static_cast<double>(cluster.accepting));
+  f_->cluster_nodes.Add({{"state", "rejecting"}})
+      .Set(static_cast<double>(cluster.rejecting));
+  f_->cluster_nodes.Add({{"state", "unreachable"}})
+      .Set(static_cast<double>(cluster.unreachable));
 }
 
 std::string health_metrics::render() const {

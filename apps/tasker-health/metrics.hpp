@@ -33,6 +33,10 @@ template<class T>
 class Family;
 } // namespace prometheus
 
+namespace tasker::health {
+struct cluster_summary;
+} // namespace tasker::health
+
 namespace tasker::health::app {
 
 /// Value of tasker_health_circuit_breaker_state, the original's encoding:
@@ -69,6 +73,11 @@ class health_metrics {
   /// tasker_health_actor_up{actor} from the root supervisor's view of its
   /// children. Thread-safe.
   void observe(const std::vector<ActorStatus>& actors);
+
+  /// Updates the cluster gauges (label `peer`: the configured peers and the
+  /// local node, so its cardinality is bounded by the configuration).
+  /// Thread-safe.
+  void observe(const cluster_summary& cluster);
 
   /// Prometheus text exposition (format 0.0.4).
   std::string render() const;
