@@ -2,22 +2,25 @@
 # The demo: the tasker-health daemon watching a private PostgreSQL whose
 # PGMQ-compatible queues are filled and drained by a load generator, with the
 # live state (status, decision, Retry-After, dimensions, queue depths and
-# tiers) shown in the terminal.
+# tiers) shown in the terminal. The live view reads the daemon the way other
+# nodes do: over CAF networking (`tasker-health status --connect ... --watch`
+# against the daemon's cluster.port on loopback), not over HTTP.
 #
 #   bash scripts/demo.sh                 # about a minute, then cleans up
 #   bash scripts/demo.sh --seconds 120   # or DEMO_SECONDS=120
 #   bash scripts/demo.sh --seconds 0     # until Ctrl-C
 #
 # Steps: install the Debian packages (scripts/install-deps.sh), configure and
-# build the daemon, the load generator and the watcher, start a throw-away
-# PostgreSQL (scripts/pg.sh), load scripts/sql/pgmq_compat.sql, create the
-# queues orders, events and notifications, start the daemon on a free port,
-# start the load generator, and show the watcher until the time is up or
-# Ctrl-C. Whatever happens, an EXIT trap stops the watcher, the load generator
-# and the daemon, prints the end of the daemon's log and removes PostgreSQL.
+# build the daemon and the load generator, start a throw-away PostgreSQL
+# (scripts/pg.sh), load scripts/sql/pgmq_compat.sql, create the queues
+# orders, events and notifications, start the daemon (HTTP on a free port,
+# cluster.port on a free loopback port), start the load generator, and show
+# the live view until the time is up or Ctrl-C. Whatever happens, an EXIT trap
+# stops the live view, the load generator and the daemon, prints the end of
+# the daemon's log and removes PostgreSQL.
 #
 # On a terminal the table is redrawn in place; otherwise (CI logs) one plain
-# line per cycle is printed, without ANSI codes.
+# line per cycle (and one per change) is printed, without ANSI codes.
 #
 # Environment: DEMO_SECONDS (60), BUILD_DIR (build), BUILD_TYPE
 # (RelWithDebInfo), JOBS (2), DEMO_START_TIMEOUT (30, seconds to wait for the
@@ -30,7 +33,8 @@ usage() {
 usage: bash scripts/demo.sh [--seconds N] [--skip-deps] [--skip-build]
 
 Runs the tasker-health daemon against a private PostgreSQL with PGMQ-compatible
-queues under a cycling load, and shows its live state. Ends after N seconds
+queues under a cycling load, and shows its live state as another node sees it
+(tasker-health status --watch over CAF networking). Ends after N seconds
 (default: $DEMO_SECONDS, else 60; 0 = until Ctrl-C) and always cleans up.
 
   --seconds N    how long to show the live state (whole seconds, >= 0)
@@ -79,7 +83,6 @@ fi
 build_dir=${BUILD_DIR:-build}
 daemon=$build_dir/apps/tasker-health/tasker-health
 loadgen=$build_dir/apps/demo/tasker-health-loadgen
-watch=$build_dir/apps/demo/tasker-health-watch
 
 interactive=0
 if [ -t 1 ]; then interactive=1; fi
@@ -166,9 +169,9 @@ if [ "$skip_build" -eq 0 ]; then
   say "configuring and building in $build_dir"
   cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}"
   cmake --build "$build_dir" -j "${JOBS:-2}" \
-    --target tasker-health tasker-health-loadgen tasker-health-watch
+    --target tasker-health tasker-health-loadgen
 fi
-for bin in "$daemon" "$loadgen" "$watch"; do
+for bin in "$daemon" "$loadgen"; do
   if [ ! -x "$bin" ]; then
     echo "demo.sh: $bin is missing (build it, or run without --skip-build)" >&2
     exit 1
@@ -193,8 +196,22 @@ done
 unset PGOPTIONS
 
 # ---- the daemon -----------------------------------------------------------------
-# The daemon binds any free port (http.port=0) and logs it: no race with
-# another process taking a port picked in advance.
+# The daemon binds any free HTTP port (http.port=0) and logs it. Its
+# cluster.port (0 means off) is picked here: a loopback port where nothing
+# listens; should another process take it first, the daemon exits 1 naming
+# cluster.port and the demo shows its log.
+pick_port() {
+  local p i
+  for ((i = 0; i < 100; i++)); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+cluster_port=$(pick_port) || { echo "demo.sh: no free loopback port found" >&2; exit 1; }
 # Thresholds: the defaults (1000 / 5000 / 10000) for orders and events; the
 # smaller notifications queue gets its own so that it cycles through every
 # tier with a tenth of the messages.
@@ -219,12 +236,18 @@ hysteresis-margin=50
 [http]
 address="127.0.0.1"
 port=0
+[cluster]
+; the publisher other nodes (and tasker-health status) connect to; loopback
+; only (a published port beyond loopback needs mutual TLS, see the README)
+port=$cluster_port
+bind="127.0.0.1"
 [log]
 level="info"
 EOF
 
 say "starting the daemon (config $work/tasker-health.ini)"
-"$daemon" --config-file="$work/tasker-health.ini" >"$work/daemon.log" 2>&1 &
+: >"$work/daemon.log" # exists before the background child opens it
+"$daemon" --config-file="$work/tasker-health.ini" >>"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 
 deadline=$((SECONDS + start_timeout))
@@ -248,7 +271,7 @@ until [ -n "$port" ] && curl -fsS -m 1 -o /dev/null "http://127.0.0.1:$port/live
   fi
   sleep 0.2
 done
-say "daemon is live on 127.0.0.1:$port (pid $daemon_pid)"
+say "daemon is live: HTTP on 127.0.0.1:$port, cluster.port 127.0.0.1:$cluster_port (pid $daemon_pid)"
 
 # ---- the load ---------------------------------------------------------------------
 # Each queue: fill 10 s from 0 to its peak, hold 3 s, drain 8 s, rest 9 s
@@ -274,19 +297,28 @@ loadgen_pid=$!
 say "load generator started (pid $loadgen_pid)"
 
 # ---- the live view ----------------------------------------------------------------
+# Read over CAF networking, as another node would: the daemon's publisher on
+# cluster.port, the same link (heartbeats, reconnects) as a cluster peer.
 if [ "$seconds" -eq 0 ]; then
   say "showing the live state until Ctrl-C"
 else
   say "showing the live state for ${seconds}s (Ctrl-C ends it earlier)"
 fi
-watch_args=(--host=127.0.0.1 --port="$port" --interval-ms=1000 --seconds="$seconds")
+say "live view: $daemon status --connect=127.0.0.1:$cluster_port --watch"
+watch_args=(status --connect="127.0.0.1:$cluster_port" --watch --interval=1s)
 if [ "$interactive" -eq 0 ]; then watch_args+=(--plain); fi
-"$watch" "${watch_args[@]}" &
+"$daemon" "${watch_args[@]}" &
 watch_pid=$!
 live=1
+end=$((SECONDS + seconds))
 
-# Wait for the watcher, but end early if the daemon or the load generator dies.
+# Wait for the live view (it runs until SIGTERM: sent once the time is up),
+# but end early if the daemon or the load generator dies.
 while kill -0 "$watch_pid" 2>/dev/null; do
+  if [ "$seconds" -gt 0 ] && [ "$SECONDS" -ge "$end" ]; then
+    kill -TERM "$watch_pid" 2>/dev/null || true
+    break
+  fi
   if ! kill -0 "$daemon_pid" 2>/dev/null; then
     rc=0
     wait "$daemon_pid" || rc=$?
@@ -308,7 +340,7 @@ rc=0
 wait "$watch_pid" || rc=$?
 watch_pid=""
 if [ "$rc" -ne 0 ]; then
-  echo "demo.sh: the watcher failed (status $rc)" >&2
+  echo "demo.sh: the live view failed (status $rc)" >&2
   exit 1
 fi
 echo

@@ -10,12 +10,20 @@
 //                   Retry-After when backpressure is active; 503 (Retry-After
 //                   of a critical channel) when the channel is full; else the
 //                   command enters the channel: 202.
-//   GET  /status    one line of JSON with the checker's view.
+//   GET  /status    one line of JSON with the checker's view; with --peers
+//                   also "accepting_nodes": which nodes of the cluster (this
+//                   one, "local", and every peer's tasker-health publisher,
+//                   "host:port") take work right now.
+//
+// --peers=host:port,... watches other nodes over CAF networking (plain BASP;
+// loopback or a trusted network, see the README's trust model) through the
+// cluster facade (actors/cluster.hpp): one link per peer, heartbeats on.
 //
 // Both on apps/http (libmicrohttpd): bodies above --max-body get 413 before
 // they are read, other paths 404, other methods 405.
 //
 // SIGINT/SIGTERM stop it cleanly (exit 0); a configuration problem exits 2.
+#include "actors/cluster.hpp"
 #include "actors/health_system.hpp"
 #include "apps/http/http_server.hpp"
 #include "core/channel_monitor.hpp"
@@ -48,6 +56,7 @@
 #include "caf/actor_system_config.hpp"
 #include "caf/atom.hpp"
 #include "caf/event_based_actor.hpp"
+#include "caf/io/middleman.hpp"
 #include "caf/send.hpp"
 #include "caf/stateful_actor.hpp"
 
@@ -79,8 +88,14 @@ struct orchestrator_config : caf::actor_system_config {
   std::string unknown_policy = "fail-open";
   uint64_t max_connections = http::server_options{}.max_connections;
   uint64_t max_body = 65536;
+  std::vector<std::string> peers;
 
   orchestrator_config() {
+    // CAF networking for --peers, with heartbeats (a frozen peer is noticed
+    // after the connection timeout), as the daemon has it.
+    load<caf::io::middleman>();
+    set("middleman.heartbeat-interval", caf::timespan{200ms});
+    set("middleman.connection-timeout", caf::timespan{1s});
     opt_group{custom_options_, "global"}
         .add(port, "port,p", "HTTP port (0: any free port; default 8081)")
         .add(address, "address", "HTTP address (default 127.0.0.1)")
@@ -114,7 +129,11 @@ struct orchestrator_config : caf::actor_system_config {
         .add(max_connections, "max-connections",
              "open HTTP connections at most (default 2000)")
         .add(max_body, "max-body",
-             "bytes of a command body at most; more: 413 (default 65536)");
+             "bytes of a command body at most; more: 413 (default 65536)")
+        .add(peers, "peers",
+             "tasker-health nodes to watch (their cluster.port), e.g. "
+             "--peers=10.0.0.2:7400,10.0.0.3:7400; GET /status then lists "
+             "accepting_nodes");
   }
 };
 
@@ -145,6 +164,7 @@ struct settings {
   http::server_options http;
   uint64_t channel_capacity = 0;
   std::chrono::milliseconds work{0};
+  std::vector<th::PeerAddress> peers;
 };
 
 /// The validated settings, or every problem as "option: rule".
@@ -173,6 +193,13 @@ std::optional<settings> make_settings(const orchestrator_config& cfg,
            = http::ensure_descriptor_limit(http::descriptors_needed(s.http)))
     problems.emplace_back(
         "max-connections: " + std::to_string(cfg.max_connections) + " " + *err);
+  for (const auto& text : cfg.peers) {
+    std::string why;
+    if (auto peer = th::parse_peer(text, &why))
+      s.peers.push_back(*peer);
+    else
+      problems.push_back("peers: " + why);
+  }
   if (!cfg.queues.empty() && cfg.db.empty())
     problems.emplace_back("queues: needs --db (the queues live in a database)");
   auto& h = s.health;
@@ -297,7 +324,8 @@ http::response reject(std::string_view reason, std::string_view source,
 }
 
 std::string status_json(const th::BackpressureChecker& checker,
-                        const command_intake& intake) {
+                        const command_intake& intake,
+                        const std::optional<th::cluster>& cluster) {
   nlohmann::json out = {{"status", th::to_string(checker.status())},
                         {"stale", checker.is_stale()}};
   if (auto rejection = checker.try_check()) {
@@ -325,6 +353,13 @@ std::string status_json(const th::BackpressureChecker& checker,
   const auto& mon = intake.monitor();
   out["channel_in_use"] = mon.in_use();
   out["channel_capacity"] = mon.capacity();
+  if (cluster) {
+    // Reads cells and connection boards: no actor round trip, no I/O.
+    auto summary = cluster->summary();
+    out["accepting_nodes"] = cluster->accepting_nodes();
+    out["cluster_nodes"] = summary.nodes.size();
+    out["unreachable_nodes"] = summary.unreachable;
+  }
   return out.dump();
 }
 
@@ -365,6 +400,16 @@ int run(orchestrator_config& cfg, const settings& s) {
     return 2;
   }
   auto checker = hs->checker();
+  // Other nodes: which of them (and this one) take work.
+  std::optional<th::cluster> cluster;
+  if (!s.peers.empty()) {
+    th::cluster_options co;
+    co.peers = s.peers;
+    co.local_name = "local";
+    co.local_cell = hs->cell();
+    co.checker = th::CheckerOptions::from(h);
+    cluster = th::cluster::start(sys, std::move(co));
+  }
 
   http::route_table routes;
   routes.post("/commands", [&](const http::request& req) {
@@ -381,7 +426,8 @@ int run(orchestrator_config& cfg, const settings& s) {
     return http::response::json(202, body.dump());
   });
   routes.get("/status", [&](const http::request&) {
-    return http::response::json(200, status_json(checker, intake) + "\n");
+    return http::response::json(200,
+                                status_json(checker, intake, cluster) + "\n");
   });
   auto http_options = s.http;
   http_options.log = [](http::log_level level, std::string_view text) {
@@ -401,13 +447,16 @@ int run(orchestrator_config& cfg, const settings& s) {
             << *port << " (channel capacity " << s.channel_capacity << ", work "
             << s.work.count() << "ms, database "
             << (h.database_url.empty() ? "none" : "watched") << ", queues "
-            << h.queues.size() << ")" << std::endl;
+            << h.queues.size() << ", peers " << s.peers.size() << ")"
+            << std::endl;
 
   auto set = shutdown_signals();
   int sig = 0;
   sigwait(&set, &sig);
   std::cout << program << ": signal received, shutting down" << std::endl;
   server.stop();
+  if (cluster)
+    cluster->stop();
   hs->stop();
   caf::anon_send_exit(channel, caf::exit_reason::user_shutdown);
   // ~health_system and ~actor_system wait for every actor to finish.

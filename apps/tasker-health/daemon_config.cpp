@@ -254,10 +254,19 @@ std::string help_text(const daemon_config& defaults,
                       const std::string& program) {
   std::ostringstream out;
   out << "Usage: " << program
-      << " [--config-file=FILE] [--section.key=value ...]\n\n"
+      << " [--config-file=FILE] [--section.key=value ...]\n"
+      << "       " << program
+      << " status --connect=HOST:PORT [--watch] [--json] [...]\n\n"
       << "tasker-health watches PostgreSQL (through a circuit breaker) and "
          "PGMQ queue depths,\ndecides on backpressure and serves it over "
-         "HTTP: /livez /readyz /health /metrics.\n\n"
+         "HTTP: /livez /readyz /health /metrics,\nand to other nodes over "
+         "CAF networking ([cluster] port, peers).\n\n"
+      << "'" << program
+      << " status' reads a node's snapshots over CAF networking (its "
+         "cluster.port)\nand prints one as a table or JSON, or a live view "
+         "(--watch); exit 0 accepting,\n1 backpressure, 3 unreachable or "
+         "stale, 2 bad arguments. See '"
+      << program << " status --help'.\n\n"
       << "Every option can be set in the INI file (section [name], key=value; "
          "strings quoted)\nor on the command line as --section.key=value "
          "(CLI wins over the file).\nDurations take units: ns, us, ms, s, "

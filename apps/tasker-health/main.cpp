@@ -2,6 +2,9 @@
 // and PGMQ queue depths, decides on backpressure, and serves the decision
 // over HTTP (/livez, /readyz, /health, /metrics).
 //
+// `tasker-health status --connect=HOST:PORT ...` is a client instead: it
+// reads a node's snapshots over CAF networking (status_cli.hpp).
+//
 // Exit codes: 0 after SIGINT/SIGTERM, 2 for an invalid configuration (every
 // problem printed, naming its option), 1 for a runtime failure (e.g. the
 // HTTP port cannot be bound).
@@ -12,6 +15,7 @@
 #include "apps/tasker-health/http_api.hpp"
 #include "apps/tasker-health/metrics.hpp"
 #include "apps/tasker-health/snapshot_json.hpp"
+#include "apps/tasker-health/status_cli.hpp"
 #include "core/log.hpp"
 #include "core/postgres/pg_database_check.hpp"
 #include "core/postgres/pg_queue_depth.hpp"
@@ -104,6 +108,8 @@ void setup_logging(const std::string& level) {
 } // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "status") == 0)
+    return status_main(argc, argv);
   // Block the shutdown signals in every thread; main waits for them.
   sigset_t signals;
   sigemptyset(&signals);

@@ -3,6 +3,8 @@
 
 #include "apps/tasker-health/daemon_config.hpp"
 
+#include "../support/test_certs.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -10,6 +12,7 @@
 
 using namespace tasker::health;
 using namespace tasker::health::app;
+using tasker::health::test::test_certs;
 
 namespace {
 
@@ -21,6 +24,7 @@ struct parsed {
   std::vector<ConfigError> errors;
   HealthConfig health;
   http::server_options http;
+  cluster_settings cluster;
 
   explicit parsed(std::vector<std::string> args) {
     std::vector<char*> argv;
@@ -35,6 +39,7 @@ struct parsed {
       errors = check_config_file(cfg, *path);
     health = to_health_config(cfg, errors);
     http = to_server_options(cfg, errors);
+    cluster = to_cluster_settings(cfg, errors);
   }
 
   bool has(const std::string& option, const std::string& needle = "") const {
@@ -259,4 +264,166 @@ CAF_TEST(the scheduler defaults suit an idle process and can be overridden) {
   CAF_REQUIRE(!r.parse_error);
   CAF_CHECK(r.has("scheduler.policy", "not a valid atom"));
   CAF_CHECK(r.has("scheduler.max-threads", "not a valid"));
+}
+
+// ---- [cluster], [middleman] heartbeats, [openssl] ---------------------------
+
+CAF_TEST(cluster defaults are off on loopback with heartbeats on) {
+  parsed p{{"--database.url=host=a"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.errors.empty());
+  CAF_CHECK(!p.cluster.enabled());
+  CAF_CHECK_EQUAL(p.cluster.port, 0u);
+  CAF_CHECK_EQUAL(p.cluster.bind, "127.0.0.1");
+  CAF_CHECK(!p.cluster.tls);
+  CAF_CHECK(caf::get_or(p.cfg, "middleman.heartbeat-interval", caf::timespan{0})
+            == caf::timespan{daemon_config::default_heartbeat});
+  CAF_CHECK(caf::get_or(p.cfg, "middleman.connection-timeout", caf::timespan{0})
+            == caf::timespan{daemon_config::default_connection_timeout});
+  parsed q{{"--database.url=host=a", "--cluster.port=7400",
+            "--cluster.peers=[\"10.0.0.2:7400\", \"[::1]:7401\", "
+            "\"node-3.example:7402\"]"}};
+  CAF_REQUIRE(!q.parse_error);
+  for (auto& e : q.errors)
+    CAF_MESSAGE(e.option << ": " << e.message);
+  CAF_CHECK(q.errors.empty());
+  CAF_CHECK(q.cluster.enabled());
+  CAF_REQUIRE_EQUAL(q.cluster.peers.size(), 3u);
+  CAF_CHECK_EQUAL(q.cluster.peers[0].host, "10.0.0.2");
+  CAF_CHECK_EQUAL(q.cluster.peers[1].host, "::1");
+  CAF_CHECK_EQUAL(q.cluster.peers[1].port, 7401u);
+  CAF_CHECK_EQUAL(q.cluster.peers[2].port, 7402u);
+}
+
+CAF_TEST(bad peers are refused naming cluster.peers and the entry) {
+  for (std::string bad : {"nohostport", "host:", ":7400", "host:0",
+                          "host:70000", "host:74x0", "[::1:7400", "::1:7400"}) {
+    parsed p{{"--database.url=host=a",
+              "--cluster.peers=[\"" + bad + "\", \"127.0.0.1:7400\"]"}};
+    CAF_REQUIRE(!p.parse_error);
+    CAF_CHECK(p.has("cluster.peers"));
+    bool named = std::any_of(
+        p.errors.begin(), p.errors.end(), [&](const ConfigError& e) {
+          return e.option == "cluster.peers"
+                 && e.message.find(bad) != std::string::npos;
+        });
+    CAF_CHECK(named);
+    if (!named)
+      for (auto& e : p.errors)
+        CAF_MESSAGE(bad << " -> " << e.option << ": " << e.message);
+  }
+  parsed p{{"--database.url=host=a", "--cluster.port=70000",
+            "--cluster.max-subscribers=0", "--cluster.reconnect-initial=3s",
+            "--cluster.reconnect-max=1s", "--cluster.connect-timeout=0s"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.has("cluster.port", "between 0 and 65535"));
+  CAF_CHECK(p.has("cluster.max-subscribers"));
+  CAF_CHECK(p.has("cluster.reconnect-max", "cluster.reconnect-initial"));
+  CAF_CHECK(p.has("cluster.connect-timeout", "greater than 0"));
+}
+
+CAF_TEST(a non - loopback bind needs mutual TLS) {
+  parsed p{{"--database.url=host=a", "--cluster.port=7400",
+            "--cluster.bind=0.0.0.0"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.has("cluster.bind", "not a loopback address"));
+  CAF_CHECK(p.has("cluster.bind", "mutual TLS"));
+  for (std::string ok : {"127.0.0.1", "127.0.0.2", "::1", "localhost"}) {
+    parsed q{{"--database.url=host=a", "--cluster.port=7400",
+              "--cluster.bind=" + ok}};
+    CAF_REQUIRE(!q.parse_error);
+    CAF_CHECK(!q.has("cluster.bind"));
+  }
+  CAF_MESSAGE("not published (port 0): the bind address plays no part");
+  parsed r{{"--database.url=host=a", "--cluster.bind=10.1.2.3"}};
+  CAF_REQUIRE(!r.parse_error);
+  CAF_CHECK(!r.has("cluster.bind"));
+  CAF_MESSAGE("an empty bind address is refused");
+  ini_file f{"[cluster]\nport=7400\nbind=\"\"\n"};
+  parsed e{{"--database.url=host=a", f.arg()}};
+  CAF_REQUIRE(!e.parse_error);
+  CAF_CHECK(e.has("cluster.bind", "must not be empty"));
+}
+
+CAF_TEST(the connection timeout must exceed the heartbeat interval) {
+  parsed p{{"--database.url=host=a", "--cluster.port=7400",
+            "--middleman.heartbeat-interval=1s",
+            "--middleman.connection-timeout=1s"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.has("middleman.connection-timeout",
+                  "must exceed middleman.heartbeat-interval"));
+  parsed q{{"--database.url=host=a", "--cluster.peers=[\"127.0.0.1:7400\"]",
+            "--middleman.heartbeat-interval=0s"}};
+  CAF_REQUIRE(!q.parse_error);
+  CAF_CHECK(q.has("middleman.heartbeat-interval", "greater than 0"));
+  parsed r{{"--database.url=host=a", "--cluster.port=7400",
+            "--middleman.heartbeat-interval=1s",
+            "--middleman.connection-timeout=3s"}};
+  CAF_REQUIRE(!r.parse_error);
+  CAF_CHECK(r.errors.empty());
+  CAF_MESSAGE("without a cluster the heartbeats are not checked");
+  parsed s{{"--database.url=host=a", "--middleman.heartbeat-interval=0s"}};
+  CAF_REQUIRE(!s.parse_error);
+  CAF_CHECK(s.errors.empty());
+}
+
+CAF_TEST(tls files are checked at start naming the option) {
+  test_certs t;
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"--database.url=host=a",
+                                  "--cluster.port=7400",
+                                  "--cluster.bind=0.0.0.0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<parsed>(args);
+  };
+  auto show = [](const parsed& p) {
+    for (auto& e : p.errors)
+      CAF_MESSAGE("  " << e.option << ": " << e.message);
+  };
+  CAF_MESSAGE("a good set: a certificate the CA signed, its key, the CA");
+  auto good = with(test_certs::options(t.cert, t.key, t.ca));
+  CAF_REQUIRE(!good->parse_error);
+  show(*good);
+  CAF_CHECK(good->errors.empty());
+  CAF_CHECK(good->cluster.tls);
+  CAF_MESSAGE("a certificate of another CA");
+  auto other = with(test_certs::options(t.other_cert, t.other_key, t.ca));
+  show(*other);
+  CAF_CHECK(other->has("openssl.certificate", "not signed by the configured"));
+  CAF_MESSAGE("an expired certificate");
+  auto expired = with(test_certs::options(t.expired, t.key, t.ca));
+  show(*expired);
+  CAF_CHECK(expired->has("openssl.certificate", "expired"));
+  CAF_MESSAGE("a key that does not match the certificate");
+  auto mismatch = with(test_certs::options(t.cert, t.stray_key, t.ca));
+  show(*mismatch);
+  CAF_CHECK(mismatch->has("openssl.key", "does not match"));
+  CAF_MESSAGE("a key file that is no key");
+  auto garbage = with(test_certs::options(t.cert, t.garbage, t.ca));
+  CAF_CHECK(garbage->has("openssl.key", "no PEM private key"));
+  CAF_MESSAGE("unreadable files");
+  auto missing = with(test_certs::options(
+      t.dir + "/none.pem", t.dir + "/none.key", t.dir + "/none-ca.pem"));
+  CAF_CHECK(missing->has("openssl.certificate", "cannot read"));
+  CAF_CHECK(missing->has("openssl.key", "cannot read"));
+  CAF_CHECK(missing->has("openssl.cafile", "cannot read"));
+  CAF_MESSAGE("a CA file that holds no certificate");
+  auto bad_ca = with(test_certs::options(t.cert, t.key, t.garbage));
+  CAF_CHECK(bad_ca->has("openssl.cafile"));
+  CAF_MESSAGE("incomplete sets: each missing file is named");
+  auto no_key
+      = with({"--openssl.certificate=" + t.cert, "--openssl.cafile=" + t.ca});
+  CAF_CHECK(no_key->has("openssl.key", "required"));
+  auto no_ca
+      = with({"--openssl.certificate=" + t.cert, "--openssl.key=" + t.key});
+  CAF_CHECK(no_ca->has("openssl.cafile", "required"));
+  auto only_ca = with({"--openssl.cafile=" + t.ca});
+  CAF_CHECK(only_ca->has("openssl.certificate", "required"));
+  CAF_CHECK(only_ca->has("openssl.key", "required"));
+  for (auto* p : {other.get(), expired.get(), mismatch.get(), garbage.get(),
+                  missing.get(), no_key.get()}) {
+    CAF_CHECK(!p->errors.empty());
+    // With TLS configured (even broken) the bind rule is not the complaint.
+    CAF_CHECK(!p->has("cluster.bind"));
+  }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of apps/example-orchestrator against a real PostgreSQL.
 #
-#   tests/apps/example_orchestrator_test.sh <example-orchestrator> <source-dir>
+#   tests/apps/example_orchestrator_test.sh <example-orchestrator> <source-dir> \
+#       [<tasker-health>]
 #
 # Needs TASKER_HEALTH_TEST_PG (a libpq connection string of a server where it
 # may create databases); fails when it is unset. Creates a scratch database
@@ -14,17 +15,22 @@
 #      202 again; SIGTERM -> exit 0;
 #   3. channel only, slow commands: the channel fills -> 503 "channel full",
 #      then the checker rejects with source channel and Retry-After 15;
-#      SIGTERM -> exit 0.
+#      SIGTERM -> exit 0;
+#   4. (with <tasker-health>) --peers: a bad peer exits 2 naming peers; a
+#      daemon publishing on cluster.port and a port where nothing listens as
+#      peers: GET /status lists the daemon and "local" in accepting_nodes, not
+#      the dead port; the daemon killed: it leaves accepting_nodes.
 # Every wait is a bounded poll; the cleanup (trap) kills the programs and
 # drops the database.
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 <example-orchestrator> <source-dir>" >&2
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+  echo "usage: $0 <example-orchestrator> <source-dir> [<tasker-health>]" >&2
   exit 2
 fi
 bin=$1
 src=$2
+daemon=${3:-}
 
 fail() {
   echo "FAIL: $*" >&2
@@ -261,5 +267,62 @@ wait_until 30 "POST /commands rejected by the checker for the channel" \
 [[ "$(status)" == *'"backpressure":true'* ]] || fail "GET /status: $(status)"
 note "channel critical: 503 Retry-After $retry_after $body"
 stop_expect_zero orch-channel
+
+# ---- 4. peers over CAF networking ------------------------------------------------
+if [ -z "$daemon" ]; then
+  note "no tasker-health binary given: skipping the --peers part"
+  note "PASS"
+  exit 0
+fi
+[ -x "$daemon" ] || fail "no executable at $daemon"
+note "--peers"
+rc=0
+"$bin" --peers=nohostport >"$work/bad5.out" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "--peers=nohostport exited $rc, expected 2"
+grep -q "peers: 'nohostport'" "$work/bad5.out" || fail "the error does not name peers: $(cat "$work/bad5.out")"
+
+# A loopback port where nothing listens (bash's /dev/tcp is refused there).
+free_port() {
+  local p i
+  for ((i = 0; i < 100; i++)); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  fail "no free loopback port"
+}
+cport=$(free_port)
+dead=$(free_port)
+: >"$work/daemon.log"
+"$daemon" --database.url="$conn" --http.port=0 --cluster.port="$cport" \
+  --health.node-id=peer-a --health.evaluation-interval=200ms \
+  --health.probe-timeout=180ms --database.query-timeout=150ms \
+  --database.connect-timeout=150ms --health.stale-threshold=2s \
+  >>"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+pids+=("$daemon_pid")
+wait_until 30 "the daemon listening" grep -q 'event=listening' "$work/daemon.log"
+start orch-peers --peers="127.0.0.1:$cport,127.0.0.1:$dead" \
+  --evaluation-interval=200ms --stale-threshold=2s
+peer_accepting() {
+  local s
+  s=$(status)
+  [[ "$s" == *"\"accepting_nodes\":[\"local\",\"127.0.0.1:$cport\"]"* ]] \
+    && [[ "$s" == *'"cluster_nodes":3'* ]] && [[ "$s" == *'"unreachable_nodes":1'* ]]
+}
+wait_until 30 "accepting_nodes with local and the daemon, not the dead port" peer_accepting
+note "peers: $(status)"
+kill -KILL "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null || true
+peer_gone() {
+  local s
+  s=$(status)
+  [[ "$s" == *'"accepting_nodes":["local"]'* ]] && [[ "$s" == *'"unreachable_nodes":2'* ]]
+}
+wait_until 10 "the killed daemon leaving accepting_nodes" peer_gone
+note "daemon killed: $(status)"
+stop_expect_zero orch-peers
 
 note "PASS"
