@@ -7,6 +7,8 @@
 #include "cli.hpp"
 #include "watch_render.hpp"
 
+#include "apps/common/terminal.hpp"
+
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -107,22 +109,8 @@ Options parse_args(int argc, char** argv, bool& help) {
   return o;
 }
 
-std::string local_clock() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
-  return buf;
-}
-
-/// Terminal size, {0, 0} when unknown.
-std::pair<int, int> terminal_size() {
-  winsize ws{};
-  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0)
-    return {ws.ws_col, ws.ws_row};
-  return {0, 0};
-}
+using tasker::health::text::local_clock;
+using tasker::health::text::terminal_size;
 
 /// httplib's error names are terse ("Connection"); say what happened.
 std::string describe(httplib::Error e) {

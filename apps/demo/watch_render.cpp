@@ -1,5 +1,7 @@
 #include "watch_render.hpp"
 
+#include "apps/common/terminal.hpp"
+
 #include <algorithm>
 #include <cinttypes>
 #include <cmath>
@@ -82,68 +84,30 @@ std::string num(std::optional<int64_t> v) {
   return v ? std::to_string(*v) : "-";
 }
 
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
+using tasker::health::text::bold;
+using tasker::health::text::bold_red;
+using tasker::health::text::dim;
+using tasker::health::text::fixed;
+using tasker::health::text::green;
+using tasker::health::text::magenta;
+using tasker::health::text::pad;
+using tasker::health::text::red;
+using tasker::health::text::rpad;
+using tasker::health::text::upper;
+using tasker::health::text::yellow;
 
 /// Microseconds as "420 us" / "2.1 ms" / "1.50 s".
 std::string micros(std::optional<int64_t> us) {
-  if (!us)
-    return "-";
-  if (*us < 1000)
-    return std::to_string(*us) + " us";
-  if (*us < 1'000'000)
-    return fixed(static_cast<double>(*us) / 1000.0, 1) + " ms";
-  return fixed(static_cast<double>(*us) / 1e6, 2) + " s";
+  return us ? tasker::health::text::micros(*us) : "-";
 }
 
 std::string millis(std::optional<int64_t> ms) {
-  if (!ms)
-    return "-";
-  if (*ms < 10'000)
-    return std::to_string(*ms) + " ms";
-  return fixed(static_cast<double>(*ms) / 1000.0, 1) + " s";
-}
-
-/// Columns `s` takes: UTF-8 continuation bytes take none.
-size_t columns(const std::string& s) {
-  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  }));
-}
-
-std::string pad(std::string s, size_t width) {
-  if (auto n = columns(s); n < width)
-    s.append(width - n, ' ');
-  return s;
-}
-
-std::string rpad(const std::string& s, size_t width) {
-  auto n = columns(s);
-  return n < width ? std::string(width - n, ' ') + s : s;
-}
-
-std::string upper(std::string s) {
-  for (auto& c : s)
-    if (c >= 'a' && c <= 'z')
-      c = static_cast<char>(c - 'a' + 'A');
-  return s;
+  return ms ? tasker::health::text::millis(*ms) : "-";
 }
 
 std::string or_dash(const std::string& s) {
   return s.empty() ? "-" : s;
 }
-
-// ANSI SGR codes.
-constexpr const char* green = "32";
-constexpr const char* yellow = "33";
-constexpr const char* red = "31";
-constexpr const char* bold_red = "1;31";
-constexpr const char* magenta = "35";
-constexpr const char* dim = "2";
-constexpr const char* bold = "1";
 
 class Painter {
  public:
@@ -152,12 +116,7 @@ class Painter {
   /// `s` in color `sgr`, padded to `width` visible columns first.
   std::string operator()(const std::string& s, const char* sgr,
                          size_t width = 0) const {
-    std::string padded = pad(s, width);
-    if (!on_ || sgr == nullptr)
-      return padded;
-    // Color only the text, not the padding.
-    return "\x1b[" + std::string{sgr} + "m" + s + "\x1b[0m"
-           + padded.substr(s.size());
+    return tasker::health::text::paint(on_, s, sgr, width);
   }
 
  private:
@@ -720,38 +679,7 @@ std::vector<std::string> Summary::render() const {
 // --------------------------------------------------------------
 
 std::string fit(const std::string& line, int width) {
-  if (width <= 0)
-    return line;
-  std::string out;
-  int cols = 0;
-  bool in_escape = false;
-  bool cut = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (in_escape) {
-      out += c;
-      if (c >= '@' && c <= '~' && c != '[')
-        in_escape = false;
-      continue;
-    }
-    if (c == '\x1b') {
-      in_escape = true;
-      out += c;
-      continue;
-    }
-    bool continuation = (static_cast<unsigned char>(c) & 0xC0) == 0x80;
-    if (!continuation) {
-      if (cols == width) {
-        cut = true;
-        break;
-      }
-      ++cols;
-    }
-    out += c;
-  }
-  if (cut && out.find('\x1b') != std::string::npos)
-    out += "\x1b[0m";
-  return out;
+  return tasker::health::text::fit(line, width);
 }
 
 } // namespace demo

@@ -9,6 +9,10 @@
 #include "caf/settings.hpp"
 
 #include "apps/tasker-health/tls_check.hpp"
+#include "core/log.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <fstream>
@@ -587,6 +591,15 @@ HealthConfig to_health_config(const daemon_config& c,
   for (auto& e : h.validate())
     errors.push_back(std::move(e));
   return h;
+}
+
+void setup_logging(const std::string& level) {
+  auto log = spdlog::get(std::string{logger_name});
+  if (!log)
+    log = spdlog::stderr_color_mt(std::string{logger_name});
+  log->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %n %v");
+  log->set_level(spdlog::level::from_str(level));
+  log->flush_on(spdlog::level::info);
 }
 
 bool is_loopback(const std::string& address) {

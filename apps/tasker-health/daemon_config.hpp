@@ -156,6 +156,10 @@ struct cluster_settings {
 cluster_settings to_cluster_settings(const daemon_config& cfg,
                                      std::vector<ConfigError>& errors);
 
+/// The component's logger (core/log.hpp) on stderr at `level` (trace ...
+/// off), with the daemon's line format.
+void setup_logging(const std::string& level);
+
 /// True for 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback(const std::string& address);
 

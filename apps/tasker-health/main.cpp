@@ -28,7 +28,6 @@
 #include "caf/send.hpp"
 #include "caf/settings.hpp"
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -94,15 +93,6 @@ bool wants_help(int argc, char** argv) {
         || std::strcmp(argv[i], "-?") == 0)
       return true;
   return false;
-}
-
-void setup_logging(const std::string& level) {
-  auto log = spdlog::get(std::string{logger_name});
-  if (!log)
-    log = spdlog::stderr_color_mt(std::string{logger_name});
-  log->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %n %v");
-  log->set_level(spdlog::level::from_str(level));
-  log->flush_on(spdlog::level::info);
 }
 
 } // namespace

@@ -1,9 +1,10 @@
 #include "apps/tasker-health/status_cli.hpp"
 
 #include "actors/cluster.hpp"
+#include "apps/common/terminal.hpp"
+#include "apps/tasker-health/daemon_config.hpp"
 #include "apps/tasker-health/snapshot_json.hpp"
 #include "apps/tasker-health/tls_check.hpp"
-#include "core/log.hpp"
 #include "messages/registration.hpp"
 
 #include "caf/actor_system.hpp"
@@ -12,9 +13,6 @@
 #include "caf/io/middleman.hpp"
 #include "caf/openssl/manager.hpp"
 #include "caf/timestamp.hpp"
-
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -27,7 +25,6 @@
 #include <iostream>
 #include <thread>
 
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 namespace tasker::health::app {
@@ -69,64 +66,18 @@ std::string ms_text(milliseconds d) {
 
 // ---- formatting -------------------------------------------------------------
 
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
+using namespace text;
 
 std::string age_text(std::optional<milliseconds> age) {
-  if (!age)
-    return "-";
-  if (age->count() < 10'000)
-    return std::to_string(age->count()) + " ms";
-  return fixed(static_cast<double>(age->count()) / 1000.0, 1) + " s";
+  return age ? millis(age->count()) : std::string{"-"};
 }
 
 std::string micros_text(std::chrono::microseconds us) {
-  if (us.count() < 1000)
-    return std::to_string(us.count()) + " us";
-  if (us.count() < 1'000'000)
-    return fixed(static_cast<double>(us.count()) / 1000.0, 1) + " ms";
-  return fixed(static_cast<double>(us.count()) / 1e6, 2) + " s";
-}
-
-std::string pad(std::string s, size_t width) {
-  if (s.size() < width)
-    s.append(width - s.size(), ' ');
-  return s;
-}
-
-std::string rpad(const std::string& s, size_t width) {
-  return s.size() < width ? std::string(width - s.size(), ' ') + s : s;
-}
-
-std::string upper(std::string s) {
-  for (auto& c : s)
-    if (c >= 'a' && c <= 'z')
-      c = static_cast<char>(c - 'a' + 'A');
-  return s;
+  return micros(us.count());
 }
 
 std::string str(std::string_view s) {
   return std::string{s};
-}
-
-constexpr const char* green = "32";
-constexpr const char* yellow = "33";
-constexpr const char* red = "31";
-constexpr const char* bold_red = "1;31";
-constexpr const char* magenta = "35";
-constexpr const char* dim = "2";
-
-/// `s` padded to `width`, the text (not the padding) in color `sgr`.
-std::string paint(bool on, const std::string& s, const char* sgr,
-                  size_t width = 0) {
-  auto padded = pad(s, width);
-  if (!on || sgr == nullptr)
-    return padded;
-  return "\x1b[" + std::string{sgr} + "m" + s + "\x1b[0m"
-         + padded.substr(s.size());
 }
 
 const char* status_color(HealthStatus s) {
@@ -222,15 +173,6 @@ std::string decision_words(const status_reading& r) {
          + std::to_string(r.rejecting ? r.retry_after.count()
                                       : d.retry_after.count())
          + " s)";
-}
-
-std::string local_clock() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
-  return buf;
 }
 
 /// Why the reading is not fresh, in words.
@@ -701,49 +643,6 @@ status_reading read_node(const cluster& c, const status_options& o,
   return r;
 }
 
-void setup_logging(const std::string& level) {
-  auto log = spdlog::get(std::string{logger_name});
-  if (!log)
-    log = spdlog::stderr_color_mt(std::string{logger_name});
-  log->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %n %v");
-  log->set_level(spdlog::level::from_str(level));
-}
-
-std::pair<int, int> terminal_size() {
-  winsize ws{};
-  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0)
-    return {ws.ws_col, ws.ws_row};
-  return {0, 0};
-}
-
-/// Cuts `line` to `width` visible columns (skipping ANSI sequences).
-std::string fit(const std::string& line, int width) {
-  if (width <= 0)
-    return line;
-  std::string out;
-  int cols = 0;
-  bool esc = false;
-  for (char c : line) {
-    if (esc) {
-      out += c;
-      if (c >= '@' && c <= '~' && c != '[')
-        esc = false;
-      continue;
-    }
-    if (c == '\x1b') {
-      esc = true;
-      out += c;
-      continue;
-    }
-    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80 && cols++ == width) {
-      out += "\x1b[0m";
-      break;
-    }
-    out += c;
-  }
-  return out;
-}
-
 /// Leaves the process without running destructors. ~actor_system joins the
 /// middleman, and CAF 0.17's middleman may be blocked in a connect or a BASP
 /// handshake to an unresponsive node (measured: ~134 s, the kernel's SYN
@@ -813,7 +712,7 @@ std::string fit(const std::string& line, int width) {
       while (recent.size() > max_recent)
         recent.pop_front();
       std::vector<std::string> lines;
-      lines.push_back(paint(color, "tasker-health status", "1") + "  " + target
+      lines.push_back(paint(color, "tasker-health status", bold) + "  " + target
                       + "  " + clock + "  every "
                       + std::to_string(o.interval.count())
                       + " ms  (Ctrl-C quits)");
