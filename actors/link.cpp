@@ -167,8 +167,11 @@ void start_attempt(self_ptr self) {
 
 } // namespace
 
+void openssl_error_queue_anchor() noexcept; // openssl_error_queue.cpp
+
 link_actor::behavior_type
 peer_link(link_actor::stateful_pointer<link_state> self, link_options options) {
+  openssl_error_queue_anchor();
   auto& st = self->state;
   st.options = std::move(options);
   st.peer = st.options.host + ":" + std::to_string(st.options.port);

@@ -121,9 +121,12 @@ publisher_state::~publisher_state() {
   caf::anon_send(mm, caf::unpublish_atom_v, self_addr, uint16_t{0});
 }
 
+void openssl_error_queue_anchor() noexcept; // openssl_error_queue.cpp
+
 publisher_actor::behavior_type
 publisher(publisher_actor::stateful_pointer<publisher_state> self,
           publisher_options options) {
+  openssl_error_queue_anchor();
   auto& st = self->state;
   st.options = std::move(options);
   st.sys = &self->system();
