@@ -68,6 +68,7 @@ cluster cluster::start(caf::actor_system& sys, cluster_options options) {
       s.last_error = "not connected yet";
     });
     lo.seed = ++seed;
+    lo.stale_after = options.checker.stale_threshold;
     st->cells.push_back(lo.cell);
     st->boards.push_back(lo.board);
     vo.peers.push_back(std::move(lo));

@@ -57,6 +57,29 @@ void lost(self_ptr self, const std::string& why) {
   send_to_all(self, caf::make_message(atom::stale_v, why));
 }
 
+/// A snapshot that was already old when it arrived is stale at once.
+void check_age(self_ptr self, const HealthSnapshot& snap) {
+  auto& st = self->state;
+  if (st.options.stale_after.count() <= 0)
+    return;
+  auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now() - snap.produced_at);
+  if (age <= st.options.stale_after) {
+    st.warned_old = false;
+    return;
+  }
+  auto why = "snapshot produced " + std::to_string(age.count())
+             + "ms ago by the peer's clock (stale after "
+             + std::to_string(st.options.stale_after.count())
+             + "ms): its aggregator is stuck, or the clocks differ";
+  if (!st.warned_old) {
+    st.warned_old = true;
+    logger()->warn("event=peer_snapshot_old peer={} sequence={} reason={}",
+                   st.peer, snap.sequence, health::quoted(why));
+  }
+  lost(self, why);
+}
+
 void schedule_retry(self_ptr self, std::string why) {
   auto& st = self->state;
   st.connecting = false;
@@ -214,6 +237,7 @@ peer_link(link_actor::stateful_pointer<link_state> self, link_options options) {
           st.reconnected = false;
           st.options.cell->publish(snap.ptr());
           send_to_all(self, caf::make_message(atom::snapshot_v, snap));
+          check_age(self, *snap);
           return;
         }
         st.reconnected = false;
@@ -231,6 +255,7 @@ peer_link(link_actor::stateful_pointer<link_state> self, link_options options) {
         st.current = snap;
         st.options.cell->publish(snap.ptr());
         send_to_all(self, caf::make_message(atom::snapshot_v, snap));
+        check_age(self, *snap);
       },
       [=](atom::stale, const std::string& why) {
         auto& st = self->state;

@@ -74,6 +74,10 @@ struct link_options {
   std::shared_ptr<SnapshotCell> cell;
   /// Shared with the cluster facade.
   std::shared_ptr<peer_board> board;
+  /// A snapshot produced longer ago than this (by the peer's wall clock) is
+  /// stale on arrival: a publisher whose aggregator hangs without dying
+  /// still hands out its last snapshot. 0: no check.
+  std::chrono::milliseconds stale_after{0};
   uint64_t seed = 0;
 };
 
@@ -101,6 +105,8 @@ struct link_state {
   uint64_t refused = 0;
   /// The failure last logged at warn level.
   std::string last_logged;
+  /// An old snapshot was reported (logged once until a fresh one comes).
+  bool warned_old = false;
 };
 
 /// Spawn with `sys.spawn(peer_link, options)`.

@@ -83,6 +83,7 @@ HealthSnapshot snap(uint64_t incarnation, int started_s, uint64_t seq,
   s.incarnation = incarnation;
   s.incarnation_started = wall_time{} + std::chrono::seconds{started_s};
   s.sequence = seq;
+  s.produced_at = std::chrono::system_clock::now();
   s.status = active ? HealthStatus::unhealthy : HealthStatus::healthy;
   s.decision.active = active;
   if (active) {
@@ -286,6 +287,24 @@ CAF_TEST(a restarted node is accepted and a replay is not ) {
   push(snap(8, 160, 2));
   CAF_CHECK_EQUAL(checker().snapshot()->sequence, 3u);
   CAF_CHECK(!checker().try_check());
+}
+
+CAF_TEST(a snapshot already old on arrival is stale at once) {
+  // A publisher whose aggregator hangs without dying still hands out its
+  // last snapshot; the link judges it by when it was produced.
+  auto o = link_opts();
+  o.stale_after = 30s;
+  lnk = mars.sys.spawn(peer_link, o);
+  pump();
+  auto old = snap(7, 100, 1);
+  old.produced_at = std::chrono::system_clock::now() - 1h;
+  push(old);
+  CAF_REQUIRE(checker().snapshot());
+  CAF_CHECK(checker().is_stale());
+  auto fresh = snap(7, 100, 2);
+  fresh.produced_at = std::chrono::system_clock::now();
+  push(fresh);
+  CAF_CHECK(!checker().is_stale());
 }
 
 CAF_TEST(the aggregator going away tells remote subscribers at once) {
