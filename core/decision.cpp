@@ -118,6 +118,11 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
     }
     auto describe
         = [&](const QueueReport& r, const char* level, int64_t threshold) {
+            if (r.capped && r.depth >= threshold)
+              return "queue '" + r.name + "' holds at least "
+                     + std::to_string(r.depth) + " messages, the " + level
+                     + " threshold " + std::to_string(threshold)
+                     + " (counting stops at the cap)";
             auto text = "queue '" + r.name + "' depth "
                         + (r.capped ? ">= " : "") + std::to_string(r.depth);
             if (r.depth >= threshold)

@@ -218,6 +218,18 @@ CAF_TEST(breaker retry after covers the cycle that runs the trial) {
       33);
 }
 
+CAF_TEST(a capped count reads as at least the threshold) {
+  inputs in;
+  in.q.queues[0].depth = 10000;
+  in.q.queues[0].capped = true;
+  in.q.queues[0].count_cap = 10000;
+  in.q.queues[0].tier = QueueDepthTier::overflow;
+  auto d = in.decide();
+  CAF_CHECK_EQUAL(d.reason, "queue 'orders' holds at least 10000 messages, "
+                            "the overflow threshold 10000 (counting stops at "
+                            "the cap)");
+}
+
 CAF_TEST(retry after values follow the configuration) {
   inputs in;
   in.cfg.retry_after.queue_overflow = 90s;
