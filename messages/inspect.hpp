@@ -43,7 +43,7 @@ template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, QueueReport& x) {
   return f(caf::meta::type_name("queue_report"), x.name, x.depth, x.capped,
            x.count_cap, x.visible_length, x.oldest_message_age_seconds,
-           x.missing, x.tier, x.error);
+           x.missing, x.tier, x.error, x.visible_note);
 }
 
 template<class Inspector>
