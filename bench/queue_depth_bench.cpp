@@ -242,19 +242,24 @@ class Fixture {
     auto vt = in_flight ? std::string{"now() + interval '1 hour'"}
                         : std::string{"now()"};
     if (partitioned && names_.empty())
-      exec(setup_, "CREATE EXTENSION IF NOT EXISTS pg_partman");
+      exec(setup_, "CREATE SCHEMA IF NOT EXISTS partman; CREATE EXTENSION "
+                   "IF NOT EXISTS pg_partman SCHEMA partman");
     for (auto i = static_cast<int64_t>(names_.size()); i < count; ++i) {
       auto name = "q" + std::to_string(i);
       if (partitioned) {
         // PGMQ's default interval (10,000 messages a partition) with enough
         // partitions made ahead for every message, as pg_partman's
         // maintenance would have made them for a queue that filled up.
+        // (Maintenance goes by the highest msg_id: one message first.)
         exec(setup_, "SELECT pgmq.create_partitioned('" + name + "')");
+        exec(setup_, "INSERT INTO pgmq.q_" + name + " (vt, message) VALUES ("
+                         + vt + ", '{}')");
         auto premake = messages / 10000 + 2;
         exec(setup_, "UPDATE partman.part_config SET premake = "
                          + std::to_string(premake)
                          + " WHERE parent_table = 'pgmq.q_" + name + "'");
         exec(setup_, "SELECT partman.run_maintenance('pgmq.q_" + name + "')");
+        exec(setup_, "DELETE FROM pgmq.q_" + name);
       } else {
         exec(setup_, "SELECT pgmq.create('" + name + "')");
       }

@@ -66,6 +66,9 @@ struct Outcome {
   bool tried_alone = false;
   /// Looked up (discovery) in this cycle.
   bool looked_up = false;
+  /// Made solo in this cycle because its group failed: if it succeeds
+  /// alone, it was not the culprit and goes back into a group.
+  bool fallback = false;
   /// The last failure (empty if none).
   std::string error;
   FailureKind kind = FailureKind::none;
@@ -591,6 +594,7 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
                               grp.stmt, grp.slots.size(), to_string(r.kind),
                               quoted(r.error));
               for (auto i : grp.slots) {
+                outcomes[i].fallback = !st.slots[i].solo;
                 outcomes[i].error = "queue '" + st.slots[i].name
                                     + "' not measured: a statement shared "
                                       "with other queues failed ("
@@ -613,8 +617,15 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
               ++prepared_queues;
             auto& o = outcomes[i];
             if (r.ok && r.rows.size() == 1
-                && State::parse_counts(r.rows[0], s, o))
+                && State::parse_counts(r.rows[0], s, o)) {
+              if (o.fallback) {
+                // Innocent: back into a group from the next cycle on.
+                s.solo = false;
+                st.to_deallocate.push_back(std::move(s.stmt));
+                s.stmt.clear();
+              }
               break;
+            }
             if (what.prepares && !r.ok) {
               // The prepare itself may have failed: start over next time.
               st.to_deallocate.push_back(std::move(s.stmt));
@@ -677,6 +688,8 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
                   o.report.missing = true;
                   o.report.error = missing;
                   o.error.clear();
+                  o.kind = FailureKind::none;
+                  o.sqlstate.clear();
                 }
                 continue;
               }
