@@ -22,6 +22,10 @@ using steady = std::chrono::steady_clock;
 using pg::FailureKind;
 using std::chrono::milliseconds;
 
+/// Successful cycles in a row after which a queue measured alone (because
+/// it failed) goes back into a group.
+constexpr int rejoin_after = 10;
+
 /// What is known about a queue's table.
 enum class Found : uint8_t {
   unknown, ///< not looked up yet, or to be looked up again
@@ -34,12 +38,12 @@ struct Slot {
   std::string name;
   int64_t cap = 0;
   Found found = Found::unknown;
-  /// Why it is missing (when found == missing).
-  std::string missing_error;
   pg::QueueTable table;
   /// Measured by a statement of its own, after the other statements: it
-  /// failed in a group once. Kept for the life of the source.
+  /// failed in a group. It goes back into a group after `rejoin_after`
+  /// successful cycles in a row.
   bool solo = false;
+  int solo_successes = 0;
   /// Index of its group in State::groups, -1 if none.
   int group = -1;
   /// Its own prepared statement on the current connection; empty if none.
@@ -69,6 +73,8 @@ struct Outcome {
   /// Made solo in this cycle because its group failed: if it succeeds
   /// alone, it was not the culprit and goes back into a group.
   bool fallback = false;
+  /// Its statement could not be prepared in this cycle.
+  bool prepare_failed = false;
   /// The last failure (empty if none).
   std::string error;
   FailureKind kind = FailureKind::none;
@@ -78,7 +84,14 @@ struct Outcome {
 
 /// Why the segments of a pass are there.
 struct SegmentInfo {
-  enum class What : uint8_t { setup, deallocate, group, solo, discovery };
+  enum class What : uint8_t {
+    setup,
+    deallocate,
+    group,
+    solo_prepare,
+    solo,
+    discovery
+  };
   What what = What::setup;
   /// Group index (group) or slot index (solo).
   size_t index = 0;
@@ -162,7 +175,7 @@ struct PgQueueDepthSource::State {
   void invalidate(size_t i) {
     auto& s = slots[i];
     if (s.group >= 0)
-      dissolve(static_cast<size_t>(s.group), false);
+      dissolve(static_cast<size_t>(s.group), false, true);
     if (!s.stmt.empty()) {
       to_deallocate.push_back(std::move(s.stmt));
       s.stmt.clear();
@@ -170,17 +183,35 @@ struct PgQueueDepthSource::State {
   }
 
   /// Ends group `g`; its members become solo if `members_solo`.
-  void dissolve(size_t g, bool members_solo) {
+  /// `deallocate`: its statement may exist on the server.
+  void dissolve(size_t g, bool members_solo, bool deallocate) {
     auto& grp = groups[g];
     if (!grp.live)
       return;
     grp.live = false;
-    to_deallocate.push_back(grp.stmt);
+    if (deallocate)
+      to_deallocate.push_back(grp.stmt);
     for (auto i : grp.slots) {
       slots[i].group = -1;
-      if (members_solo)
+      if (members_solo) {
         slots[i].solo = true;
+        slots[i].solo_successes = 0;
+      }
     }
+  }
+
+  /// Forgets ended groups (their indexes change).
+  void compact_groups() {
+    std::vector<Group> live;
+    for (auto& g : groups) {
+      if (!g.live)
+        continue;
+      auto index = static_cast<int>(live.size());
+      for (auto i : g.slots)
+        slots[i].group = index;
+      live.push_back(std::move(g));
+    }
+    groups = std::move(live);
   }
 
   /// Takes over the slots of the same (name, cap) from the last request.
@@ -249,14 +280,30 @@ struct PgQueueDepthSource::State {
   /// Puts the ready, unmeasured slots that belong to no statement into new
   /// groups of up to group_size.
   void form_groups(const std::vector<Outcome>& outcomes) {
+    auto unmeasured = [&](size_t i) {
+      return !outcomes[i].done;
+    };
     std::vector<size_t> pool;
     for (size_t i = 0; i < slots.size(); ++i) {
       const auto& s = slots[i];
-      if (s.found == Found::ready && !s.solo && s.group < 0
-          && !outcomes[i].done)
+      if (s.found == Found::ready && !s.solo && s.group < 0 && unmeasured(i))
         pool.push_back(i);
     }
+    if (pool.empty())
+      return;
     auto size = std::max<size_t>(options.group_size, 1);
+    // Queues that come and go leave small groups behind: merge those into
+    // the new ones rather than let their number grow.
+    for (size_t g = 0; g < groups.size(); ++g) {
+      auto& grp = groups[g];
+      if (grp.live && grp.slots.size() * 2 < size
+          && std::all_of(grp.slots.begin(), grp.slots.end(), unmeasured)) {
+        auto members = grp.slots;
+        dissolve(g, false, grp.prepared);
+        pool.insert(pool.end(), members.begin(), members.end());
+      }
+    }
+    std::sort(pool.begin(), pool.end());
     for (size_t at = 0; at < pool.size(); at += size) {
       Group g;
       g.stmt = new_statement_name('g');
@@ -407,6 +454,7 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
       return fail_all(std::move(connected.error));
     if (conn_->epoch() != st.epoch)
       st.reset_session(conn_->epoch());
+    st.compact_groups();
 
     const auto& opt = st.options;
     auto deadline = steady::now() + opt.query_timeout;
@@ -490,18 +538,20 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
       });
       for (auto i : solos) {
         auto& s = st.slots[i];
-        std::vector<pg::Command> cmds;
-        auto si = SegmentInfo::of(SegmentInfo::What::solo, i);
         if (s.stmt.empty()) {
+          // A segment of its own, so that a failure to prepare is told
+          // apart from a failure to run (only the latter leaves a
+          // statement to keep).
           s.stmt = st.new_statement_name('s');
-          cmds.push_back(
-              {Op::prepare, s.stmt, pg::queue_select(s.table, s.cap, 0), {}});
-          si.prepares = true;
+          auto sp = SegmentInfo::of(SegmentInfo::What::solo_prepare, i);
+          sp.prepares = true;
+          add(std::move(sp),
+              {{Op::prepare, s.stmt, pg::queue_select(s.table, s.cap, 0), {}}});
           ++preparing;
         }
-        cmds.push_back({Op::execute_prepared, s.stmt, "", {}});
         outcomes[i].tried_alone = true;
-        add(std::move(si), std::move(cmds));
+        add(SegmentInfo::of(SegmentInfo::What::solo, i),
+            {{Op::execute_prepared, s.stmt, "", {}}});
       }
       // Lookups last: queues not found yet (or gone) every cycle, all of
       // them now and then.
@@ -546,7 +596,7 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
       for (size_t si = 0; si < segs.size(); ++si) {
         const auto& r = pr.segments[si];
         const auto& what = info[si];
-        if (what.prepares)
+        if (what.prepares && r.done)
           ++st.stats.statements_prepared;
         switch (what.what) {
           case SegmentInfo::What::setup:
@@ -604,33 +654,49 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
                 outcomes[i].kind = r.kind;
                 outcomes[i].sqlstate = r.sqlstate;
               }
-              st.dissolve(what.index, true);
+              st.dissolve(what.index, true, true);
             }
+            break;
+          }
+          case SegmentInfo::What::solo_prepare: {
+            auto i = what.index;
+            if (!r.done)
+              break;
+            ++prepared_queues;
+            if (r.ok)
+              break;
+            // The run that follows fails for want of the statement: report
+            // why it could not be prepared instead.
+            auto& o = outcomes[i];
+            auto& s = st.slots[i];
+            o.kind = r.kind;
+            o.sqlstate = r.sqlstate;
+            o.error = queue_error(s.name, r.kind, r.error, opt);
+            o.prepare_failed = true;
+            s.stmt.clear();
+            if (r.kind != FailureKind::lock_timeout
+                && r.kind != FailureKind::permission_denied)
+              s.found = Found::unknown;
             break;
           }
           case SegmentInfo::What::solo: {
             auto i = what.index;
             auto& s = st.slots[i];
-            if (!r.done)
-              break;
-            if (what.prepares)
-              ++prepared_queues;
             auto& o = outcomes[i];
+            if (!r.done || o.prepare_failed)
+              break;
             if (r.ok && r.rows.size() == 1
                 && State::parse_counts(r.rows[0], s, o)) {
-              if (o.fallback) {
-                // Innocent: back into a group from the next cycle on.
+              if (o.fallback || ++s.solo_successes >= rejoin_after) {
+                // Innocent, or well again: back into a group from the next
+                // cycle on.
                 s.solo = false;
                 st.to_deallocate.push_back(std::move(s.stmt));
                 s.stmt.clear();
               }
               break;
             }
-            if (what.prepares && !r.ok) {
-              // The prepare itself may have failed: start over next time.
-              st.to_deallocate.push_back(std::move(s.stmt));
-              s.stmt.clear();
-            }
+            s.solo_successes = 0;
             o.done = false;
             o.kind = r.ok ? FailureKind::server_error : r.kind;
             o.sqlstate = r.sqlstate;

@@ -166,9 +166,19 @@ CAF_TEST(a revoked privilege on one queue leaves the others measured) {
       CAF_CHECK_EQUAL(src.stats().round_trips, 1u);
   }
   CAF_CHECK_EQUAL(src.stats().solo_queues, 1u);
+  CAF_CHECK_EQUAL(src.stats().groups, 1u);
   db.exec("GRANT SELECT ON pgmq.q_c TO pg_monitor");
+  // Well again: measured at once, back into one statement with the others
+  // after ten good cycles.
+  for (int cycle = 0; cycle < 10; ++cycle) {
+    auto h = src.measure(requests(expected));
+    check_cycle(h, expected, SIZE_MAX, "");
+    CAF_CHECK_EQUAL(src.stats().round_trips, 1u);
+  }
   auto h = src.measure(requests(expected));
   check_cycle(h, expected, SIZE_MAX, "");
+  CAF_CHECK_EQUAL(src.stats().solo_queues, 0u);
+  CAF_CHECK_EQUAL(src.stats().groups, 1u);
 }
 
 CAF_TEST(a queue locked by another session is reported as locked) {
