@@ -2,7 +2,6 @@
 
 #include "core/log.hpp"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -640,8 +639,9 @@ PipelineResult Connection::pipeline(const std::vector<Segment>& segments,
   if (PQexitPipelineMode(conn_) == 0)
     return transport_error();
   out.ok = true;
-  bool any_ok = std::any_of(out.segments.begin(), out.segments.end(),
-                            [](const SegmentResult& r) { return r.ok; });
+  bool any_ok = false;
+  for (size_t i = 0; i < segments.size(); ++i)
+    any_ok = any_ok || (out.segments[i].ok && !segments[i].internal);
   if (any_ok)
     log_success_after_failure();
   return out;

@@ -112,6 +112,9 @@ struct Command {
 /// error skips the rest of this segment only; the next segment runs anyway.
 struct Segment {
   std::vector<Command> commands;
+  /// Housekeeping (session settings, DEALLOCATE): its success alone does not
+  /// count as the connection's recovery in the log.
+  bool internal = false;
 };
 
 /// What one segment produced.
@@ -171,6 +174,8 @@ class Connection {
   /// failure or the deadline keep their results. After a timeout or a broken
   /// connection the connection is discarded, as in exec(). Server errors of
   /// single segments are not logged here: the caller knows what they mean.
+  /// `pg_recovered` is logged (after a logged failure) only when a segment
+  /// that is not `internal` succeeded.
   PipelineResult pipeline(const std::vector<Segment>& segments,
                           std::chrono::steady_clock::time_point deadline);
 

@@ -473,7 +473,11 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
       std::vector<pg::Segment> segs;
       std::vector<SegmentInfo> info;
       auto add = [&](SegmentInfo i, std::vector<pg::Command> cmds) {
-        segs.push_back({std::move(cmds)});
+        pg::Segment seg;
+        seg.commands = std::move(cmds);
+        seg.internal = i.what == SegmentInfo::What::setup
+                       || i.what == SegmentInfo::What::deallocate;
+        segs.push_back(std::move(seg));
         info.push_back(std::move(i));
       };
       using Op = pg::Command::Op;

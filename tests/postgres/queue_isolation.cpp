@@ -10,8 +10,13 @@
 #include "tests/support/pg_test_env.hpp"
 
 #include "core/config.hpp"
+#include "core/log.hpp"
 #include "core/postgres/pg_queue_depth.hpp"
 
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -319,6 +324,65 @@ CAF_TEST(a lost connection makes the dimension unknown and then recovers) {
   auto again = src.measure(requests(expected));
   check_cycle(again, expected, SIZE_MAX, "");
   CAF_CHECK_NOT_EQUAL(src.backend_pid(), pid);
+}
+
+CAF_TEST(logs tell a lock a privilege and a lost server apart) {
+  // The component's log lines, captured.
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
+  sink->set_pattern("%v");
+  logger()->sinks().push_back(sink);
+  auto lines = [&](std::string_view needle) {
+    std::vector<std::string> out;
+    for (auto& l : sink->last_formatted())
+      if (contains(l, needle))
+        out.push_back(l);
+    return out;
+  };
+  std::vector<std::pair<std::string, int64_t>> expected{
+      {"locked", 1}, {"denied", 2}, {"fine", 3}};
+  for (auto& [name, n] : expected)
+    make_queue(name, static_cast<int>(n));
+  auto role = monitor_role();
+  db.exec("REVOKE SELECT ON pgmq.q_denied FROM pg_monitor");
+  auto src = source(role);
+  {
+    pqxx::connection locker{db.conninfo()};
+    pqxx::work tx{locker};
+    tx.exec("LOCK TABLE pgmq.q_locked IN ACCESS EXCLUSIVE MODE");
+    auto h = src.measure(requests(expected));
+    CAF_CHECK(h.evaluated);
+    CAF_CHECK_EQUAL(h.queues[2].depth, 3);
+  }
+  auto locked = lines("event=queue_not_measured queue=\"locked\"");
+  auto denied = lines("event=queue_not_measured queue=\"denied\"");
+  CAF_REQUIRE_EQUAL(locked.size(), 1u);
+  CAF_REQUIRE_EQUAL(denied.size(), 1u);
+  CAF_MESSAGE(locked[0]);
+  CAF_MESSAGE(denied[0]);
+  CAF_CHECK(contains(locked[0], "reason=lock_timeout sqlstate=55P03"));
+  CAF_CHECK(contains(denied[0], "reason=permission_denied sqlstate=42501"));
+  // The server goes away: a third reason.
+  db.exec("SELECT pg_terminate_backend(" + std::to_string(src.backend_pid())
+          + ")");
+  CAF_CHECK(!src.measure(requests(expected)).evaluated);
+  auto lost = lines("event=pg_pipeline_failed");
+  CAF_REQUIRE_EQUAL(lost.size(), 1u);
+  CAF_MESSAGE(lost[0]);
+  CAF_CHECK(contains(lost[0], "reason=server_lost"));
+  // Connected again, but nothing succeeds yet (no access at all): no
+  // recovery is claimed.
+  db.exec("REVOKE pg_monitor FROM " + th::quote_ident(role_of(role)));
+  CAF_CHECK(!src.measure(requests(expected)).evaluated);
+  CAF_CHECK_EQUAL(lines("event=pg_connected").size(), 2u);
+  CAF_CHECK(lines("event=pg_recovered").empty());
+  // Access back: the first statement that succeeds is the recovery.
+  db.exec("GRANT pg_monitor TO " + th::quote_ident(role_of(role)));
+  CAF_CHECK(src.measure(requests(expected)).evaluated);
+  auto recovered = lines("event=pg_recovered");
+  CAF_REQUIRE_EQUAL(recovered.size(), 1u);
+  CAF_MESSAGE(recovered[0]);
+  auto& sinks = logger()->sinks();
+  sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
 }
 
 CAF_TEST(a partitioned queue with every message in flight is not scanned) {
