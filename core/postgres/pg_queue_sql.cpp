@@ -111,26 +111,29 @@ std::string queue_select(const QueueTable& table, int64_t cap, int64_t key) {
   // With an index on vt the pass walks it in vt order: every visible
   // message (vt <= now) comes before every invisible one, so the first
   // `cap` entries hold min(visible, cap) visible ones and the visible count
-  // is exact up to the cap as well. The walk reads index entries only where
-  // the visibility map allows (a quiet queue), and never more than `cap`.
+  // is exact up to the cap as well. The walk reads no more than `cap`
+  // entries, and the heap only for pages the visibility map does not mark
+  // all-visible (in a quiet queue, none).
   // Without that index, the first `cap` rows in any order give the depth;
   // the visible count is then exact only if the pass saw the whole queue or
   // `cap` visible messages, and NULL (not measured) otherwise.
-  std::string pass = "SELECT vt FROM " + tbl
-                     + (table.vt_index ? " ORDER BY vt" : "") + " LIMIT " + c;
-  std::string visible = table.vt_index ? std::string{"s.v"}
-                                       : "CASE WHEN s.n < " + c + " OR s.v >= "
-                                             + c + " THEN s.v END";
   std::string age = "NULL::bigint";
   if (table.age_column == "enqueued_at" || table.age_column == "msg_id")
     age = "(SELECT greatest(0, floor(extract(epoch FROM now() - "
           "enqueued_at)))::bigint FROM "
           + tbl + " ORDER BY " + table.age_column + " LIMIT 1)";
-  return "SELECT " + std::to_string(key) + "::bigint AS k, s.n, " + visible
-         + " AS v, s.v AS seen, " + age
+  auto k = std::to_string(key) + "::bigint AS k";
+  if (table.vt_index)
+    return "SELECT " + k
+           + ", count(*) AS n, count(*) FILTER (WHERE vt <= now()) AS v, "
+             "count(*) FILTER (WHERE vt <= now()) AS seen, "
+           + age + " AS age FROM (SELECT vt FROM " + tbl + " ORDER BY vt LIMIT "
+           + c + ") s0";
+  return "SELECT " + k + ", s.n, CASE WHEN s.n < " + c + " OR s.v >= " + c
+         + " THEN s.v END AS v, s.v AS seen, " + age
          + " AS age FROM (SELECT count(*) AS n, count(*) FILTER (WHERE vt <= "
-           "now()) AS v FROM ("
-         + pass + ") s0) s";
+           "now()) AS v FROM (SELECT vt FROM "
+         + tbl + " LIMIT " + c + ") s0) s";
 }
 
 std::string union_all(const std::vector<std::string>& selects) {
