@@ -2,8 +2,8 @@
 // with PGMQ's pgmq.metrics_all() on the same queues, side by side in one run.
 //
 //   queue-depth-bench [CONNINFO] [--runs N] [--cap C] [--queues 10,100,1000]
-//                     [--messages 500,10000] [--quick] [--no-big]
-//                     [--big-messages 1000000] [--group-size G]
+//                     [--messages 500,10000] [--big] [--big-messages 1000000]
+//                     [--group-size G]
 //
 // CONNINFO (default: $TASKER_HEALTH_TEST_PG) names a server where the bench
 // may create and drop scratch databases (it creates the pg_partman extension
@@ -11,12 +11,13 @@
 //
 // Rows:
 //  - the grid: Q queues x M messages per queue, every message visible, for Q
-//    in --queues and M in --messages (--quick leaves out the largest Q with
-//    the largest M, the slowest row to set up);
-//  - the big rows (unless --no-big): 10 queues of --big-messages each, plain
-//    with every message visible, then partitioned (pgmq.create_partitioned,
-//    pg_partman) with every message in flight (vt an hour ahead), the case
-//    where counting the visible messages has no index to walk.
+//    in --queues and M in --messages, except the largest Q with the largest
+//    M (10 million messages: minutes to set up), which is a big row;
+//  - with --big, the big rows: that largest point of the grid, then 10
+//    queues of --big-messages each, plain with every message visible, and
+//    partitioned (pgmq.create_partitioned, pg_partman) with every message in
+//    flight (vt an hour ahead), the case where counting the visible messages
+//    has no index to walk.
 // For a row the queues are created and filled (a ~150-byte JSON payload each,
 // then VACUUM twice so that the visibility map is set, as autovacuum would
 // leave a quiet queue), the answers of both sides are checked, and then the
@@ -62,8 +63,7 @@ struct Options {
   int64_t cap = 10000;
   std::vector<int64_t> queues{10, 100, 1000};
   std::vector<int64_t> messages{500, 10000};
-  bool quick = false;
-  bool big = true;
+  bool big = false;
   int64_t big_messages = 1000000;
   size_t group_size = PgQueueOptions{}.group_size;
 };
@@ -72,7 +72,7 @@ struct Options {
   std::fprintf(stderr,
                "queue-depth-bench: %s\nusage: queue-depth-bench [CONNINFO] "
                "[--runs N] [--cap C] [--queues Q1,Q2,...] [--messages "
-               "M1,M2,...] [--quick] [--no-big] [--big-messages M] "
+               "M1,M2,...] [--big] [--big-messages M] "
                "[--group-size G]\n",
                msg.c_str());
   std::exit(2);
@@ -104,10 +104,8 @@ Options parse_args(int argc, char** argv) {
         o.queues = parse_list(value());
       else if (a == "--messages")
         o.messages = parse_list(value());
-      else if (a == "--quick")
-        o.quick = true;
-      else if (a == "--no-big")
-        o.big = false;
+      else if (a == "--big")
+        o.big = true;
       else if (a == "--big-messages")
         o.big_messages = std::stoll(value());
       else if (a == "--group-size")
@@ -375,8 +373,9 @@ int main(int argc, char** argv) {
     for (auto m : opts.messages) {
       Fixture f{opts, "m" + std::to_string(m)};
       for (auto q : opts.queues) {
-        if (opts.quick && q == opts.queues.back() && m == opts.messages.back()
-            && opts.queues.size() > 1)
+        bool largest = q == opts.queues.back() && m == opts.messages.back()
+                       && opts.queues.size() > 1 && opts.messages.size() > 1;
+        if (largest && !opts.big)
           continue;
         std::fprintf(stderr, "setting up %lld queues x %lld messages...\n",
                      static_cast<long long>(q), static_cast<long long>(m));

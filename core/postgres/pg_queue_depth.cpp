@@ -463,6 +463,8 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
     std::string stop_reason;
     FailureKind stop_kind = FailureKind::none;
     std::string pipeline_error;
+    // Queues whose statements were prepared in this cycle.
+    size_t prepared_in_cycle = 0;
     bool full_discovery_due
         = st.last_full_discovery == steady::time_point{}
           || steady::now() - st.last_full_discovery >= opt.rediscover_interval;
@@ -509,7 +511,10 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
           continue;
         std::vector<pg::Command> cmds;
         if (!grp.prepared) {
-          if (preparing > 0 && preparing + grp.slots.size() > allowed) {
+          // At least one group per cycle, so that a rebuild always makes
+          // progress; beyond that only what the estimate says fits.
+          bool first = preparing == 0 && prepared_in_cycle == 0;
+          if (!first && preparing + grp.slots.size() > allowed) {
             budget_hit = true;
             continue;
           }
@@ -774,6 +779,11 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
             break;
           }
         }
+      }
+      prepared_in_cycle += prepared_queues;
+      if (!pr.ok && pr.timed_out && preparing > 0) {
+        // Preparing took longer than estimated: prepare less next time.
+        st.build_ms_per_queue *= 2;
       }
       if (pr.ok && prepared_queues > 0) {
         auto took = std::chrono::duration<double, std::milli>(steady::now()
