@@ -652,8 +652,12 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
                               "queues={} reason={} error={}",
                               grp.stmt, grp.slots.size(), to_string(r.kind),
                               quoted(r.error));
+              // A group that ran out of statement_timeout may simply be too
+              // slow as a whole: its members then stay alone for a while
+              // rather than form the same group again at once.
+              bool too_slow = r.kind == FailureKind::statement_timeout;
               for (auto i : grp.slots) {
-                outcomes[i].fallback = !st.slots[i].solo;
+                outcomes[i].fallback = !too_slow;
                 outcomes[i].error = "queue '" + st.slots[i].name
                                     + "' not measured: a statement shared "
                                       "with other queues failed ("
