@@ -22,7 +22,11 @@
 // then VACUUM twice so that the visibility map is set, as autovacuum would
 // leave a quiet queue), the answers of both sides are checked, and then the
 // two are timed alternately, N calls each (fewer if a row takes long; at
-// least 5), each over one kept connection after a warm-up call:
+// least 5), each over one kept connection after a warm-up call. One more
+// row shows the worst case: the smallest number of queues with the largest
+// number of messages right after every message was updated (dead row
+// versions, no page all-visible, as in a queue under heavy traffic before
+// autovacuum came by).
 //  - the probe: PgQueueDepthSource::measure() for all Q queues, cap C (the
 //    overflow threshold), as the daemon calls it every cycle;
 //  - `SELECT * FROM pgmq.metrics_all()`, which covers exactly the same Q
@@ -230,6 +234,10 @@ class Fixture {
   Fixture(const Options& o, const std::string& tag)
       : db_(o.conninfo, "th_bench_" + tag + "_" + std::to_string(::getpid())),
         setup_(db_.conninfo()) {
+    // Commits flushed at once, so that VACUUM can set the hint bits and the
+    // visibility map right after the load (the bench server runs with
+    // synchronous_commit off, which delays both).
+    exec(setup_, "SET synchronous_commit = on");
     exec(setup_, read_file(std::string{TASKER_HEALTH_SOURCE_DIR}
                            + "/scripts/sql/pgmq_compat.sql"));
   }
@@ -277,6 +285,13 @@ class Fixture {
     // all-visible yet.
     exec(setup_, "VACUUM ANALYZE");
     exec(setup_, "VACUUM");
+  }
+
+  /// Every message of the queues updated in place (as reads do), without
+  /// VACUUM: dead row versions and no page all-visible.
+  void churn() {
+    for (const auto& n : names_)
+      exec(setup_, "UPDATE pgmq.q_" + n + " SET read_ct = read_ct + 1");
   }
 
   const std::vector<std::string>& names() const { return names_; }
@@ -386,6 +401,17 @@ int main(int argc, char** argv) {
                                    std::to_string(q) + " queues x "
                                        + std::to_string(m) + " visible",
                                    m, true, setup_s));
+        if (q == opts.queues.front() && m == opts.messages.back()) {
+          // The same queues just after every message was touched: the
+          // worst case of an index-only walk (a heap visit per entry).
+          t = steady::now();
+          f.churn();
+          rows.push_back(measure_row(opts, f,
+                                     std::to_string(q) + " queues x "
+                                         + std::to_string(m)
+                                         + " just updated, not vacuumed",
+                                     m, true, ms_since(t) / 1000));
+        }
       }
     }
     if (opts.big) {

@@ -483,13 +483,21 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
         info.push_back(std::move(i));
       };
       using Op = pg::Command::Op;
+      // The session's settings, once per connection: a lock held by someone
+      // else ends in lock_timeout (that queue is "locked"); one slow
+      // statement ends in statement_timeout instead of using up the whole
+      // deadline; our SQL is fully qualified and nothing in another schema
+      // can stand in for a function; and no plan sorts a queue: a plan made
+      // while a queue was small must still walk the index (and stop at the
+      // cap) once the queue has grown, not sort all of it.
       if (st.need_setup)
         add(SegmentInfo::of(SegmentInfo::What::setup),
             {{Op::execute,
               "",
               "SELECT set_config('lock_timeout', $1, false), "
               "set_config('statement_timeout', $2, false), "
-              "set_config('search_path', 'pg_catalog', false)",
+              "set_config('search_path', 'pg_catalog', false), "
+              "set_config('enable_sort', 'off', false)",
               {ms_text(opt.lock_timeout), ms_text(opt.statement_timeout)}}});
       for (auto& name : st.to_deallocate)
         add(SegmentInfo::of(SegmentInfo::What::deallocate),

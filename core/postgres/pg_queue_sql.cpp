@@ -51,34 +51,36 @@ std::string text_array(const std::vector<std::string>& names) {
 // database folds them), then resolved with to_regclass(), which never fails
 // and truncates an over-long name as CREATE TABLE did. Index columns are
 // compared by name; an index with an expression or a predicate does not
-// count.
+// count. No ORDER BY, DISTINCT or LIMIT: the session runs with enable_sort
+// off, and the rows are matched to the names by `ord`.
+namespace {
+
+/// SQL true when table `c` has a valid btree index whose first column is
+/// `column`.
+std::string has_index_on(std::string_view column) {
+  return "EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
+         " JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid"
+         " JOIN pg_catalog.pg_am am ON am.oid = ic.relam"
+         " JOIN pg_catalog.pg_attribute a"
+         " ON a.attrelid = c.oid AND a.attnum = i.indkey[0]"
+         " WHERE i.indrelid = c.oid AND am.amname = 'btree' AND i.indisvalid"
+         " AND i.indpred IS NULL AND a.attname = '"
+         + std::string{column} + "')";
+}
+
+} // namespace
+
 std::string discovery_sql() {
-  return R"sql(
-SELECT r.ord, m.lname IS NOT NULL, c.relname::text, c.relkind::text,
-       c.relpersistence::text,
-       c.oid IS NOT NULL AND EXISTS (
-         SELECT 1 FROM pg_catalog.pg_index i
-         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-         JOIN pg_catalog.pg_am am ON am.oid = ic.relam
-         JOIN pg_catalog.pg_attribute a
-           ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-         WHERE i.indrelid = c.oid AND am.amname = 'btree' AND i.indisvalid
-           AND i.indpred IS NULL AND a.attname = 'vt'),
-       (SELECT a.attname::text FROM pg_catalog.pg_index i
-         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-         JOIN pg_catalog.pg_am am ON am.oid = ic.relam
-         JOIN pg_catalog.pg_attribute a
-           ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-         WHERE i.indrelid = c.oid AND am.amname = 'btree' AND i.indisvalid
-           AND i.indpred IS NULL AND a.attname IN ('enqueued_at', 'msg_id')
-         ORDER BY a.attname = 'enqueued_at' DESC LIMIT 1)
-FROM unnest($1::text[]) WITH ORDINALITY AS r(name, ord)
-LEFT JOIN (SELECT DISTINCT lower(queue_name) AS lname FROM pgmq.meta) m
-  ON m.lname = lower(r.name)
-LEFT JOIN pg_catalog.pg_class c
-  ON c.oid = to_regclass(format('pgmq.%I', lower('q_' || r.name)))
-ORDER BY r.ord
-)sql";
+  return "SELECT r.ord, m.lname IS NOT NULL, c.relname::text, "
+         "c.relkind::text, c.relpersistence::text, c.oid IS NOT NULL AND "
+         + has_index_on("vt") + ", CASE WHEN " + has_index_on("enqueued_at")
+         + " THEN 'enqueued_at' WHEN " + has_index_on("msg_id")
+         + " THEN 'msg_id' END"
+           " FROM unnest($1::text[]) WITH ORDINALITY AS r(name, ord)"
+           " LEFT JOIN (SELECT lower(queue_name) AS lname FROM pgmq.meta"
+           " GROUP BY 1) m ON m.lname = lower(r.name)"
+           " LEFT JOIN pg_catalog.pg_class c"
+           " ON c.oid = to_regclass(format('pgmq.%I', lower('q_' || r.name)))";
 }
 
 std::optional<QueueTable>

@@ -48,9 +48,9 @@ struct QueueTable {
 /// `name` as a double-quoted SQL identifier (embedded quotes doubled).
 std::string quote_ident(std::string_view name);
 
-/// Discovery for the names in $1 (text[]); one row per name, in order:
-/// ord (1-based), listed, relname, relkind, relpersistence, vt_index,
-/// age_column.
+/// Discovery for the names in $1 (text[]); one row per name, in no
+/// particular order: ord (1-based position in $1), listed, relname,
+/// relkind, relpersistence, vt_index, age_column.
 std::string discovery_sql();
 
 /// Parses one discovery row; nullopt if malformed. `ord` gets the 1-based

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -383,6 +384,57 @@ CAF_TEST(logs tell a lock a privilege and a lost server apart) {
   CAF_MESSAGE(recovered[0]);
   auto& sinks = logger()->sinks();
   sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+}
+
+CAF_TEST(a plan made while a queue was small stays bounded once it grew) {
+  // Planned for 5 messages (where sorting the whole table looks cheapest),
+  // measured again after 50,000 more arrived, all in flight.
+  make_queue("grows", 5);
+  db.exec("ANALYZE pgmq.q_grows"); // the planner knows it is small
+  QueueHealth h;
+  {
+    PgQueueOptions o;
+    o.conninfo = db.conninfo();
+    std::optional<PgQueueDepthSource> src{std::in_place, o};
+    CAF_REQUIRE_EQUAL(src->measure({{"grows", 1000}}).queues[0].depth, 5);
+    db.exec("INSERT INTO pgmq.q_grows (vt, message) SELECT now() + interval "
+            "'1 hour', '{}' FROM generate_series(1, 50000)");
+    db.exec("SELECT pg_stat_force_next_flush()");
+    auto before = db.scalar<int64_t>(
+        "SELECT seq_tup_read FROM pg_stat_user_tables WHERE relid = "
+        "'pgmq.q_grows'::regclass");
+    auto index_before = db.scalar<int64_t>(
+        "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelid = "
+        "'pgmq.q_grows_vt_idx'::regclass");
+    h = src->measure({{"grows", 1000}});
+    CAF_CHECK_EQUAL(src->stats().statements_prepared, 1u); // same plan
+    src.reset(); // its backend exits and so reports its counters at once
+    int64_t after = before;
+    int64_t index_after = index_before;
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (index_after == index_before
+           && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(50ms);
+      after = db.scalar<int64_t>("SELECT seq_tup_read FROM "
+                                 "pg_stat_user_tables WHERE relid = "
+                                 "'pgmq.q_grows'::regclass");
+      index_after = db.scalar<int64_t>(
+          "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelid = "
+          "'pgmq.q_grows_vt_idx'::regclass");
+    }
+    CAF_MESSAGE("rows read: " << after - before << " by scans, "
+                              << index_after - index_before
+                              << " index entries");
+    // No scan of the table, and a walk of the index that stopped at the
+    // cap.
+    CAF_CHECK_EQUAL(after - before, 0);
+    CAF_CHECK_GREATER_OR_EQUAL(index_after - index_before, 1000);
+    CAF_CHECK_LESS_OR_EQUAL(index_after - index_before, 1010);
+  }
+  CAF_REQUIRE_EQUAL(h.queues.size(), 1u);
+  CAF_CHECK_EQUAL(h.queues[0].depth, 1000);
+  CAF_CHECK(h.queues[0].capped);
+  CAF_CHECK_EQUAL(h.queues[0].visible_length, 5);
 }
 
 CAF_TEST(a partitioned queue with every message in flight is not scanned) {
