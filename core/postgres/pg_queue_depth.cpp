@@ -583,11 +583,19 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
       }
       if (pass == 0 && full_discovery_due)
         st.last_full_discovery = steady::now();
-      if (!lookup.slots.empty()) {
+      // In chunks, each its own statement, so that statement_timeout bounds
+      // a chunk and not the lookup of 1,000 queues at once.
+      constexpr size_t lookup_chunk = 100;
+      for (size_t at = 0; at < lookup.slots.size(); at += lookup_chunk) {
+        auto chunk = SegmentInfo::of(SegmentInfo::What::discovery);
+        chunk.slots.assign(lookup.slots.begin() + static_cast<long>(at),
+                           lookup.slots.begin()
+                               + static_cast<long>(std::min(
+                                   lookup.slots.size(), at + lookup_chunk)));
         std::vector<std::string> names;
-        for (auto i : lookup.slots)
+        for (auto i : chunk.slots)
           names.push_back(st.slots[i].name);
-        add(std::move(lookup),
+        add(std::move(chunk),
             {{Op::execute, "", pg::discovery_sql(), {pg::text_array(names)}}});
         ++st.stats.discoveries;
       }
