@@ -1,5 +1,7 @@
 #include "core/decision.hpp"
 
+#include "core/drain.hpp"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -8,6 +10,22 @@ namespace tasker::health {
 seconds retry_after_from(milliseconds remaining, seconds minimum) noexcept {
   auto s = std::chrono::ceil<seconds>(std::max(remaining, milliseconds{0}));
   return std::max(s, minimum);
+}
+
+milliseconds breaker_recovery_wait(milliseconds remaining,
+                                   const DecisionContext& ctx) noexcept {
+  remaining = std::max(remaining, milliseconds{0});
+  if (ctx.interval.count() <= 0)
+    return remaining;
+  // The first cycle start at or after the open timeout ran out ...
+  auto start = std::max(ctx.next_cycle_in, milliseconds{0});
+  if (remaining > start) {
+    auto cycles
+        = (remaining - start + ctx.interval - milliseconds{1}) / ctx.interval;
+    start += cycles * ctx.interval;
+  }
+  // ... and the trial's result is published by that cycle's deadline.
+  return start + std::max(ctx.cycle_deadline, milliseconds{0});
 }
 
 namespace {
@@ -38,18 +56,30 @@ std::string or_unknown(const std::string& error) {
 BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
                             const QueueHealth& q,
                             const std::vector<CustomHealth>& custom,
-                            const HealthConfig& cfg) {
+                            const HealthConfig& cfg,
+                            const DecisionContext& ctx) {
   const bool fail_closed = cfg.unknown_policy == UnknownPolicy::fail_closed;
   const auto& ra = cfg.retry_after;
   // 1. Circuit breaker open (or database Unknown under fail-closed).
-  if (db.watched && db.evaluated && db.breaker.state == CircuitState::open) {
+  const CircuitBreakerMetrics* breaker = nullptr;
+  if (ctx.breaker)
+    breaker = &*ctx.breaker;
+  else if (db.watched && db.evaluated)
+    breaker = &db.breaker;
+  if (breaker != nullptr && breaker->state == CircuitState::open) {
+    // The count is the one that opened the breaker (counted while closed
+    // only), so it is at least the failure threshold.
+    auto n = breaker->consecutive_failures;
     return active(
         BackpressureSource::circuit_breaker, ReasonCode::breaker_open,
-        "database circuit breaker open after "
-            + std::to_string(db.breaker.consecutive_failures)
-            + " consecutive failures"
-            + (db.error.empty() ? "" : " (last error: " + db.error + ")"),
-        retry_after_from(db.breaker.time_until_half_open, ra.breaker_minimum));
+        "database circuit breaker open after " + std::to_string(n)
+            + (n == 1 ? " consecutive failure" : " consecutive failures")
+            + (!db.evaluated || db.error.empty()
+                   ? ""
+                   : " (last error: " + db.error + ")"),
+        retry_after_from(
+            breaker_recovery_wait(breaker->time_until_half_open, ctx),
+            ra.breaker_minimum));
   }
   if (db.watched && !db.evaluated && fail_closed)
     return active(BackpressureSource::database, ReasonCode::database_unknown,
@@ -81,26 +111,48 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
       if (r.tier == QueueDepthTier::unknown) {
         if (unknown == nullptr)
           unknown = &r;
-      } else if (worst == nullptr || r.tier > worst->tier) {
-        worst = &r;
+      } else if (worst == nullptr || r.tier > worst->tier
+                 || (r.tier == worst->tier && r.depth > worst->depth)) {
+        worst = &r; // the deepest queue of the worst tier
       }
     }
     auto describe
         = [&](const QueueReport& r, const char* level, int64_t threshold) {
-            return "queue '" + r.name + "' depth " + (r.capped ? ">= " : "")
-                   + std::to_string(r.depth) + " >= " + level + " threshold "
-                   + std::to_string(threshold);
+            auto text = "queue '" + r.name + "' depth "
+                        + (r.capped ? ">= " : "") + std::to_string(r.depth);
+            if (r.depth >= threshold)
+              return text + " >= " + level + " threshold "
+                     + std::to_string(threshold);
+            // Held in its tier by hysteresis (queues.hysteresis-margin).
+            return text + ", still " + level + " (threshold "
+                   + std::to_string(threshold) + ", leaves below "
+                   + std::to_string(threshold - cfg.hysteresis_margin) + ")";
           };
+    // The contract constant, or (queues.drain-retry-after) the time until
+    // every queue at Critical or worse has drained below its level.
+    auto queue_decision = [&](ReasonCode code, const char* level,
+                              int64_t threshold, seconds constant) {
+      auto reason = describe(*worst, level, threshold);
+      auto retry = constant;
+      if (cfg.drain_retry_after) {
+        if (auto estimate = drain_retry_after(q, constant)) {
+          retry = *estimate;
+          char buf[64];
+          std::snprintf(buf, sizeof(buf), ", draining at %.1f msg/s",
+                        worst->drain_rate);
+          reason += buf;
+        }
+      }
+      return active(BackpressureSource::queue, code, std::move(reason), retry);
+    };
     if (worst && worst->tier == QueueDepthTier::overflow)
-      return active(BackpressureSource::queue, ReasonCode::queue_overflow,
-                    describe(*worst, "overflow",
-                             cfg.thresholds_for(worst->name).overflow),
-                    ra.queue_overflow);
+      return queue_decision(ReasonCode::queue_overflow, "overflow",
+                            cfg.thresholds_for(worst->name).overflow,
+                            ra.queue_overflow);
     if (worst && worst->tier == QueueDepthTier::critical)
-      return active(BackpressureSource::queue, ReasonCode::queue_critical,
-                    describe(*worst, "critical",
-                             cfg.thresholds_for(worst->name).critical),
-                    ra.queue_critical);
+      return queue_decision(ReasonCode::queue_critical, "critical",
+                            cfg.thresholds_for(worst->name).critical,
+                            ra.queue_critical);
     if (unknown && fail_closed)
       return active(BackpressureSource::queue, ReasonCode::queue_unknown,
                     "queue '" + unknown->name
@@ -135,9 +187,13 @@ HealthStatus evaluate_status(const HealthSnapshot& s) noexcept {
   if (s.decision.active)
     return HealthStatus::unhealthy;
   const auto& db = s.database;
-  if (db.watched
-      && (!db.evaluated || !db.connected
-          || db.breaker.state != CircuitState::closed))
+  // A database that did not answer its check is unhealthy, as the
+  // original's database check reports it (backpressure follows only once
+  // the breaker opens).
+  if (db.watched && db.evaluated && !db.connected)
+    return HealthStatus::unhealthy;
+  // Unknown, or half-open (recovery not yet confirmed): degraded.
+  if (db.watched && (!db.evaluated || db.breaker.state != CircuitState::closed))
     return HealthStatus::degraded;
   const auto& ch = s.channel;
   if (ch.watched && (!ch.evaluated || ch.any_warning()))

@@ -82,28 +82,6 @@ std::string_view to_string(ReasonCode x) noexcept {
   return "invalid";
 }
 
-std::string_view reason_text(ReasonCode x) noexcept {
-  switch (x) {
-    case ReasonCode::none: return "";
-    case ReasonCode::breaker_open: return "database circuit breaker open";
-    case ReasonCode::database_unknown:
-      return "database health unknown (fail-closed)";
-    case ReasonCode::channel_critical: return "command channel critical";
-    case ReasonCode::channel_unknown:
-      return "command channel health unknown (fail-closed)";
-    case ReasonCode::queue_overflow: return "queue depth at overflow";
-    case ReasonCode::queue_critical: return "queue depth critical";
-    case ReasonCode::queue_unknown: return "queue depth unknown (fail-closed)";
-    case ReasonCode::custom_unhealthy:
-      return "critical custom health check unhealthy";
-    case ReasonCode::custom_unknown:
-      return "critical custom health check unknown (fail-closed)";
-    case ReasonCode::snapshot_stale: return "health snapshot stale";
-    case ReasonCode::no_snapshot: return "no health snapshot yet";
-  }
-  return "invalid";
-}
-
 std::string_view to_string(HealthStatus x) noexcept {
   switch (x) {
     case HealthStatus::healthy: return "healthy";
@@ -131,6 +109,27 @@ bool ChannelHealth::any_saturated() const noexcept {
 bool ChannelHealth::any_warning() const noexcept {
   return std::any_of(channels.begin(), channels.end(),
                      [](const ChannelReport& c) { return c.warning; });
+}
+
+std::string_view to_string(Admission x) noexcept {
+  switch (x) {
+    case Admission::accept: return "accept";
+    case Admission::accept_new_incarnation: return "accept_new_incarnation";
+    case Admission::reject_replay: return "reject_replay";
+    case Admission::reject_old_incarnation: return "reject_old_incarnation";
+  }
+  return "invalid";
+}
+
+Admission admit(const SnapshotStamp& next, const SnapshotStamp* last) noexcept {
+  if (last == nullptr)
+    return Admission::accept;
+  if (next.incarnation == last->incarnation)
+    return next.sequence > last->sequence ? Admission::accept
+                                          : Admission::reject_replay;
+  return next.incarnation_started >= last->incarnation_started
+             ? Admission::accept_new_incarnation
+             : Admission::reject_old_incarnation;
 }
 
 } // namespace tasker::health

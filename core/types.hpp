@@ -52,7 +52,8 @@ std::string_view to_string(CircuitState x) noexcept;
 /// A consistent reading of a circuit breaker.
 struct CircuitBreakerMetrics {
   CircuitState state = CircuitState::closed;
-  /// Failures since the last success (saturates at the encoding limit).
+  /// Consecutive failures while closed (saturates at the encoding limit);
+  /// while open or half-open, the count that opened the breaker.
   uint32_t consecutive_failures = 0;
   /// Successes counted in the current half-open phase.
   uint32_t half_open_successes = 0;
@@ -150,6 +151,17 @@ struct QueueReport {
   QueueDepthTier tier = QueueDepthTier::unknown;
   /// Why the queue could not be measured; empty otherwise.
   std::string error;
+  // -- drain rate (set by the aggregator's DrainTracker, core/drain.hpp) --
+  /// Messages per second the depth fell by over the recent history (least
+  /// squares; negative: growing); 0 when `drain_samples` < 3.
+  double drain_rate = 0.0;
+  /// Depth samples the rate rests on (its history since the queue was last
+  /// missing, capped, or rose to a new high).
+  uint32_t drain_samples = 0;
+  /// Estimated seconds until the depth falls below the level where the
+  /// queue stops causing backpressure (critical threshold minus hysteresis
+  /// margin); 0 when already below; -1 when not draining or not measurable.
+  int64_t drain_eta_seconds = -1;
   /// Why `visible_length` is -1 although the depth was measured (e.g. a
   /// partitioned queue without an index on vt, where counting every visible
   /// message would scan the whole queue); empty when it was measured.
@@ -166,7 +178,8 @@ struct QueueHealth {
   std::vector<QueueReport> queues;
   /// Worst tier over all queues (Unknown when not evaluated or empty).
   QueueDepthTier worst_tier = QueueDepthTier::unknown;
-  /// Name of the queue with the worst tier.
+  /// Name of the deepest queue of the worst tier (first configured on a
+  /// tie; the first queue when all are Unknown).
   std::string worst_queue;
   std::chrono::microseconds check_duration{0};
   std::string error;
@@ -221,6 +234,40 @@ struct ProbeStatus {
   friend bool operator==(const ProbeStatus&, const ProbeStatus&) = default;
 };
 
+/// What the root supervisor knows about one of its children (the
+/// aggregator, the probe supervisor, the caches, the publisher).
+struct ActorStatus {
+  /// "aggregator", "probe-supervisor", "cache", "publisher", ...
+  std::string name;
+  bool running = false;
+  /// Restarts since the start of the component.
+  uint64_t restarts = 0;
+  /// The root gave up on it (restart intensity exceeded).
+  bool failed_permanently = false;
+  /// Exit reason of the last failure (empty if none).
+  std::string last_failure;
+  friend bool operator==(const ActorStatus&, const ActorStatus&) = default;
+};
+
+// ---- the cluster
+// --------------------------------------------------------------
+
+/// One remote node as its link sees the connection.
+struct PeerStatus {
+  /// "host:port" as configured.
+  std::string peer;
+  bool connected = false;
+  /// CAF node id of the peer (empty until the first connect).
+  std::string node;
+  /// Successful connects so far.
+  uint64_t connects = 0;
+  /// Failed attempts since the last successful connect.
+  uint64_t failed_attempts = 0;
+  /// Why the last attempt failed or the connection ended (empty if none).
+  std::string last_error;
+  friend bool operator==(const PeerStatus&, const PeerStatus&) = default;
+};
+
 // ---- the decision -----------------------------------------------------------
 
 /// Which dimension caused backpressure.
@@ -252,8 +299,29 @@ enum class ReasonCode : uint8_t {
   no_snapshot,
 };
 
-/// Static, human-readable text of a reason code.
-std::string_view reason_text(ReasonCode x) noexcept;
+/// Static, human-readable text of a reason code. Inline: the hot path
+/// (BackpressureChecker::try_check) calls it on every rejection.
+constexpr std::string_view reason_text(ReasonCode x) noexcept {
+  switch (x) {
+    case ReasonCode::none: return "";
+    case ReasonCode::breaker_open: return "database circuit breaker open";
+    case ReasonCode::database_unknown:
+      return "database health unknown (fail-closed)";
+    case ReasonCode::channel_critical: return "command channel critical";
+    case ReasonCode::channel_unknown:
+      return "command channel health unknown (fail-closed)";
+    case ReasonCode::queue_overflow: return "queue depth at overflow";
+    case ReasonCode::queue_critical: return "queue depth critical";
+    case ReasonCode::queue_unknown: return "queue depth unknown (fail-closed)";
+    case ReasonCode::custom_unhealthy:
+      return "critical custom health check unhealthy";
+    case ReasonCode::custom_unknown:
+      return "critical custom health check unknown (fail-closed)";
+    case ReasonCode::snapshot_stale: return "health snapshot stale";
+    case ReasonCode::no_snapshot: return "no health snapshot yet";
+  }
+  return "invalid";
+}
 /// The short machine name of a reason code (for logs and JSON).
 std::string_view to_string(ReasonCode x) noexcept;
 
@@ -275,15 +343,20 @@ struct BackpressureDecision {
 enum class HealthStatus : uint8_t {
   healthy = 0,   ///< every dimension measured, nothing at warning or worse
   degraded = 1,  ///< no backpressure, but something is Unknown or warning
-  unhealthy = 2, ///< backpressure is active
+  unhealthy = 2, ///< backpressure is active, or the database did not answer
   stale = 3,     ///< no fresh snapshot (reader side only)
 };
 
 std::string_view to_string(HealthStatus x) noexcept;
 
 /// One evaluation cycle, immutable once published.
+///
+/// Identity and order: `incarnation` names one start of the component (one
+/// process, random and never 0); `sequence` increases strictly within an
+/// incarnation, also across restarts of the aggregator (`epoch` counts
+/// those). A consumer accepts a snapshot only when admit() says so.
 struct HealthSnapshot {
-  /// Strictly increasing per aggregator, starting at 1.
+  /// Strictly increasing within the incarnation, starting at 1.
   uint64_t sequence = 0;
   /// The node that produced it.
   std::string node_id;
@@ -296,8 +369,54 @@ struct HealthSnapshot {
   std::vector<CustomHealth> custom;
   BackpressureDecision decision;
   HealthStatus status = HealthStatus::degraded;
+  /// The start of the component that produced this snapshot (random, never
+  /// 0 once stamped by an aggregator).
+  uint64_t incarnation = 0;
+  /// Wall time of that start: orders two incarnations of the same node.
+  wall_time incarnation_started{};
+  /// Which aggregator of the incarnation produced it: 1 for the first,
+  /// incremented on every restart by the root supervisor.
+  uint32_t epoch = 0;
   friend bool operator==(const HealthSnapshot&, const HealthSnapshot&)
       = default;
 };
+
+/// Where a snapshot stands in its producer's stream (what a consumer must
+/// remember to refuse replays).
+struct SnapshotStamp {
+  uint64_t incarnation = 0;
+  wall_time incarnation_started{};
+  uint64_t sequence = 0;
+
+  static SnapshotStamp of(const HealthSnapshot& s) noexcept {
+    return {s.incarnation, s.incarnation_started, s.sequence};
+  }
+  friend bool operator==(const SnapshotStamp&, const SnapshotStamp&) = default;
+};
+
+/// What a consumer holding `last` does with a snapshot stamped `next`.
+enum class Admission : uint8_t {
+  /// Same incarnation, higher sequence (or nothing held yet).
+  accept = 0,
+  /// Another incarnation that started no earlier than the one held: the
+  /// producer restarted (sequence may start again at 1).
+  accept_new_incarnation = 1,
+  /// Same incarnation, sequence not higher: a replay or out of order.
+  reject_replay = 2,
+  /// Another incarnation that started before the one held: a leftover of
+  /// a process that has since been replaced.
+  reject_old_incarnation = 3,
+};
+
+std::string_view to_string(Admission x) noexcept;
+
+/// Decides whether a consumer holding `last` (null: nothing yet) accepts
+/// `next`. Accepting is `admit(...) <= Admission::accept_new_incarnation`.
+Admission admit(const SnapshotStamp& next, const SnapshotStamp* last) noexcept;
+
+/// True for accept and accept_new_incarnation.
+constexpr bool accepted(Admission a) noexcept {
+  return a == Admission::accept || a == Admission::accept_new_incarnation;
+}
 
 } // namespace tasker::health

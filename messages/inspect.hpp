@@ -43,7 +43,11 @@ template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, QueueReport& x) {
   return f(caf::meta::type_name("queue_report"), x.name, x.depth, x.capped,
            x.count_cap, x.visible_length, x.oldest_message_age_seconds,
-           x.missing, x.tier, x.error, x.visible_note);
+           x.missing, x.tier, x.error,
+           // drain rate (issue 12): keep these three together
+           x.drain_rate, x.drain_samples, x.drain_eta_seconds,
+           // why visible_length is not measured (issue 10)
+           x.visible_note);
 }
 
 template<class Inspector>
@@ -68,13 +72,26 @@ template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, HealthSnapshot& x) {
   return f(caf::meta::type_name("health_snapshot"), x.sequence, x.node_id,
            x.produced_at, x.evaluation_duration, x.database, x.channel,
-           x.queues, x.custom, x.decision, x.status);
+           x.queues, x.custom, x.decision, x.status, x.incarnation,
+           x.incarnation_started, x.epoch);
 }
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ProbeStatus& x) {
   return f(caf::meta::type_name("probe_status"), x.kind, x.name, x.running,
            x.restarts, x.failed_permanently, x.last_failure);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ActorStatus& x) {
+  return f(caf::meta::type_name("actor_status"), x.name, x.running, x.restarts,
+           x.failed_permanently, x.last_failure);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, PeerStatus& x) {
+  return f(caf::meta::type_name("peer_status"), x.peer, x.connected, x.node,
+           x.connects, x.failed_attempts, x.last_error);
 }
 
 } // namespace tasker::health

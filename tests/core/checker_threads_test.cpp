@@ -41,12 +41,14 @@ CAF_TEST(concurrent readers see only whole decisions) {
   std::atomic<bool> done{false};
   std::atomic<uint64_t> torn{0};
   std::atomic<uint64_t> reads{0};
+  std::atomic<int> started{0};
   std::vector<std::thread> readers;
   for (int t = 0; t < 3; ++t)
     readers.emplace_back([&] {
       auto local = checker; // copies share the cell
       uint64_t n = 0;
-      while (!done.load(std::memory_order_acquire)) {
+      ++started;
+      do {
         auto r = local.try_check();
         ++n;
         if (!r)
@@ -64,9 +66,13 @@ CAF_TEST(concurrent readers see only whole decisions) {
           if (snap && snap->decision.active != (snap->sequence % 2 == 1))
             ++torn;
         }
-      }
+      } while (!done.load(std::memory_order_acquire));
       reads += n;
     });
+  // Publish only once every reader runs: on a loaded machine the writer
+  // could otherwise finish before a reader thread was ever scheduled.
+  while (started.load() < 3)
+    std::this_thread::yield();
   for (uint64_t i = 1; i <= publications; ++i)
     cell->publish(make(i));
   done = true;

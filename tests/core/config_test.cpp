@@ -181,10 +181,50 @@ CAF_TEST(breaker limits) {
   CAF_CHECK(has(errors, "breaker.open-timeout"));
 }
 
-CAF_TEST(stale threshold must exceed the interval) {
+CAF_TEST(stale threshold must be at least twice the interval) {
   HealthConfig cfg;
   cfg.stale_threshold = 5000ms;
-  CAF_CHECK(has(cfg.validate(), "health.stale-threshold"));
+  CAF_CHECK(has(cfg.validate(), "health.stale-threshold", "twice"));
+  cfg.stale_threshold = 9999ms;
+  CAF_CHECK(has(cfg.validate(), "health.stale-threshold", "twice"));
+  cfg.stale_threshold = 10000ms;
+  CAF_CHECK_EQUAL(dump(cfg.validate()), "");
+}
+
+CAF_TEST(probe timeout leaves room to publish before the next tick) {
+  HealthConfig cfg;
+  CAF_CHECK_EQUAL(max_probe_timeout(5000ms).count(), 4500);
+  CAF_CHECK_EQUAL(max_probe_timeout(50ms).count(), 40);
+  cfg.probe_timeout = 5000ms; // tick and deadline would fall due together
+  CAF_CHECK(has(cfg.validate(), "health.probe-timeout", "at most 4500ms"));
+  cfg.probe_timeout = 4501ms;
+  CAF_CHECK(has(cfg.validate(), "health.probe-timeout"));
+  cfg.probe_timeout = 4500ms;
+  CAF_CHECK(!has(cfg.validate(), "health.probe-timeout"));
+  cfg.evaluation_interval = 1000ms;
+  cfg.stale_threshold = 2000ms;
+  cfg.probe_timeout = 900ms;
+  CAF_CHECK(!has(cfg.validate(), "health.probe-timeout"));
+  cfg.probe_timeout = 901ms;
+  CAF_CHECK(has(cfg.validate(), "health.probe-timeout"));
+}
+
+CAF_TEST(drain window holds three to a hundred intervals when on) {
+  HealthConfig cfg; // 5 s interval, 60 s window
+  CAF_CHECK(!cfg.drain_retry_after);
+  cfg.drain_window = 1000ms; // off: not checked
+  CAF_CHECK_EQUAL(dump(cfg.validate()), "");
+  cfg.drain_retry_after = true;
+  CAF_CHECK(has(cfg.validate(), "queues.drain-window",
+                "between 2 and 100 times health.evaluation-interval"));
+  cfg.drain_window = 9999ms;
+  CAF_CHECK(has(cfg.validate(), "queues.drain-window"));
+  cfg.drain_window = 10000ms;
+  CAF_CHECK_EQUAL(dump(cfg.validate()), "");
+  cfg.drain_window = 500000ms;
+  CAF_CHECK_EQUAL(dump(cfg.validate()), "");
+  cfg.drain_window = 500001ms;
+  CAF_CHECK(has(cfg.validate(), "queues.drain-window", "500001ms"));
 }
 
 CAF_TEST(supervisor and retry after rules) {
