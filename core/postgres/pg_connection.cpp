@@ -119,6 +119,26 @@ std::string result_error(const PGresult* res, std::string& sqlstate) {
   return msg;
 }
 
+/// Appends the rows of a PGRES_TUPLES_OK result (NULL as nullopt).
+void append_rows(const PGresult* res, std::vector<Row>& out) {
+  int rows = PQntuples(res);
+  int cols = PQnfields(res);
+  out.reserve(out.size() + static_cast<size_t>(rows));
+  for (int r = 0; r < rows; ++r) {
+    Row row;
+    row.reserve(static_cast<size_t>(cols));
+    for (int c = 0; c < cols; ++c) {
+      if (PQgetisnull(res, r, c) != 0)
+        row.emplace_back(std::nullopt);
+      else
+        row.emplace_back(
+            std::string{PQgetvalue(res, r, c),
+                        static_cast<size_t>(PQgetlength(res, r, c))});
+    }
+    out.push_back(std::move(row));
+  }
+}
+
 void on_notice(void* arg, const char* message) {
   auto* component = static_cast<const std::string*>(arg);
   logger()->debug("event=pg_notice component={} message={}", *component,
@@ -436,25 +456,7 @@ StatementResult Connection::run(const std::string& sql,
         return out;
       }
       switch (PQresultStatus(res)) {
-        case PGRES_TUPLES_OK: {
-          int rows = PQntuples(res);
-          int cols = PQnfields(res);
-          out.rows.reserve(static_cast<size_t>(rows));
-          for (int r = 0; r < rows; ++r) {
-            Row row;
-            row.reserve(static_cast<size_t>(cols));
-            for (int c = 0; c < cols; ++c) {
-              if (PQgetisnull(res, r, c) != 0)
-                row.emplace_back(std::nullopt);
-              else
-                row.emplace_back(
-                    std::string{PQgetvalue(res, r, c),
-                                static_cast<size_t>(PQgetlength(res, r, c))});
-            }
-            out.rows.push_back(std::move(row));
-          }
-          break;
-        }
+        case PGRES_TUPLES_OK: append_rows(res, out.rows); break;
         case PGRES_COMMAND_OK:
         case PGRES_EMPTY_QUERY: break;
         default:
@@ -570,27 +572,11 @@ PipelineResult Connection::pipeline(const std::vector<Segment>& segments,
           ++seg;
           in_command = false;
           break;
-        case PGRES_TUPLES_OK: {
+        case PGRES_TUPLES_OK:
           in_command = true;
-          int rows = PQntuples(res);
-          int cols = PQnfields(res);
           sr.rows.clear();
-          sr.rows.reserve(static_cast<size_t>(rows));
-          for (int r = 0; r < rows; ++r) {
-            Row row;
-            row.reserve(static_cast<size_t>(cols));
-            for (int c = 0; c < cols; ++c) {
-              if (PQgetisnull(res, r, c) != 0)
-                row.emplace_back(std::nullopt);
-              else
-                row.emplace_back(
-                    std::string{PQgetvalue(res, r, c),
-                                static_cast<size_t>(PQgetlength(res, r, c))});
-            }
-            sr.rows.push_back(std::move(row));
-          }
+          append_rows(res, sr.rows);
           break;
-        }
         case PGRES_COMMAND_OK:
         case PGRES_EMPTY_QUERY:
         case PGRES_PIPELINE_ABORTED: // skipped after an error: reported

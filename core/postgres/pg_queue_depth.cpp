@@ -8,7 +8,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
 #include <exception>
 #include <map>
 #include <optional>
@@ -109,13 +108,7 @@ struct SegmentInfo {
 };
 
 std::optional<int64_t> parse_int(const std::optional<std::string>& s) {
-  if (!s)
-    return std::nullopt;
-  int64_t value = 0;
-  auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), value);
-  if (ec != std::errc{} || end != s->data() + s->size())
-    return std::nullopt;
-  return value;
+  return s ? pg::parse_int(*s) : std::nullopt;
 }
 
 std::string ms_text(milliseconds d) {

@@ -4,8 +4,6 @@
 
 namespace tasker::health::pg {
 
-namespace {
-
 std::optional<int64_t> parse_int(std::string_view s) {
   int64_t value = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
@@ -13,8 +11,6 @@ std::optional<int64_t> parse_int(std::string_view s) {
     return std::nullopt;
   return value;
 }
-
-} // namespace
 
 std::string quote_ident(std::string_view name) {
   std::string out;

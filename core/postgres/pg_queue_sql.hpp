@@ -45,6 +45,9 @@ struct QueueTable {
   friend bool operator==(const QueueTable&, const QueueTable&) = default;
 };
 
+/// A whole decimal number (a result column), or nullopt.
+std::optional<int64_t> parse_int(std::string_view s);
+
 /// `name` as a double-quoted SQL identifier (embedded quotes doubled).
 std::string quote_ident(std::string_view name);
 
