@@ -5,9 +5,9 @@
 # (see bench/queue_depth_bench.cpp):
 #
 #   bash scripts/bench.sh            # {10,100,1000} queues x {500,10k}
-#                                    # messages but 1000 x 10k: a few minutes
+#                                    # messages but 1000 x 10k: ~30 s
 #   bash scripts/bench.sh --big      # all rows: + 1000 x 10k, 10 x 1M plain
-#                                    # and partitioned in flight (longer)
+#                                    # and partitioned in flight: ~5 min
 #   bash scripts/bench.sh --queues 10,100 --messages 500 --runs 50
 #   BUILD_DIR=build-bench bash scripts/bench.sh   # another build directory
 set -euo pipefail
