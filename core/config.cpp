@@ -2,7 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
+#include <cstdint>
+#include <map>
 
 namespace tasker::health {
 
@@ -26,21 +27,62 @@ std::string to_string(const ConfigError& x) {
   return x.option + ": " + x.message;
 }
 
-std::optional<std::string> queue_name_problem(std::string_view name) {
-  if (name.empty())
-    return "queue name is empty";
-  if (name.size() > max_queue_name_length)
-    return "queue name '" + std::string{name} + "' has "
-           + std::to_string(name.size()) + " characters; PGMQ allows at most "
-           + std::to_string(max_queue_name_length);
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '_';
-    if (!ok)
-      return "queue name '" + std::string{name}
-             + "' contains a character other than letters, digits and "
-               "underscore";
+namespace {
+
+/// Number of code points of valid UTF-8 `s`, or nullopt if `s` is not valid
+/// UTF-8 (overlong forms, surrogates and values above U+10FFFF included).
+std::optional<size_t> utf8_length(std::string_view s) {
+  size_t count = 0;
+  for (size_t i = 0; i < s.size(); ++count) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80           ? 1
+               : (c >> 5) == 0x6  ? 2
+               : (c >> 4) == 0xE  ? 3
+               : (c >> 3) == 0x1E ? 4
+                                  : 0;
+    if (n == 0 || i + n > s.size())
+      return std::nullopt;
+    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80)
+        return std::nullopt;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    static constexpr uint32_t min_of[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_of[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return std::nullopt;
+    i += n;
   }
+  return count;
+}
+
+} // namespace
+
+// PGMQ's own rules (pgmq.sql: format_table_name() and
+// validate_queue_name()): no '$', ';', "--" or single quote, at most 47
+// characters. Everything else is a valid queue name, including '-', spaces,
+// upper case (the table name is lower-cased), non-ASCII letters and even the
+// empty name. PostgreSQL adds two: no NUL character and valid UTF-8 (the
+// probe's connection uses client_encoding UTF8).
+std::optional<std::string> queue_name_problem(std::string_view name) {
+  auto shown = [&] {
+    return "queue name '" + std::string{name} + "'";
+  };
+  if (name.find('\0') != std::string_view::npos)
+    return "queue name contains a NUL character, which PostgreSQL text "
+           "cannot hold";
+  auto length = utf8_length(name);
+  if (!length)
+    return "queue name is not valid UTF-8";
+  if (*length > max_queue_name_length)
+    return shown() + " has " + std::to_string(*length)
+           + " characters; PGMQ allows at most "
+           + std::to_string(max_queue_name_length);
+  for (std::string_view bad : {"$", ";", "--", "'"})
+    if (name.find(bad) != std::string_view::npos)
+      return shown() + " contains \"" + std::string{bad}
+             + "\"; PGMQ refuses names with $, ;, -- or a single quote";
   return std::nullopt;
 }
 
@@ -248,12 +290,24 @@ std::vector<ConfigError> HealthConfig::validate() const {
                                           + ")");
   auto margin = std::max<int64_t>(hysteresis_margin, 0);
   c.thresholds("queues.", "the default thresholds", queue_thresholds, margin);
-  std::set<std::string> seen;
+  // PGMQ lower-cases a name to find its table: 'Orders' and 'orders' are
+  // the same queue (compared in ASCII; other letters fold as the database
+  // does).
+  std::map<std::string, std::string> seen;
   for (const auto& q : queues) {
+    auto folded = q.name;
+    for (auto& ch : folded)
+      if (ch >= 'A' && ch <= 'Z')
+        ch = static_cast<char>(ch - 'A' + 'a');
     if (auto problem = queue_name_problem(q.name))
       c.add("queues.names", *problem);
-    else if (!seen.insert(q.name).second)
-      c.add("queues.names", "queue '" + q.name + "' is listed twice");
+    else if (auto [it, fresh] = seen.emplace(folded, q.name); !fresh)
+      c.add("queues.names",
+            it->second == q.name
+                ? "queue '" + q.name + "' is listed twice"
+                : "queues '" + it->second + "' and '" + q.name
+                      + "' are the same PGMQ queue (table pgmq.q_" + folded
+                      + "); list it once");
     if (q.thresholds)
       c.thresholds("queues.thresholds." + q.name + ".",
                    "queue '" + q.name + "'", *q.thresholds, margin);

@@ -177,12 +177,18 @@ struct PeerAddress {
 std::optional<PeerAddress> parse_peer(std::string_view text,
                                       std::string* error = nullptr);
 
-/// Longest queue name PGMQ accepts (its table q_<name> must stay within
-/// PostgreSQL's identifier limit).
+/// Longest queue name PGMQ accepts, in characters (PGMQ's
+/// validate_queue_name(): its derived identifiers must stay within
+/// PostgreSQL's 63-byte limit).
 inline constexpr size_t max_queue_name_length = 47;
 
-/// Why `name` is not a valid PGMQ queue name, or nullopt when it is: only
-/// ASCII letters, digits and underscore, 1 to 47 characters.
+/// Why `name` is not a valid PGMQ queue name, or nullopt when it is. Exactly
+/// PGMQ's rules: at most 47 characters, none of '$', ';', "--" or a single
+/// quote; everything else is valid ('my-queue', 'Orders', spaces, non-ASCII
+/// letters, the empty name). Plus what PostgreSQL text needs: valid UTF-8,
+/// no NUL. The name is never spliced into SQL: it travels as a parameter,
+/// and the table it maps to (lower('q_' || name), as PGMQ forms it) is
+/// looked up by the server and quoted as an identifier.
 std::optional<std::string> queue_name_problem(std::string_view name);
 
 } // namespace tasker::health

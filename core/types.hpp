@@ -142,7 +142,7 @@ struct QueueReport {
   /// The cap used for this count (the queue's overflow threshold).
   int64_t count_cap = 0;
   /// Messages whose visibility time has passed (readable now); bounded by
-  /// the same cap.
+  /// the same cap. -1 when not measured (see `visible_note`).
   int64_t visible_length = 0;
   /// Age of the oldest message in seconds; -1 when the queue is empty.
   int64_t oldest_message_age_seconds = -1;
@@ -162,6 +162,10 @@ struct QueueReport {
   /// queue stops causing backpressure (critical threshold minus hysteresis
   /// margin); 0 when already below; -1 when not draining or not measurable.
   int64_t drain_eta_seconds = -1;
+  /// Why `visible_length` is -1 although the depth was measured (e.g. a
+  /// partitioned queue without an index on vt, where counting every visible
+  /// message would scan the whole queue); empty when it was measured.
+  std::string visible_note;
   friend bool operator==(const QueueReport&, const QueueReport&) = default;
 };
 

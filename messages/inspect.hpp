@@ -45,7 +45,9 @@ typename Inspector::result_type inspect(Inspector& f, QueueReport& x) {
            x.count_cap, x.visible_length, x.oldest_message_age_seconds,
            x.missing, x.tier, x.error,
            // drain rate (issue 12): keep these three together
-           x.drain_rate, x.drain_samples, x.drain_eta_seconds);
+           x.drain_rate, x.drain_samples, x.drain_eta_seconds,
+           // why visible_length is not measured (issue 10)
+           x.visible_note);
 }
 
 template<class Inspector>

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The queue depth benchmark: install dependencies, build queue-depth-bench
 # (RelWithDebInfo), start a private PostgreSQL, run the bench against it and
-# stop PostgreSQL again (also on failure). Extra arguments go to the bench:
+# stop PostgreSQL again (also on failure). Extra arguments go to the bench
+# (see bench/queue_depth_bench.cpp):
 #
-#   bash scripts/bench.sh                      # 10k, 100k, 1M messages, 30 runs
-#   bash scripts/bench.sh --runs 100 --sizes 10000,50000
+#   bash scripts/bench.sh            # {10,100,1000} queues x {500,10k}
+#                                    # messages but 1000 x 10k: ~30 s
+#   bash scripts/bench.sh --big      # all rows: + 1000 x 10k, 10 x 1M plain
+#                                    # and partitioned in flight: ~5 min
+#   bash scripts/bench.sh --queues 10,100 --messages 500 --runs 50
 #   BUILD_DIR=build-bench bash scripts/bench.sh   # another build directory
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -16,6 +16,7 @@ packages=(
   nlohmann-json3-dev
   libbenchmark-dev
   postgresql-15 postgresql-client-15
+  postgresql-15-partman
   procps iproute2 curl
   clang-format
 )

@@ -104,16 +104,39 @@ wait_result wait_socket(int fd, short events, steady::time_point deadline,
   }
 }
 
-std::string result_error(const PGresult* res) {
+/// The message of a failed result, " (SQLSTATE xxxxx)" appended; the
+/// SQLSTATE alone goes to `sqlstate`.
+std::string result_error(const PGresult* res, std::string& sqlstate) {
   const char* primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
   const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
   std::string msg = primary != nullptr ? first_line(primary)
                                        : first_line(PQresultErrorMessage(res));
   if (msg.empty())
     msg = PQresStatus(PQresultStatus(res));
+  sqlstate = state != nullptr ? state : "";
   if (state != nullptr)
     msg += std::string{" (SQLSTATE "} + state + ")";
   return msg;
+}
+
+/// Appends the rows of a PGRES_TUPLES_OK result (NULL as nullopt).
+void append_rows(const PGresult* res, std::vector<Row>& out) {
+  int rows = PQntuples(res);
+  int cols = PQnfields(res);
+  out.reserve(out.size() + static_cast<size_t>(rows));
+  for (int r = 0; r < rows; ++r) {
+    Row row;
+    row.reserve(static_cast<size_t>(cols));
+    for (int c = 0; c < cols; ++c) {
+      if (PQgetisnull(res, r, c) != 0)
+        row.emplace_back(std::nullopt);
+      else
+        row.emplace_back(
+            std::string{PQgetvalue(res, r, c),
+                        static_cast<size_t>(PQgetlength(res, r, c))});
+    }
+    out.push_back(std::move(row));
+  }
 }
 
 void on_notice(void* arg, const char* message) {
@@ -123,6 +146,40 @@ void on_notice(void* arg, const char* message) {
 }
 
 } // namespace
+
+std::string_view to_string(FailureKind x) noexcept {
+  switch (x) {
+    case FailureKind::none: return "none";
+    case FailureKind::config: return "config";
+    case FailureKind::connect: return "connect_failed";
+    case FailureKind::server_lost: return "server_lost";
+    case FailureKind::no_answer: return "no_answer";
+    case FailureKind::lock_timeout: return "lock_timeout";
+    case FailureKind::permission_denied: return "permission_denied";
+    case FailureKind::statement_timeout: return "statement_timeout";
+    case FailureKind::undefined_object: return "undefined_object";
+    case FailureKind::server_error: return "server_error";
+  }
+  return "unknown";
+}
+
+FailureKind classify_sqlstate(std::string_view s) noexcept {
+  if (s == "55P03")
+    return FailureKind::lock_timeout;
+  if (s == "42501")
+    return FailureKind::permission_denied;
+  if (s == "57014")
+    return FailureKind::statement_timeout;
+  // undefined table, schema, object, function, column
+  if (s == "42P01" || s == "3F000" || s == "42704" || s == "42883"
+      || s == "42703")
+    return FailureKind::undefined_object;
+  // connection exceptions; administrator shutdown, crash shutdown, cannot
+  // connect now: the session is gone whatever the statement.
+  if (s.starts_with("08") || s == "57P01" || s == "57P02" || s == "57P03")
+    return FailureKind::server_lost;
+  return FailureKind::server_error;
+}
 
 int remaining_ms(steady::time_point deadline) noexcept {
   auto left = deadline - steady::now();
@@ -177,10 +234,12 @@ std::string Connection::scrub(std::string message) const {
   return message;
 }
 
-void Connection::fail(StatementResult& out, bool timed_out, std::string error) {
+void Connection::fail(StatementResult& out, bool timed_out, std::string error,
+                      FailureKind kind) {
   out.ok = false;
   out.timed_out = timed_out;
   out.error = scrub(std::move(error));
+  out.kind = kind;
   out.rows.clear();
 }
 
@@ -190,10 +249,12 @@ void Connection::log_failure(std::string_view what, const StatementResult& r,
                                              : spdlog::level::warn;
   last_logged_error_ = r.error;
   logger()->log(level,
-                "event=pg_{}_failed component={} target={} timed_out={} "
-                "elapsed_ms={} error={}",
-                what, options_.component, quoted(target_), r.timed_out,
-                to_ms(elapsed), quoted(r.error));
+                "event=pg_{}_failed component={} target={} reason={} "
+                "sqlstate={} timed_out={} elapsed_ms={} error={}",
+                what, options_.component, quoted(target_), to_string(r.kind),
+                r.sqlstate.empty() ? std::string_view{"-"}
+                                   : std::string_view{r.sqlstate},
+                r.timed_out, to_ms(elapsed), quoted(r.error));
 }
 
 void Connection::log_success_after_failure() {
@@ -215,20 +276,26 @@ bool Connection::connect(StatementResult& out) {
                   options_.connect_timeout.count());
   // fallback_application_name comes first so that an application_name in
   // the user's string wins; dbname is expanded as a full connection string.
-  const char* keys[] = {"fallback_application_name", "dbname", nullptr};
+  // client_encoding comes after dbname and so wins over the user's string:
+  // the names we send (queue names from the configuration) are UTF-8.
+  const char* keys[]
+      = {"fallback_application_name", "dbname", "client_encoding", nullptr};
   // "tasker-health/db_check", "tasker-health/queue_depth": an operator can
   // tell the probes' sessions apart in pg_stat_activity.
   auto app_name = "tasker-health/" + options_.component;
-  const char* vals[] = {app_name.c_str(), options_.conninfo.c_str(), nullptr};
+  const char* vals[]
+      = {app_name.c_str(), options_.conninfo.c_str(), "UTF8", nullptr};
   PGconn* c = PQconnectStartParams(keys, vals, 1);
   if (c == nullptr) {
-    fail(out, false, "cannot start a connection: out of memory");
+    fail(out, false, "cannot start a connection: out of memory",
+         FailureKind::connect);
     log_failure("connect", out, steady::now() - start);
     return false;
   }
   auto give_up = [&](bool timed_out, std::string error) {
     PQfinish(c);
-    fail(out, timed_out, std::move(error));
+    fail(out, timed_out, std::move(error),
+         timed_out ? FailureKind::no_answer : FailureKind::connect);
     log_failure("connect", out, steady::now() - start);
     return false;
   };
@@ -261,6 +328,7 @@ bool Connection::connect(StatementResult& out) {
   if (PQsetnonblocking(c, 1) != 0)
     return give_up(false, first_line(PQerrorMessage(c)));
   conn_ = c;
+  ++epoch_;
   backend_pid_.store(PQbackendPID(c), std::memory_order_relaxed);
   logger()->info("event=pg_connected component={} target={} "
                  "backend_pid={} connect_ms={}",
@@ -272,7 +340,7 @@ bool Connection::connect(StatementResult& out) {
     // side of that connection is closed, so its backend then exits.
     auto pid = std::exchange(abandoned_pid_, -1);
     auto r = run("SELECT pg_cancel_backend($1)", {std::to_string(pid)},
-                 steady::now(), deadline, StatementResult{});
+                 steady::now(), deadline, StatementResult{}, true);
     if (!r.ok) {
       out = std::move(r);
       return false; // run() discarded the connection and logged why
@@ -288,23 +356,27 @@ bool Connection::connect(StatementResult& out) {
 StatementResult Connection::exec(const std::string& sql,
                                  const std::vector<std::string>& params) {
   StatementResult out;
-  if (!conninfo_error_.empty()) {
-    fail(out, false, conninfo_error_);
-    log_failure("connect", out, steady::duration::zero());
-    return out;
-  }
-  if (conn_ == nullptr && !connect(out))
+  if (!ensure_connected(out))
     return out;
   auto start = steady::now();
   return run(sql, params, start, start + options_.query_timeout,
              std::move(out));
 }
 
+bool Connection::ensure_connected(StatementResult& out) {
+  if (!conninfo_error_.empty()) {
+    fail(out, false, conninfo_error_, FailureKind::config);
+    log_failure("connect", out, steady::duration::zero());
+    return false;
+  }
+  return conn_ != nullptr || connect(out);
+}
+
 StatementResult Connection::run(const std::string& sql,
                                 const std::vector<std::string>& params,
                                 steady::time_point start,
                                 steady::time_point deadline,
-                                StatementResult out) {
+                                StatementResult out, bool internal) {
   auto give_up = [&](bool timed_out, std::string error) {
     // After a timeout the protocol state is unknown (a result may still be
     // on its way) and after a transport error the socket is dead: either way
@@ -313,7 +385,8 @@ StatementResult Connection::run(const std::string& sql,
     if (timed_out)
       abandoned_pid_ = pid; // cancelled after the next connect
     disconnect();
-    fail(out, timed_out, std::move(error));
+    fail(out, timed_out, std::move(error),
+         timed_out ? FailureKind::no_answer : FailureKind::server_lost);
     log_failure("statement", out, steady::now() - start);
     logger()->debug("event=pg_connection_discarded component={} "
                     "backend_pid={}",
@@ -359,6 +432,7 @@ StatementResult Connection::run(const std::string& sql,
   }
 
   std::string statement_error;
+  std::string statement_state;
   for (;;) {
     while (PQisBusy(conn_) == 0) {
       PGresult* res = PQgetResult(conn_);
@@ -370,39 +444,24 @@ StatementResult Connection::run(const std::string& sql,
                                     ? first_line(PQerrorMessage(conn_))
                                     : statement_error);
         if (!statement_error.empty()) {
-          fail(out, false, std::move(statement_error));
+          fail(out, false, std::move(statement_error),
+               classify_sqlstate(statement_state));
+          out.sqlstate = std::move(statement_state);
           log_failure("statement", out, steady::now() - start);
           return out;
         }
         out.ok = true;
-        log_success_after_failure();
+        if (!internal)
+          log_success_after_failure();
         return out;
       }
       switch (PQresultStatus(res)) {
-        case PGRES_TUPLES_OK: {
-          int rows = PQntuples(res);
-          int cols = PQnfields(res);
-          out.rows.reserve(static_cast<size_t>(rows));
-          for (int r = 0; r < rows; ++r) {
-            Row row;
-            row.reserve(static_cast<size_t>(cols));
-            for (int c = 0; c < cols; ++c) {
-              if (PQgetisnull(res, r, c) != 0)
-                row.emplace_back(std::nullopt);
-              else
-                row.emplace_back(
-                    std::string{PQgetvalue(res, r, c),
-                                static_cast<size_t>(PQgetlength(res, r, c))});
-            }
-            out.rows.push_back(std::move(row));
-          }
-          break;
-        }
+        case PGRES_TUPLES_OK: append_rows(res, out.rows); break;
         case PGRES_COMMAND_OK:
         case PGRES_EMPTY_QUERY: break;
         default:
           if (statement_error.empty())
-            statement_error = result_error(res);
+            statement_error = result_error(res, statement_state);
       }
       PQclear(res);
     }
@@ -416,6 +475,162 @@ StatementResult Connection::run(const std::string& sql,
     if (PQconsumeInput(conn_) == 0)
       return give_up(false, first_line(PQerrorMessage(conn_)));
   }
+}
+
+PipelineResult Connection::pipeline(const std::vector<Segment>& segments,
+                                    steady::time_point deadline) {
+  PipelineResult out;
+  out.segments.resize(segments.size());
+  auto start = steady::now();
+  size_t seg = 0;          // the segment whose answers are being read
+  bool in_command = false; // reading the results of one command
+  auto give_up = [&](bool timed_out, std::string error, FailureKind kind) {
+    auto pid = backend_pid();
+    if (timed_out)
+      abandoned_pid_ = pid; // cancelled after the next connect
+    if (conn_ != nullptr)
+      disconnect();
+    StatementResult r;
+    fail(r, timed_out, std::move(error), kind);
+    log_failure("pipeline", r, steady::now() - start);
+    logger()->debug("event=pg_connection_discarded component={} "
+                    "backend_pid={}",
+                    options_.component, pid);
+    out.ok = false;
+    out.timed_out = timed_out;
+    out.error = std::move(r.error);
+    out.kind = kind;
+    return out;
+  };
+  auto transport_error = [&] {
+    return give_up(false, first_line(PQerrorMessage(conn_)),
+                   FailureKind::server_lost);
+  };
+  if (conn_ == nullptr) {
+    out.error = "not connected";
+    out.kind = FailureKind::server_lost;
+    return out;
+  }
+  if (segments.empty()) {
+    out.ok = true;
+    return out;
+  }
+  if (PQenterPipelineMode(conn_) == 0)
+    return transport_error();
+  std::vector<const char*> values;
+  for (const auto& segment : segments) {
+    for (const auto& c : segment.commands) {
+      values.clear();
+      for (const auto& p : c.params)
+        values.push_back(p.c_str());
+      auto n = static_cast<int>(values.size());
+      int rc = 0;
+      switch (c.op) {
+        case Command::Op::prepare:
+          rc = PQsendPrepare(conn_, c.name.c_str(), c.sql.c_str(), 0, nullptr);
+          break;
+        case Command::Op::execute_prepared:
+          rc = PQsendQueryPrepared(conn_, c.name.c_str(), n, values.data(),
+                                   nullptr, nullptr, 0);
+          break;
+        case Command::Op::execute:
+          rc = PQsendQueryParams(conn_, c.sql.c_str(), n, nullptr,
+                                 values.data(), nullptr, nullptr, 0);
+          break;
+      }
+      if (rc == 0)
+        return transport_error();
+    }
+    if (PQpipelineSync(conn_) == 0)
+      return transport_error();
+  }
+  // Send and read at once: the server may answer the first segments while
+  // the last ones are still on their way, and both sides must keep reading
+  // or both may wait on full buffers.
+  bool flushed = false;
+  for (;;) {
+    if (!flushed) {
+      int rc = PQflush(conn_);
+      if (rc < 0)
+        return transport_error();
+      flushed = rc == 0;
+    }
+    while (seg < segments.size() && PQisBusy(conn_) == 0) {
+      PGresult* res = PQgetResult(conn_);
+      if (res == nullptr) {
+        if (!in_command)
+          break; // nothing more to read now
+        in_command = false;
+        continue;
+      }
+      auto& sr = out.segments[seg];
+      switch (PQresultStatus(res)) {
+        case PGRES_PIPELINE_SYNC:
+          sr.done = true;
+          sr.ok = sr.error.empty();
+          sr.finished_at = steady::now();
+          ++seg;
+          in_command = false;
+          break;
+        case PGRES_TUPLES_OK:
+          in_command = true;
+          sr.rows.clear();
+          append_rows(res, sr.rows);
+          break;
+        case PGRES_COMMAND_OK:
+        case PGRES_EMPTY_QUERY:
+        case PGRES_PIPELINE_ABORTED: // skipped after an error: reported
+          in_command = true;
+          break;
+        default:
+          in_command = true;
+          if (sr.error.empty()) {
+            sr.error = scrub(result_error(res, sr.sqlstate));
+            sr.kind = classify_sqlstate(sr.sqlstate);
+          }
+      }
+      PQclear(res);
+    }
+    if (seg == segments.size())
+      break;
+    if (PQstatus(conn_) == CONNECTION_BAD)
+      return transport_error();
+    short events = static_cast<short>(POLLIN | (flushed ? 0 : POLLOUT));
+    short revents = 0;
+    switch (wait_socket(PQsocket(conn_), events, deadline, &revents)) {
+      case wait_result::timeout: {
+        auto limit = std::chrono::ceil<milliseconds>(deadline - start);
+        return give_up(
+            true,
+            "query timed out after " + std::to_string(limit.count()) + " ms ("
+                + (seg == 0 ? std::string{"no answer from the "
+                                          "server"}
+                            : "the server answered " + std::to_string(seg)
+                                  + " of " + std::to_string(segments.size())
+                                  + " parts in time")
+                + ")",
+            FailureKind::no_answer);
+      }
+      case wait_result::error:
+        return give_up(false,
+                       std::string{"waiting on the socket: "}
+                           + std::strerror(errno),
+                       FailureKind::server_lost);
+      case wait_result::ready: break;
+    }
+    if ((revents & (POLLIN | POLLERR | POLLHUP)) != 0
+        && PQconsumeInput(conn_) == 0)
+      return transport_error();
+  }
+  if (PQexitPipelineMode(conn_) == 0)
+    return transport_error();
+  out.ok = true;
+  bool any_ok = false;
+  for (size_t i = 0; i < segments.size(); ++i)
+    any_ok = any_ok || (out.segments[i].ok && !segments[i].internal);
+  if (any_ok)
+    log_success_after_failure();
+  return out;
 }
 
 } // namespace tasker::health::pg

@@ -1,9 +1,12 @@
 // Internal to core/postgres: one libpq connection whose connect and whose
 // every statement are bounded by hard deadlines, shared by the DB check and
-// the queue depth source. Not part of the public API.
+// the queue depth source. Not part of the public API. Statements go out one
+// at a time (exec) or many at once in a libpq pipeline (pipeline: one
+// network round trip, each segment its own transaction).
 //
 // Why libpq's non-blocking API and not libpqxx with a watchdog: a stopped
-// backend or a silent peer never makes a blocking call return, so something
+// backend or a silent peer never makes a blocking call return (neither
+// statement_timeout nor tcp_user_timeout helps on loopback), so something
 // must cut it off.
 //  - A watchdog thread calling shutdown(sock) on a libpqxx connection needs a
 //    second thread per probe and races with the owner closing the socket: if
@@ -24,6 +27,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,14 +49,104 @@ struct ConnectionOptions {
 /// One row of a result; a NULL value is nullopt.
 using Row = std::vector<std::optional<std::string>>;
 
+/// Why something failed, for logs and for the callers' decisions. Three
+/// reasons that used to look alike are kept apart: a lock held by someone
+/// else (the server answered, with 55P03), a missing privilege (42501) and a
+/// server that is gone (the connection broke).
+enum class FailureKind : uint8_t {
+  none = 0,
+  /// The configuration itself (a malformed connection string).
+  config,
+  /// Connecting failed (refused, authentication, DNS...).
+  connect,
+  /// The connection broke while in use: the server went away.
+  server_lost,
+  /// Our own deadline passed before the server answered.
+  no_answer,
+  /// The server gave up waiting for a lock (lock_timeout, SQLSTATE 55P03).
+  lock_timeout,
+  /// A privilege is missing (SQLSTATE 42501).
+  permission_denied,
+  /// The server cancelled the statement (statement_timeout, SQLSTATE 57014).
+  statement_timeout,
+  /// A table, schema or other object does not exist (42P01, 3F000, ...).
+  undefined_object,
+  /// Any other error the server reported for the statement.
+  server_error,
+};
+
+/// A short machine name ("lock_timeout", "server_lost", ...) for logs.
+std::string_view to_string(FailureKind x) noexcept;
+
+/// The kind of a server error from its SQLSTATE (never `none`).
+FailureKind classify_sqlstate(std::string_view sqlstate) noexcept;
+
 /// What one statement produced.
 struct StatementResult {
   bool ok = false;
   /// The connect or the statement ran into its deadline.
   bool timed_out = false;
-  /// Short, single-line and password-free; empty on success.
+  /// Short, single-line and password-free; empty on success. Server errors
+  /// end with " (SQLSTATE xxxxx)".
   std::string error;
   std::vector<Row> rows;
+  /// SQLSTATE of a server error; empty otherwise.
+  std::string sqlstate;
+  FailureKind kind = FailureKind::none;
+};
+
+/// One protocol-level command of a pipeline.
+struct Command {
+  enum class Op : uint8_t {
+    /// Parse `sql` as the prepared statement `name` (no parameters).
+    prepare,
+    /// Bind and execute the prepared statement `name` with `params`.
+    execute_prepared,
+    /// Parse, bind and execute `sql` with `params` (unnamed statement).
+    execute,
+  };
+  Op op = Op::execute;
+  std::string name;
+  std::string sql;
+  std::vector<std::string> params;
+};
+
+/// Commands followed by a Sync: they run as one implicit transaction, and an
+/// error skips the rest of this segment only; the next segment runs anyway.
+struct Segment {
+  std::vector<Command> commands;
+  /// Housekeeping (session settings, DEALLOCATE): its success alone does not
+  /// count as the connection's recovery in the log.
+  bool internal = false;
+};
+
+/// What one segment produced.
+struct SegmentResult {
+  /// The segment's Sync was answered (false: the pipeline stopped before).
+  bool done = false;
+  /// Every command succeeded.
+  bool ok = false;
+  /// The first error of the segment (with SQLSTATE), password-free.
+  std::string error;
+  std::string sqlstate;
+  FailureKind kind = FailureKind::none;
+  /// Rows of the last command that returned rows.
+  std::vector<Row> rows;
+  /// When its answer was complete.
+  std::chrono::steady_clock::time_point finished_at{};
+};
+
+/// What a whole pipeline produced.
+struct PipelineResult {
+  /// Every segment was answered (each may still have failed on its own).
+  bool ok = false;
+  /// The deadline passed first; the connection was discarded.
+  bool timed_out = false;
+  /// Why the pipeline stopped (connect, transport, deadline); empty if ok.
+  std::string error;
+  FailureKind kind = FailureKind::none;
+  /// One per segment, in order.
+  std::vector<SegmentResult> segments;
 };
 
 /// A lazily (re)connecting libpq connection with deadlines. Used from one
@@ -73,6 +167,25 @@ class Connection {
   StatementResult exec(const std::string& sql,
                        const std::vector<std::string>& params = {});
 
+  /// Connects if there is no connection (bounded by connect_timeout). On
+  /// failure returns false and fills `out` (logged like exec()).
+  bool ensure_connected(StatementResult& out);
+
+  /// Sends every segment at once (libpq pipeline mode: one network round
+  /// trip however many segments) and reads the answers until `deadline`.
+  /// Needs a connection (ensure_connected()). Segments answered before a
+  /// failure or the deadline keep their results. After a timeout or a broken
+  /// connection the connection is discarded, as in exec(). Server errors of
+  /// single segments are not logged here: the caller knows what they mean.
+  /// `pg_recovered` is logged (after a logged failure) only when a segment
+  /// that is not `internal` succeeded.
+  PipelineResult pipeline(const std::vector<Segment>& segments,
+                          std::chrono::steady_clock::time_point deadline);
+
+  /// Counts successful connects: a new value means that everything the
+  /// session held (prepared statements, settings) is gone.
+  uint64_t epoch() const noexcept { return epoch_; }
+
   /// Server pid of the backend of the current connection, or -1.
   int backend_pid() const noexcept {
     return backend_pid_.load(std::memory_order_relaxed);
@@ -86,12 +199,15 @@ class Connection {
  private:
   bool connect(StatementResult& out);
   /// Runs one statement on the open connection until `deadline`.
+  /// `internal`: a statement of our own (the cancel after a reconnect); its
+  /// success does not count as recovery of the caller's statements.
   StatementResult run(const std::string& sql,
                       const std::vector<std::string>& params,
                       std::chrono::steady_clock::time_point start,
                       std::chrono::steady_clock::time_point deadline,
-                      StatementResult out);
-  void fail(StatementResult& out, bool timed_out, std::string error);
+                      StatementResult out, bool internal = false);
+  void fail(StatementResult& out, bool timed_out, std::string error,
+            FailureKind kind);
   /// Removes the password from a message, should libpq ever echo it.
   std::string scrub(std::string message) const;
   void log_failure(std::string_view what, const StatementResult& r,
@@ -111,6 +227,7 @@ class Connection {
   /// Backend of a connection abandoned at a query deadline, whose query is
   /// cancelled after the next successful connect (-1: none).
   int abandoned_pid_ = -1;
+  uint64_t epoch_ = 0;
   /// The last error logged at warning level; repeats go to debug so that a
   /// server that stays down does not flood the log every cycle.
   std::string last_logged_error_;

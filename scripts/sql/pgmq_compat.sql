@@ -9,10 +9,13 @@
 --     enqueued_at, vt, message jsonb) with an index on vt, and the archive
 --     pgmq.a_<name>; table names are lower(prefix || '_' || name), exactly as
 --     pgmq.format_table_name() makes them;
---   * create, send, send_batch, read, delete, archive, pop, set_vt, metrics,
---     metrics_all, list_queues, purge_queue, drop_queue.
--- Not reproduced: partitioned queues (pg_partman), read_with_poll, the
--- `headers` column of PGMQ >= 1.7, extension membership bookkeeping.
+--   * create, create_unlogged, create_partitioned (needs the pg_partman
+--     extension, Debian package postgresql-15-partman, installed in the
+--     database: CREATE EXTENSION pg_partman), send, send_batch, read, delete,
+--     archive, pop, set_vt, metrics, metrics_all, list_queues, purge_queue,
+--     drop_queue.
+-- Not reproduced: read_with_poll, the `headers` column of newer PGMQ
+-- releases, extension membership bookkeeping.
 --
 -- Idempotent: load it any number of times (psql -f, or one simple-query
 -- exec); it never drops data.
@@ -176,13 +179,126 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
+-- An unlogged queue: as create(), but the queue table skips the WAL (fast,
+-- and emptied by a crash); the archive stays logged.
+CREATE OR REPLACE FUNCTION pgmq.create_unlogged(queue_name TEXT)
+RETURNS void AS $$
+DECLARE
+  qtable TEXT := pgmq.format_table_name(queue_name, 'q');
+BEGIN
+  PERFORM pgmq.validate_queue_name(queue_name);
+  PERFORM pgmq.acquire_queue_lock(queue_name);
+  EXECUTE format(
+    'CREATE UNLOGGED TABLE IF NOT EXISTS pgmq.%I ('
+    ' msg_id BIGINT PRIMARY KEY GENERATED ALWAYS AS IDENTITY,'
+    ' read_ct INT DEFAULT 0 NOT NULL,'
+    ' enqueued_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,'
+    ' vt TIMESTAMP WITH TIME ZONE NOT NULL,'
+    ' message JSONB)', qtable);
+  -- create_non_partitioned() adds what is missing (archive, indexes) and
+  -- registers the queue; the meta row then says "unlogged".
+  PERFORM pgmq.create_non_partitioned(queue_name);
+  UPDATE pgmq.meta SET is_unlogged = true
+   WHERE meta.queue_name = create_unlogged.queue_name;
+END;
+$$ LANGUAGE plpgsql;
+
+-- The schema pg_partman lives in, or NULL when it is not installed.
+CREATE OR REPLACE FUNCTION pgmq._partman_schema()
+RETURNS TEXT AS $$
+  SELECT extnamespace::regnamespace::text FROM pg_extension
+   WHERE extname = 'pg_partman';
+$$ LANGUAGE sql;
+
+-- Hands a partitioned table to pg_partman (4.x: type 'native'; 5.x:
+-- 'range') and sets the retention of old partitions.
+CREATE OR REPLACE FUNCTION pgmq._partman_parent(
+    parent TEXT, control TEXT, part_interval TEXT, retention TEXT)
+RETURNS void AS $$
+DECLARE
+  partman TEXT := pgmq._partman_schema();
+  kind TEXT;
+BEGIN
+  SELECT CASE WHEN split_part(extversion, '.', 1)::int >= 5
+              THEN 'range' ELSE 'native' END
+    INTO kind FROM pg_extension WHERE extname = 'pg_partman';
+  EXECUTE format('SELECT %I.create_parent(p_parent_table := %L, '
+                 'p_control := %L, p_interval := %L, p_type := %L)',
+                 partman, parent, control, part_interval, kind);
+  EXECUTE format('UPDATE %I.part_config SET retention = %L, '
+                 'retention_keep_table = false, retention_keep_index = true, '
+                 'automatic_maintenance = ''on'' WHERE parent_table = %L',
+                 partman, retention, parent);
+END;
+$$ LANGUAGE plpgsql;
+
+-- A partitioned queue, shaped as PGMQ's create_partitioned() shapes it: the
+-- queue and archive tables are partitioned by range and managed by
+-- pg_partman; a whole-number interval partitions by msg_id (every
+-- `partition_interval` messages), anything else (e.g. '1 day') by
+-- enqueued_at (the archive then by archived_at). The partition column gets
+-- an index; there is NO index on vt and no primary key, as in PGMQ.
+CREATE OR REPLACE FUNCTION pgmq.create_partitioned(
+    queue_name TEXT,
+    partition_interval TEXT DEFAULT '10000',
+    retention_interval TEXT DEFAULT '100000')
+RETURNS void AS $$
+DECLARE
+  qtable TEXT := pgmq.format_table_name(queue_name, 'q');
+  atable TEXT := pgmq.format_table_name(queue_name, 'a');
+  by_id BOOLEAN := partition_interval ~ '^\s*[-+]?[0-9]+\s*$';
+  qcol TEXT;
+  acol TEXT;
+BEGIN
+  PERFORM pgmq.validate_queue_name(queue_name);
+  PERFORM pgmq.acquire_queue_lock(queue_name);
+  IF pgmq._partman_schema() IS NULL THEN
+    RAISE EXCEPTION 'pg_partman is required for partitioned queues';
+  END IF;
+  qcol := CASE WHEN by_id THEN 'msg_id' ELSE 'enqueued_at' END;
+  acol := CASE WHEN by_id THEN 'msg_id' ELSE 'archived_at' END;
+  IF to_regclass(format('pgmq.%I', qtable)) IS NULL THEN
+    EXECUTE format(
+      'CREATE TABLE pgmq.%I ('
+      ' msg_id BIGINT GENERATED ALWAYS AS IDENTITY,'
+      ' read_ct INT DEFAULT 0 NOT NULL,'
+      ' enqueued_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,'
+      ' vt TIMESTAMP WITH TIME ZONE NOT NULL,'
+      ' message JSONB) PARTITION BY RANGE (%I)', qtable, qcol);
+    PERFORM pgmq._partman_parent('pgmq.' || qtable, qcol, partition_interval,
+                                 retention_interval);
+  END IF;
+  EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON pgmq.%I (%I)',
+                 qtable || '_part_idx', qtable, qcol);
+  INSERT INTO pgmq.meta (queue_name, is_partitioned, is_unlogged)
+  VALUES (queue_name, true, false) ON CONFLICT DO NOTHING;
+  IF to_regclass(format('pgmq.%I', atable)) IS NULL THEN
+    EXECUTE format(
+      'CREATE TABLE pgmq.%I ('
+      ' msg_id BIGINT NOT NULL,'
+      ' read_ct INT DEFAULT 0 NOT NULL,'
+      ' enqueued_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,'
+      ' archived_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,'
+      ' vt TIMESTAMP WITH TIME ZONE NOT NULL,'
+      ' message JSONB) PARTITION BY RANGE (%I)', atable, acol);
+    PERFORM pgmq._partman_parent('pgmq.' || atable, acol, partition_interval,
+                                 retention_interval);
+  END IF;
+  EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON pgmq.%I (archived_at)',
+                 'archived_at_idx_' || queue_name, atable);
+END;
+$$ LANGUAGE plpgsql;
+
 CREATE OR REPLACE FUNCTION pgmq.drop_queue(queue_name TEXT)
 RETURNS BOOLEAN AS $$
 DECLARE
     qtable TEXT := pgmq.format_table_name(queue_name, 'q');
     atable TEXT := pgmq.format_table_name(queue_name, 'a');
+    partitioned BOOLEAN;
 BEGIN
     PERFORM pgmq.acquire_queue_lock(queue_name);
+    SELECT is_partitioned INTO partitioned FROM pgmq.meta
+     WHERE meta.queue_name = drop_queue.queue_name;
     IF NOT EXISTS (
         SELECT 1
         FROM information_schema.tables
@@ -194,6 +310,11 @@ BEGIN
     EXECUTE FORMAT('DROP TABLE IF EXISTS pgmq.%I', qtable);
     EXECUTE FORMAT('DROP TABLE IF EXISTS pgmq.%I', atable);
     DELETE FROM pgmq.meta WHERE meta.queue_name = drop_queue.queue_name;
+    IF partitioned AND pgmq._partman_schema() IS NOT NULL THEN
+      EXECUTE format('DELETE FROM %I.part_config WHERE parent_table IN (%L, %L)',
+                     pgmq._partman_schema(), 'pgmq.' || qtable,
+                     'pgmq.' || atable);
+    END IF;
     RETURN TRUE;
 END;
 $$ LANGUAGE plpgsql;

@@ -143,12 +143,12 @@ CAF_TEST(syntax errors in the file are parse errors) {
 
 CAF_TEST(rules of the component are reported with option names) {
   parsed p{{"--database.url=host=a", "--queues.warning=6000",
-            "--queues.names=[\"orders\",\"bad-name\"]",
+            "--queues.names=[\"orders\",\"bad;name\"]",
             "--health.unknown-policy=closed", "--http.port=70000",
             "--log.level=loud", "--breaker.failure-threshold=-1"}};
   CAF_REQUIRE(!p.parse_error);
   CAF_CHECK(p.has("queues.critical", "greater than the warning"));
-  CAF_CHECK(p.has("queues.names", "'bad-name'"));
+  CAF_CHECK(p.has("queues.names", "'bad;name'"));
   CAF_CHECK(p.has("health.unknown-policy", "fail-open"));
   CAF_CHECK(p.has("http.port", "between 0 and 65535"));
   CAF_CHECK(p.has("log.level", "loud"));

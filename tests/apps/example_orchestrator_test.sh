@@ -184,7 +184,7 @@ rc=0
 [ "$rc" -eq 2 ] || fail "stale-threshold < interval exited $rc, expected 2"
 grep -q 'stale-threshold' "$work/bad3.out" || fail "the error does not name stale-threshold: $(cat "$work/bad3.out")"
 rc=0
-"$bin" --queues=bad-name --db="$conn" >"$work/bad4.out" 2>&1 || rc=$?
+"$bin" --queues='bad;name' --db="$conn" >"$work/bad4.out" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] || fail "an invalid queue name exited $rc, expected 2"
 grep -q 'queues' "$work/bad4.out" || fail "the error does not name queues: $(cat "$work/bad4.out")"
 rc=0

@@ -116,23 +116,46 @@ CAF_TEST(channel thresholds must be ordered percentages) {
 }
 
 CAF_TEST(queue names follow pgmq rules) {
-  CAF_CHECK(!queue_name_problem("orders_2"));
+  // What PGMQ 1.5's create() accepts (checked against its pgmq.sql).
+  for (std::string ok :
+       {"orders_2", "my-queue", "Orders", "with space", "dot.ted", "-lead",
+        "trail-", "quote\"d", "sl/ash", "na\xc3\xafve", ""})
+    CAF_CHECK(!queue_name_problem(ok));
   CAF_CHECK(!queue_name_problem(std::string(47, 'q')));
+  // 47 characters of two bytes each: PGMQ counts characters.
+  std::string umlauts;
+  for (int i = 0; i < 47; ++i)
+    umlauts += "\xc3\xa4";
+  CAF_CHECK(!queue_name_problem(umlauts));
+  CAF_CHECK(queue_name_problem(umlauts + "\xc3\xa4"));
   CAF_CHECK(queue_name_problem(std::string(48, 'q')));
-  CAF_CHECK(queue_name_problem(""));
-  CAF_CHECK(queue_name_problem("bad-name"));
+  // PGMQ's forbidden characters.
+  CAF_CHECK(queue_name_problem("a--b"));
   CAF_CHECK(queue_name_problem("x; drop table y"));
   CAF_CHECK(queue_name_problem("quote'd"));
-  CAF_CHECK(queue_name_problem("na\xc3\xafve"));
+  CAF_CHECK(queue_name_problem("pay$"));
+  // What PostgreSQL text cannot hold.
+  CAF_CHECK(queue_name_problem(std::string("nul\0byte", 8)));
+  CAF_CHECK(queue_name_problem("bad\xc3"));
+  CAF_CHECK(queue_name_problem("\xc0\xaf"));     // overlong '/'
+  CAF_CHECK(queue_name_problem("\xed\xa0\x80")); // a surrogate
+  auto msg = queue_name_problem("a--b").value_or("");
+  CAF_CHECK(msg.find("'a--b'") != std::string::npos);
+  CAF_CHECK(msg.find("--") != std::string::npos);
   HealthConfig cfg;
   cfg.queues = {{"ok", std::nullopt},
-                {"bad-name", std::nullopt},
+                {"bad;name", std::nullopt},
                 {std::string(48, 'a'), std::nullopt},
-                {"ok", std::nullopt}};
+                {"ok", std::nullopt},
+                {"my-queue", std::nullopt},
+                {"Orders", std::nullopt},
+                {"orders", std::nullopt}};
   auto errors = cfg.validate();
-  CAF_CHECK(has(errors, "queues.names", "'bad-name'"));
+  CAF_CHECK(has(errors, "queues.names", "'bad;name'"));
   CAF_CHECK(has(errors, "queues.names", "at most 47"));
   CAF_CHECK(has(errors, "queues.names", "listed twice"));
+  CAF_CHECK(has(errors, "queues.names", "same PGMQ queue"));
+  CAF_CHECK_EQUAL(errors.size(), 4u);
 }
 
 CAF_TEST(hysteresis margin must fit between the thresholds) {
@@ -221,7 +244,7 @@ CAF_TEST(every violated rule is returned at once) {
   HealthConfig cfg;
   cfg.evaluation_interval = 0ms;
   cfg.queue_thresholds = {-5, -1, -2};
-  cfg.queues = {{"bad-name", std::nullopt}};
+  cfg.queues = {{"bad;name", std::nullopt}};
   auto errors = cfg.validate();
   CAF_CHECK_GREATER_OR_EQUAL(errors.size(), 5u);
   CAF_CHECK(has(errors, "health.evaluation-interval"));

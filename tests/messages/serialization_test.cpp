@@ -72,6 +72,15 @@ HealthSnapshot full_snapshot() {
   m.missing = true;
   m.error = "missing";
   s.queues.queues.push_back(m);
+  QueueReport p; // partitioned, visible count not measured
+  p.name = "part-Q";
+  p.depth = 10000;
+  p.capped = true;
+  p.count_cap = 10000;
+  p.visible_length = -1;
+  p.visible_note = "not measured: no index on vt";
+  p.tier = QueueDepthTier::overflow;
+  s.queues.queues.push_back(p);
   s.queues.worst_tier = QueueDepthTier::overflow;
   s.queues.worst_queue = "orders";
   s.custom.push_back({"ledger", CustomKind::critical, true, false, "lag", ""});
@@ -94,6 +103,8 @@ CAF_TEST(a full snapshot round trips unchanged) {
   auto t = round_trip(s);
   CAF_CHECK(t == s);
   CAF_CHECK_EQUAL(t.queues.queues[1].error, "missing");
+  CAF_CHECK_EQUAL(t.queues.queues[2].visible_note,
+                  "not measured: no index on vt");
   CAF_CHECK(t.database.breaker.state == CircuitState::open);
   CAF_CHECK(t.produced_at == s.produced_at);
 }

@@ -11,6 +11,9 @@
 // run while a backend is stopped never abort (CAF_CHECK, or TH_ENSURE, which
 // returns from the test), so that RAII resumes the process, stops the
 // facade and shuts the actor system down.
+//
+// Two suites: postgres.health_system, and postgres.queue_faults (one bad
+// queue among several) at the end, with the same fixture.
 #define CAF_SUITE postgres.health_system
 #include "caf/test/unit_test.hpp"
 
@@ -990,6 +993,117 @@ CAF_TEST(unreadable queues are unknown and rejected under fail closed) {
   rec->wait_count(settle + 3);
   for (auto& o : rec->range(settle))
     check_unknown(o.snap, false);
+  shutdown();
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+// ---- 4. one bad queue among several
+// ------------------------------------------
+
+// A suite of its own (its own CTest entry), so that each suite stays within
+// its time budget; same fixture.
+#undef CAF_SUITE
+#define CAF_SUITE postgres.queue_faults
+
+CAF_TEST_FIXTURE_SCOPE(queue_faults, fixture)
+
+CAF_TEST(a fault on one queue keeps the overflow of another in force) {
+  // "Orders-EU" (a name with '-' and capitals) overflows its thresholds
+  // (10 / 20 / 30, 40 messages); "events" is normal and then breaks in
+  // three ways: its privilege revoked, a lock held on it past the lock
+  // timeout, its table dropped with its meta row left. Under fail-open the
+  // Overflow must keep backpressure active in every snapshot meanwhile, and
+  // the queue probe must never touch the DB breaker.
+  make_queue("Orders-EU", 40);
+  make_queue("events", 5);
+  auto role_conninfo = qdb.create_role("th_sys_mon");
+  auto role = role_of(role_conninfo);
+  TH_ENSURE(!role.empty());
+  qdb.exec("GRANT pg_monitor TO " + th::quote_ident(role));
+  auto cfg = config();
+  cfg.queues
+      = {{"Orders-EU", QueueThresholds{10, 20, 30}}, {"events", std::nullopt}};
+  TH_ENSURE(start(cfg, db_check(qdb.conninfo()), queue_source(role_conninfo)));
+  auto find = [](const HealthSnapshot& s, const std::string& name) {
+    for (const auto& q : s.queues.queues)
+      if (q.name == name)
+        return q;
+    return QueueReport{};
+  };
+  auto overflowing = [&](const HealthSnapshot& s) {
+    auto o = find(s, "Orders-EU");
+    return o.tier == QueueDepthTier::overflow && o.depth == 30 && o.capped
+           && s.decision.active
+           && s.decision.code == ReasonCode::queue_overflow;
+  };
+  auto healthy_events = [&](const HealthSnapshot& s) {
+    auto e = find(s, "events");
+    return e.error.empty() && e.tier == QueueDepthTier::normal && e.depth == 5;
+  };
+  TH_ENSURE(rec->wait_for(0,
+                          [&](const HealthSnapshot& s) {
+                            return overflowing(s) && healthy_events(s);
+                          })
+                .has_value());
+  // One fault: wait until the probe reports it, watch a few more cycles,
+  // then check every snapshot since the fault began.
+  auto fault = [&](const std::string& label, std::string_view needle) {
+    auto mark = rec->size();
+    auto hit = rec->wait_for(mark, [&](const HealthSnapshot& s) {
+      return contains(find(s, "events").error, needle);
+    });
+    CAF_CHECK(hit.has_value());
+    if (!hit)
+      return;
+    rec->wait_count(*hit + 5);
+    auto r = try_check();
+    CAF_CHECK(r.has_value());
+    if (r)
+      CAF_CHECK(r->code == ReasonCode::queue_overflow);
+    size_t n = 0;
+    for (auto& o : rec->range(mark)) {
+      const auto& s = o.snap;
+      ++n;
+      if (!overflowing(s))
+        CAF_MESSAGE(label << ": snapshot #" << s.sequence << " "
+                          << s.decision.reason << " / " << s.queues.error);
+      CAF_CHECK(s.queues.evaluated);
+      CAF_CHECK(overflowing(s));
+      CAF_CHECK(s.database.breaker.state == CircuitState::closed);
+      CAF_CHECK_EQUAL(s.database.breaker.consecutive_failures, 0u);
+      auto e = find(s, "events");
+      if (!healthy_events(s)) {
+        CAF_CHECK(e.tier == QueueDepthTier::unknown);
+        CAF_CHECK(!e.error.empty());
+      }
+    }
+    auto e = find(rec->at(rec->size() - 1).snap, "events");
+    CAF_MESSAGE(label << ": " << n << " snapshots, events: " << e.error);
+    CAF_CHECK(contains(e.error, needle));
+  };
+  auto recovered = [&] {
+    auto mark = rec->size();
+    CAF_CHECK(rec->wait_for(mark,
+                            [&](const HealthSnapshot& s) {
+                              return overflowing(s) && healthy_events(s);
+                            })
+                  .has_value());
+  };
+  qdb.exec("REVOKE SELECT ON pgmq.q_events FROM pg_monitor");
+  fault("revoked", "SQLSTATE 42501");
+  qdb.exec("GRANT SELECT ON pgmq.q_events TO pg_monitor");
+  recovered();
+  {
+    pqxx::connection locker{qdb.conninfo()};
+    pqxx::work tx{locker};
+    tx.exec("LOCK TABLE pgmq.q_events IN ACCESS EXCLUSIVE MODE");
+    fault("locked", "is locked by another session");
+    tx.abort();
+  }
+  recovered();
+  qdb.exec("DROP TABLE pgmq.q_events");
+  fault("dropped", "is in pgmq.meta but its table is missing");
   shutdown();
 }
 

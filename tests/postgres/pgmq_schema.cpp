@@ -228,4 +228,96 @@ CAF_TEST(drop_queue removes the tables and the meta row) {
   CAF_CHECK_EQUAL(db.scalar<int>("SELECT count(*) FROM pgmq.q_gone"), 0);
 }
 
+CAF_TEST(create_unlogged makes an unlogged queue table) {
+  db.exec("SELECT pgmq.create_unlogged('fast')");
+  CAF_CHECK_EQUAL(db.scalar<std::string>("SELECT relpersistence::text FROM "
+                                         "pg_class WHERE oid = "
+                                         "'pgmq.q_fast'::regclass"),
+                  "u");
+  // The archive stays logged, as in PGMQ.
+  CAF_CHECK_EQUAL(db.scalar<std::string>("SELECT relpersistence::text FROM "
+                                         "pg_class WHERE oid = "
+                                         "'pgmq.a_fast'::regclass"),
+                  "p");
+  CAF_CHECK_EQUAL(
+      db.scalar<std::string>("SELECT is_partitioned || ' ' || is_unlogged FROM "
+                             "pgmq.meta WHERE queue_name = 'fast'"),
+      "false true");
+  CAF_CHECK_EQUAL(columns_of("pgmq.q_fast"),
+                  "msg_id bigint, read_ct integer, enqueued_at timestamp with "
+                  "time zone, vt timestamp with time zone, message jsonb");
+  CAF_CHECK(db.scalar<bool>("SELECT to_regclass('pgmq.q_fast_vt_idx') IS NOT "
+                            "NULL"));
+  db.exec("SELECT pgmq.send('fast', '{}'), pgmq.send('fast', '{}')");
+  CAF_CHECK_EQUAL(db.scalar<long>("SELECT queue_length FROM "
+                                  "pgmq.metrics('fast')"),
+                  2);
+}
+
+CAF_TEST(create_partitioned makes what pgmq makes with pg_partman) {
+  // Without pg_partman it refuses, as PGMQ does.
+  CAF_CHECK(throws("SELECT pgmq.create_partitioned('p')"));
+  db.exec("CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA "
+          "partman");
+  db.exec("SELECT pgmq.create_partitioned('Part_Q')");
+  // Partitioned by msg_id (10,000 messages a partition), no primary key, an
+  // index on msg_id and none on vt.
+  CAF_CHECK_EQUAL(db.scalar<std::string>("SELECT pg_get_partkeydef("
+                                         "'pgmq.q_part_q'::regclass) || ' ' "
+                                         "|| pg_get_partkeydef("
+                                         "'pgmq.a_part_q'::regclass)"),
+                  "RANGE (msg_id) RANGE (msg_id)");
+  CAF_CHECK_EQUAL(columns_of("pgmq.q_part_q"),
+                  "msg_id bigint, read_ct integer, enqueued_at timestamp with "
+                  "time zone, vt timestamp with time zone, message jsonb");
+  CAF_CHECK_EQUAL(
+      db.scalar<std::string>(
+          "SELECT string_agg(pg_get_indexdef(indexrelid), ' | ' "
+          "ORDER BY indexrelid::regclass::text) FROM pg_index "
+          "WHERE indrelid IN ('pgmq.q_part_q'::regclass, "
+          "'pgmq.a_part_q'::regclass)"),
+      "CREATE INDEX \"archived_at_idx_Part_Q\" ON ONLY pgmq.a_part_q "
+      "USING btree (archived_at) | CREATE INDEX q_part_q_part_idx "
+      "ON ONLY pgmq.q_part_q USING btree (msg_id)");
+  CAF_CHECK_EQUAL(db.scalar<int>("SELECT count(*) FROM pg_constraint WHERE "
+                                 "conrelid = 'pgmq.q_part_q'::regclass"),
+                  0);
+  CAF_CHECK_EQUAL(db.scalar<std::string>(
+                      "SELECT string_agg(parent_table || ' ' || control || ' "
+                      "' || partition_interval || ' ' || retention || ' ' || "
+                      "retention_keep_table || ' ' || retention_keep_index, "
+                      "' | ' ORDER BY parent_table) FROM partman.part_config"),
+                  "pgmq.a_part_q msg_id 10000 100000 false true | "
+                  "pgmq.q_part_q msg_id 10000 100000 false true");
+  CAF_CHECK_EQUAL(
+      db.scalar<std::string>("SELECT is_partitioned || ' ' || is_unlogged FROM "
+                             "pgmq.meta WHERE queue_name = 'Part_Q'"),
+      "true false");
+  CAF_CHECK_GREATER(db.scalar<int>("SELECT count(*) FROM pg_inherits WHERE "
+                                   "inhparent = 'pgmq.q_part_q'::regclass"),
+                    1);
+  // Messages go in and out as with any queue.
+  db.exec("SELECT pgmq.send_batch('Part_Q', array_agg(jsonb_build_object('i', "
+          "g))) FROM generate_series(1, 5) g");
+  CAF_CHECK_EQUAL(db.exec("SELECT * FROM pgmq.read('Part_Q', 30, 2)").size(),
+                  2u);
+  CAF_CHECK_EQUAL(db.scalar<std::string>(
+                      "SELECT queue_length || ' ' || queue_visible_length "
+                      "FROM pgmq.metrics('Part_Q')"),
+                  "5 3");
+  // A time interval partitions by enqueued_at (the archive by archived_at).
+  db.exec("SELECT pgmq.create_partitioned('daily', '1 day', '7 days')");
+  CAF_CHECK_EQUAL(db.scalar<std::string>("SELECT pg_get_partkeydef("
+                                         "'pgmq.q_daily'::regclass) || ' ' "
+                                         "|| pg_get_partkeydef("
+                                         "'pgmq.a_daily'::regclass)"),
+                  "RANGE (enqueued_at) RANGE (archived_at)");
+  // drop_queue also forgets the pg_partman configuration.
+  CAF_CHECK(db.scalar<bool>("SELECT pgmq.drop_queue('Part_Q')"));
+  CAF_CHECK(db.scalar<bool>("SELECT to_regclass('pgmq.q_part_q') IS NULL"));
+  CAF_CHECK_EQUAL(db.scalar<int>("SELECT count(*) FROM partman.part_config "
+                                 "WHERE parent_table LIKE '%part_q'"),
+                  0);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -175,30 +175,55 @@ CAF_TEST(queue names map to tables the way PGMQ does it) {
       db.scalar<std::string>("SELECT to_regclass('pgmq.q_mixedcase')::text"),
       "pgmq.q_mixedcase");
   db.exec("SELECT pgmq.send('MixedCase', '{}') FROM generate_series(1, 3)");
+  // Names PGMQ accepts that need quoting as identifiers: '-', a space, a
+  // double quote, a dot, non-ASCII letters.
+  std::vector<std::pair<std::string, int>> odd{
+      {"my-queue", 4}, {"Mixed-Case Q", 5}, {"quote\"d", 6}, {"dot.ted", 7},
+      {"-lead", 8},    {"na\xc3\xafve", 9}, {"trail-", 10}};
+  for (auto& [name, n] : odd) {
+    db.exec("SELECT pgmq.create(" + db.quote(name) + ")");
+    db.exec("SELECT pgmq.send_batch(" + db.quote(name)
+            + ", array_agg(jsonb_build_object('i', g))) FROM "
+              "generate_series(1, "
+            + std::to_string(n) + ") g");
+  }
   auto src = source();
-  auto h = src.measure({{"MixedCase", 100}, {"mixedcase", 100}});
+  std::vector<QueueDepthRequest> req{{"MixedCase", 100}, {"mixedcase", 100}};
+  for (auto& [name, n] : odd)
+    req.push_back({name, 100});
+  auto h = src.measure(req);
   CAF_CHECK(h.evaluated);
-  CAF_REQUIRE_EQUAL(h.queues.size(), 2u);
+  CAF_REQUIRE_EQUAL(h.queues.size(), req.size());
   check_queue(h.queues[0], "MixedCase", 100, 3, false, 3);
   check_queue(h.queues[1], "mixedcase", 100, 3, false, 3);
+  for (size_t i = 0; i < odd.size(); ++i)
+    check_queue(h.queues[i + 2], odd[i].first, 100, odd[i].second, false,
+                odd[i].second);
+  // pgmq.metrics_all() agrees.
+  for (auto& [name, n] : odd)
+    CAF_CHECK_EQUAL(db.scalar<int>("SELECT queue_length FROM "
+                                   "pgmq.metrics_all() WHERE queue_name = "
+                                   + db.quote(name)),
+                    n);
 }
 
-CAF_TEST(rejected names never reach SQL and the valid queues are measured) {
+CAF_TEST(names pgmq refuses never reach SQL and the valid queues are measured) {
   make_queue("good", 5);
   db.exec("CREATE TABLE public.y (x int)");
   std::string too_long(48, 'a');
   make_queue(std::string(47, 'b'), 1); // the longest valid name
   std::vector<QueueDepthRequest> req{
-      {"bad-name", 100},   {"good", 100}, {"x; drop table y", 100},
-      {too_long, 100},     {"", 100},     {std::string(47, 'b'), 100},
-      {"good\"; --", 100}, {"good", 0},
+      {"bad;name", 100},    {"good", 100}, {"x; drop table y", 100},
+      {too_long, 100},      {"a--b", 100}, {std::string(47, 'b'), 100},
+      {"good'; --", 100},   {"good", 0},   {"pay$", 100},
+      {"not\xc3utf8", 100},
   };
   auto src = source();
   auto h = src.measure(req);
   CAF_CHECK(h.evaluated);
   CAF_CHECK_EQUAL(h.error, "");
   CAF_REQUIRE_EQUAL(h.queues.size(), req.size());
-  for (size_t i : {0u, 2u, 3u, 4u, 6u}) {
+  for (size_t i : {0u, 2u, 3u, 4u, 6u, 8u, 9u}) {
     const auto& q = h.queues[i];
     auto problem = queue_name_problem(req[i].name);
     CAF_REQUIRE(problem.has_value());
@@ -223,15 +248,16 @@ CAF_TEST(only rejected names means no round trip at all) {
   th::SilentListener silent;
   PgQueueDepthSource src{{silent.conninfo(), 300ms, 300ms}};
   auto start = std::chrono::steady_clock::now();
-  auto h = src.measure({{"bad-name", 10}, {"x; drop table y", 10}});
+  auto h = src.measure({{"bad;name", 10}, {"x; drop table y", 10}});
   CAF_CHECK_LESS(th::ms_since(start), 100);
   CAF_CHECK(h.evaluated);
   CAF_REQUIRE_EQUAL(h.queues.size(), 2u);
-  auto bad = queue_name_problem("bad-name").value_or("");
+  auto bad = queue_name_problem("bad;name").value_or("");
   auto injection = queue_name_problem("x; drop table y").value_or("");
   CAF_CHECK_EQUAL(h.queues[0].error, bad);
   CAF_CHECK_EQUAL(h.queues[1].error, injection);
   CAF_CHECK_EQUAL(src.backend_pid(), -1);
+  CAF_CHECK_EQUAL(src.stats().round_trips, 0u);
   auto none = src.measure({});
   CAF_CHECK(none.evaluated);
   CAF_CHECK(none.queues.empty());
@@ -242,7 +268,7 @@ CAF_TEST(a refused connection is a failed measurement not depth zero) {
       = "host=127.0.0.1 port=" + std::to_string(th::refused_port())
         + " user=postgres password=Sup3rSecretPw";
   PgQueueDepthSource src{{conninfo, 1000ms, 1000ms}};
-  auto h = src.measure({{"q1", 100}, {"bad-name", 100}});
+  auto h = src.measure({{"q1", 100}, {"bad;name", 100}});
   CAF_MESSAGE("error: " << h.error);
   CAF_CHECK(!h.evaluated);
   CAF_CHECK(!h.error.empty());
@@ -250,7 +276,7 @@ CAF_TEST(a refused connection is a failed measurement not depth zero) {
   CAF_REQUIRE_EQUAL(h.queues.size(), 2u);
   CAF_CHECK_EQUAL(h.queues[0].name, "q1");
   CAF_CHECK_EQUAL(h.queues[0].error, h.error);
-  auto bad = queue_name_problem("bad-name").value_or("");
+  auto bad = queue_name_problem("bad;name").value_or("");
   CAF_CHECK_EQUAL(h.queues[1].error, bad);
   CAF_CHECK(h.queues[0].tier == QueueDepthTier::unknown);
 }

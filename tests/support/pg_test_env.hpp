@@ -197,6 +197,13 @@ class ScratchDatabase {
     return tx.exec(sql);
   }
 
+  /// `value` as an SQL string literal (quoted by libpq).
+  std::string quote(const std::string& value) {
+    if (!conn_)
+      conn_ = std::make_unique<pqxx::connection>(conninfo_);
+    return conn_->quote(value);
+  }
+
   /// The single value of a one-row, one-column query.
   template<class T>
   T scalar(const std::string& sql) {
