@@ -15,6 +15,7 @@
 // follows the target.
 
 #include "cli.hpp"
+#include "core/config.hpp"
 
 #include <pqxx/pqxx>
 
@@ -113,17 +114,6 @@ example:
 )";
 }
 
-/// PGMQ's rule for the names this program accepts: letters, digits, '_';
-/// 47 characters at most (so that every derived identifier fits in 63 bytes).
-bool valid_queue_name(std::string_view name) {
-  if (name.empty() || name.size() > 47)
-    return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-           || (c >= '0' && c <= '9') || c == '_';
-  });
-}
-
 std::string lower(std::string s) {
   for (auto& c : s)
     if (c >= 'A' && c <= 'Z')
@@ -150,10 +140,9 @@ std::vector<QueueSpec> parse_queues(const std::string& opt,
     } else {
       spec.name = item;
     }
-    if (!valid_queue_name(spec.name))
-      throw demo::ArgError{opt, "queue name '" + spec.name
-                                    + "' must be 1 to 47 characters of "
-                                      "[A-Za-z0-9_]"};
+    // The component's rule, which is PGMQ's own (core/config.hpp).
+    if (auto problem = tasker::health::queue_name_problem(spec.name))
+      throw demo::ArgError{opt, *problem};
     if (!seen.insert(lower(spec.name)).second)
       throw demo::ArgError{opt, "queue '" + spec.name
                                     + "' is listed twice (PGMQ ignores case)"};

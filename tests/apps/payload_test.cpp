@@ -104,8 +104,9 @@ CAF_TEST(health json carries every field) {
   auto& q = j["queues"]["queues"][0];
   for (auto key :
        {"name", "tier", "depth", "capped", "count_cap", "visible_length",
-        "oldest_message_age_seconds", "missing", "error"})
+        "visible_note", "oldest_message_age_seconds", "missing", "error"})
     CAF_CHECK(q.contains(key));
+  CAF_CHECK(q["visible_note"].is_null());
   CAF_CHECK_EQUAL(q["tier"].get<std::string>(), "critical");
   CAF_CHECK(q["oldest_message_age_seconds"].is_null());
   auto& gone = j["queues"]["queues"][1];
