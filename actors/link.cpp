@@ -1,5 +1,6 @@
 #include "actors/link.hpp"
 
+#include "actors/openssl_guard.hpp"
 #include "actors/tcp_precheck.hpp"
 #include "core/log.hpp"
 #include "messages/errors.hpp"
@@ -178,6 +179,9 @@ peer_link(link_actor::stateful_pointer<link_state> self, link_options options) {
     st.options.board = std::make_shared<peer_board>();
   st.options.board->update([&](PeerStatus& p) { p.peer = st.peer; });
   st.rng.seed(st.options.seed);
+  // TLS: one failed handshake must not close the healthy connections.
+  if (st.options.tls)
+    openssl_error_queue_guard_active();
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.publisher && dm.source == st.publisher.address()) {

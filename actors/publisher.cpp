@@ -1,5 +1,6 @@
 #include "actors/publisher.hpp"
 
+#include "actors/openssl_guard.hpp"
 #include "core/log.hpp"
 #include "messages/errors.hpp"
 #include "messages/inspect.hpp"
@@ -128,6 +129,9 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
   st.options = std::move(options);
   st.sys = &self->system();
   st.self_addr = self->address();
+  // TLS: one failed handshake must not close the healthy connections.
+  if (st.options.tls)
+    openssl_error_queue_guard_active();
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.aggregator && dm.source == st.aggregator.address()) {
