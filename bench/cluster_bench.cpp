@@ -5,7 +5,8 @@
 // publishing node itself.
 //
 //   cmake --build build --target cluster-bench
-//   build/bench/cluster-bench [--seconds=N] [--queues=N] [--rows=LIST]
+//   build/bench/cluster-bench [--seconds=N] [--repeat=N] [--queues=N]
+//                             [--rows=LIST]
 //                             [CAF options for every node, e.g.
 //                              --scheduler.policy=stealing]
 //
@@ -37,7 +38,10 @@
 // the remote node's BASP dispatch and the cache (admission, cell publish).
 // Samples are taken for snapshots produced in the measured window only
 // (after a 1 s warm-up); "missed" counts deliveries expected in the window
-// (snapshots produced x caches) that did not arrive. Heartbeats 200 ms / 1 s
+// (snapshots produced x caches) that did not arrive. Every row runs
+// --repeat times (3), the rows interleaved, so that other load on the
+// machine falls on every row alike; the table gives the median of the
+// runs' p50 and p99 with the lowest and highest run. Heartbeats 200 ms / 1 s
 // and CAF's work-sharing scheduler with 2 threads on every node (the
 // daemon's settings) unless CAF options say otherwise.
 #include "actors/health_system.hpp"
@@ -460,10 +464,18 @@ std::vector<row_spec> parse_rows(const std::string& text) {
 
 } // namespace
 
+double median(std::vector<double> xs) {
+  if (xs.empty())
+    return 0;
+  std::sort(xs.begin(), xs.end());
+  return xs[xs.size() / 2];
+}
+
 int main(int argc, char** argv) {
   bench_options o;
   o.caf_args.push_back(argv[0]);
   std::vector<row_spec> rows = default_rows();
+  size_t repeat = 3;
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--seconds=", 10) == 0)
       o.seconds = std::chrono::seconds{std::stol(argv[i] + 10)};
@@ -471,6 +483,8 @@ int main(int argc, char** argv) {
       o.queues = std::stoul(argv[i] + 9);
     else if (std::strncmp(argv[i], "--rows=", 7) == 0)
       rows = parse_rows(argv[i] + 7);
+    else if (std::strncmp(argv[i], "--repeat=", 9) == 0)
+      repeat = std::max<size_t>(1, std::stoul(argv[i] + 9));
     else
       o.caf_args.push_back(argv[i]);
   }
@@ -482,33 +496,70 @@ int main(int argc, char** argv) {
     return 1;
   }
   o.pki = &*pki;
-  std::printf("cluster bench: 10 Hz, %lld s per row after a 1 s warm-up, %zu "
-              "queues per snapshot; latency = cache's cell published - "
-              "snapshot produced_at (same host clock, one process, one actor "
-              "system per node over loopback TCP)\n\n",
-              static_cast<long long>(o.seconds.count()), o.queues);
+  std::printf("cluster bench: 10 Hz, %lld s per run after a 1 s warm-up, %zu "
+              "runs per row (rows interleaved), %zu queues per snapshot; "
+              "latency = cache's cell published - snapshot produced_at (same "
+              "host clock, one process, one actor system per node over "
+              "loopback TCP). p50 and p99: median over the runs, [lowest - "
+              "highest run]; max: over all runs; load: the machine's 1-minute "
+              "load average, mean over the runs\n\n",
+              static_cast<long long>(o.seconds.count()), repeat, o.queues);
+  // Interleaved (row 1, row 2, ..., row 1, row 2, ...), so that other load
+  // on the machine spreads over every row alike.
+  std::vector<std::vector<row_result>> results(rows.size());
+  for (size_t k = 0; k < repeat; ++k)
+    for (size_t i = 0; i < rows.size(); ++i) {
+      auto r = run_row(o, rows[i]);
+      std::fprintf(stderr, "run %zu/%zu: %s %zu%s: %s p50 %.3f p99 %.3f\n",
+                   k + 1, repeat, mode_name(rows[i].how), rows[i].caches,
+                   rows[i].tls ? " tls" : "",
+                   r.error.empty() ? "ok" : r.error.c_str(), r.latency.p50,
+                   r.latency.p99);
+      results[i].push_back(std::move(r));
+    }
   std::printf("| delivery | caches | TLS | snapshot bytes | snapshots | "
               "samples | missed | p50 ms | p99 ms | max ms | load |\n");
   std::printf("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | "
               "---: | ---: |\n");
-  std::fflush(stdout);
-  for (auto& spec : rows) {
-    auto r = run_row(o, spec);
-    if (!r.error.empty()) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto& spec = rows[i];
+    std::vector<double> p50, p99;
+    double max = 0, load = 0;
+    uint64_t snapshots = 0, samples = 0, expected = 0;
+    size_t bytes = 0;
+    std::string errors;
+    for (auto& r : results[i]) {
+      if (!r.error.empty()) {
+        errors += (errors.empty() ? "" : "; ") + r.error;
+        continue;
+      }
+      p50.push_back(r.latency.p50);
+      p99.push_back(r.latency.p99);
+      max = std::max(max, r.latency.max);
+      load += r.load;
+      snapshots += r.snapshots;
+      samples += r.latency.samples;
+      expected += r.expected;
+      bytes = r.snapshot_bytes;
+    }
+    if (p50.empty()) {
       std::printf("| %s | %zu | %s | failed: %s |\n", mode_name(spec.how),
-                  spec.caches, spec.tls ? "yes" : "no", r.error.c_str());
-      std::fflush(stdout);
+                  spec.caches, spec.tls ? "yes" : "no", errors.c_str());
       continue;
     }
-    auto missed
-        = r.expected > r.latency.samples ? r.expected - r.latency.samples : 0;
-    std::printf("| %s | %zu | %s | %zu | %llu | %zu | %llu | %.3f | %.3f | "
-                "%.3f | %.1f |\n",
+    auto [lo50, hi50] = std::minmax_element(p50.begin(), p50.end());
+    auto [lo99, hi99] = std::minmax_element(p99.begin(), p99.end());
+    std::printf("| %s | %zu | %s | %zu | %llu | %llu | %llu | %.2f [%.2f - "
+                "%.2f] | %.2f [%.2f - %.2f] | %.2f | %.1f |\n",
                 mode_name(spec.how), spec.caches, spec.tls ? "yes" : "no",
-                r.snapshot_bytes, static_cast<unsigned long long>(r.snapshots),
-                r.latency.samples, static_cast<unsigned long long>(missed),
-                r.latency.p50, r.latency.p99, r.latency.max, r.load);
-    std::fflush(stdout);
+                bytes, static_cast<unsigned long long>(snapshots),
+                static_cast<unsigned long long>(samples),
+                static_cast<unsigned long long>(
+                    expected > samples ? expected - samples : 0),
+                median(p50), *lo50, *hi50, median(p99), *lo99, *hi99, max,
+                load / static_cast<double>(p50.size()));
+    if (!errors.empty())
+      std::printf("(failed runs of that row: %s)\n", errors.c_str());
   }
   return 0;
 }
