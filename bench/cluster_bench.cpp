@@ -70,6 +70,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -146,16 +147,44 @@ struct subscriber {
   cache_actor cache;
 };
 
-/// Latency samples (ms) of snapshots produced in [from, until).
+/// The measured window [from, until) of produced_at, in system-clock
+/// nanoseconds; nothing counts before open().
+class window {
+ public:
+  void open(wall::time_point from, wall::time_point until) {
+    until_ = ns(until);
+    from_ = ns(from);
+  }
+  bool contains(wall::time_point t) const {
+    auto x = ns(t);
+    return x >= from_.load() && x < until_.load();
+  }
+  wall::time_point until() const {
+    return wall::time_point{std::chrono::duration_cast<wall::duration>(
+        std::chrono::nanoseconds{until_.load()})};
+  }
+
+ private:
+  static int64_t ns(wall::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               t.time_since_epoch())
+        .count();
+  }
+  std::atomic<int64_t> from_{std::numeric_limits<int64_t>::max()};
+  std::atomic<int64_t> until_{std::numeric_limits<int64_t>::max()};
+};
+
+/// Latency samples (ms) of snapshots produced in the window, and how many
+/// snapshots the publishing node produced in it.
 struct recorder {
-  wall::time_point from;
-  wall::time_point until;
+  window win;
   std::mutex mtx;
   std::vector<double> ms;
+  std::atomic<uint64_t> produced{0};
 
   void add(const HealthSnapshot& s) {
     auto now = wall::now();
-    if (s.produced_at < from || s.produced_at >= until)
+    if (!win.contains(s.produced_at))
       return;
     auto d = std::chrono::duration<double, std::milli>(now - s.produced_at);
     std::lock_guard<std::mutex> guard{mtx};
@@ -163,11 +192,11 @@ struct recorder {
   }
 };
 
-/// Sequence numbers the publishing node produced in the window.
-struct produced {
-  std::atomic<uint64_t> count{0};
-  wall::time_point from;
-  wall::time_point until;
+/// Runs `f` when it goes out of scope.
+template<class F>
+struct at_scope_exit {
+  F f;
+  ~at_scope_exit() { f(); }
 };
 
 struct stats {
@@ -261,10 +290,6 @@ row_result run_row(const bench_options& o, row_spec spec) {
     sub_files = {o.pki->client_cert, o.pki->client_key, o.pki->ca};
   }
   auto rec = std::make_shared<recorder>();
-  auto prod = std::make_shared<produced>();
-  auto start = wall::now();
-  rec->from = prod->from = start + 1s; // warm-up
-  rec->until = prod->until = rec->from + o.seconds;
   auto observe = [rec](const HealthSnapshot& s) {
     rec->add(s);
   };
@@ -275,9 +300,9 @@ row_result run_row(const bench_options& o, row_spec spec) {
   parts.database = std::make_shared<instant_db>();
   parts.queues = std::make_shared<memory_queues>();
   auto bytes = std::make_shared<std::atomic<size_t>>(0);
-  parts.on_snapshot = [prod, bytes, &pub_sys](const HealthSnapshot& s) {
-    if (s.produced_at >= prod->from && s.produced_at < prod->until)
-      ++prod->count;
+  parts.on_snapshot = [rec, bytes, &pub_sys](const HealthSnapshot& s) {
+    if (rec->win.contains(s.produced_at))
+      ++rec->produced;
     if (bytes->load() == 0)
       bytes->store(serialized_size(pub_sys, s));
   };
@@ -293,6 +318,24 @@ row_result run_row(const bench_options& o, row_spec spec) {
   std::vector<cache_actor> caches;
   link_actor link;
   std::vector<std::unique_ptr<subscriber>> nodes;
+  // Every path out of here stops the subscribers' actors before their
+  // systems go away (~actor_system waits for them), then the publisher.
+  auto stop = [&] {
+    for (auto& n : nodes) {
+      caf::anon_send_exit(n->cache, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(n->link, caf::exit_reason::user_shutdown);
+    }
+    nodes.clear();
+    for (auto& c : caches)
+      caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
+    if (link)
+      caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
+    caches.clear();
+    link = nullptr;
+    sub_sys.reset();
+    hs->stop();
+  };
+  at_scope_exit<decltype(stop)> stop_guard{stop};
   uint16_t port = 0;
   if (spec.how == mode::local) {
     for (size_t i = 0; i < spec.caches; ++i) {
@@ -341,10 +384,6 @@ row_result run_row(const bench_options& o, row_spec spec) {
         r.error = "not every node connected";
         return r;
       }
-      if (wall::now() > rec->from) {
-        r.error = "connecting took longer than the warm-up";
-        return r;
-      }
     }
   }
   if (spec.how == mode::remote || spec.how == mode::link) {
@@ -390,26 +429,17 @@ row_result run_row(const bench_options& o, row_spec spec) {
       caches.push_back(sub_sys->spawn(cache, source, std::move(co)));
     }
   }
-  std::this_thread::sleep_until(rec->until + 300ms);
+  // Everything is connected: a 1 s warm-up, then the measured window.
+  auto from = wall::now() + 1s;
+  rec->win.open(from, from + o.seconds);
+  std::this_thread::sleep_until(rec->win.until() + 300ms);
   r.load = load_average();
-  for (auto& n : nodes) {
-    caf::anon_send_exit(n->cache, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(n->link, caf::exit_reason::user_shutdown);
-  }
-  nodes.clear();
-  for (auto& c : caches)
-    caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
-  if (link)
-    caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
-  caches.clear();
-  link = nullptr;
-  sub_sys.reset();
-  hs->stop();
+  stop();
   {
     std::lock_guard<std::mutex> guard{rec->mtx};
     r.latency = summarize(rec->ms);
   }
-  r.snapshots = prod->count.load();
+  r.snapshots = rec->produced.load();
   r.expected = r.snapshots * spec.caches;
   r.snapshot_bytes = bytes->load();
   return r;
