@@ -1,5 +1,6 @@
 #include "actors/link.hpp"
 
+#include "actors/openssl_guard.hpp"
 #include "actors/tcp_precheck.hpp"
 #include "core/log.hpp"
 #include "messages/errors.hpp"
@@ -190,11 +191,8 @@ void start_attempt(self_ptr self) {
 
 } // namespace
 
-void openssl_error_queue_anchor() noexcept; // openssl_error_queue.cpp
-
 link_actor::behavior_type
 peer_link(link_actor::stateful_pointer<link_state> self, link_options options) {
-  openssl_error_queue_anchor();
   auto& st = self->state;
   st.options = std::move(options);
   st.peer = st.options.host + ":" + std::to_string(st.options.port);
@@ -204,6 +202,9 @@ peer_link(link_actor::stateful_pointer<link_state> self, link_options options) {
     st.options.board = std::make_shared<peer_board>();
   st.options.board->update([&](PeerStatus& p) { p.peer = st.peer; });
   st.rng.seed(st.options.seed);
+  // TLS: one failed handshake must not close the healthy connections.
+  if (st.options.tls)
+    openssl_error_queue_guard_active();
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.publisher && dm.source == st.publisher.address()) {

@@ -1,5 +1,6 @@
 #include "actors/publisher.hpp"
 
+#include "actors/openssl_guard.hpp"
 #include "core/log.hpp"
 #include "messages/errors.hpp"
 #include "messages/inspect.hpp"
@@ -121,16 +122,16 @@ publisher_state::~publisher_state() {
   caf::anon_send(mm, caf::unpublish_atom_v, self_addr, uint16_t{0});
 }
 
-void openssl_error_queue_anchor() noexcept; // openssl_error_queue.cpp
-
 publisher_actor::behavior_type
 publisher(publisher_actor::stateful_pointer<publisher_state> self,
           publisher_options options) {
-  openssl_error_queue_anchor();
   auto& st = self->state;
   st.options = std::move(options);
   st.sys = &self->system();
   st.self_addr = self->address();
+  // TLS: one failed handshake must not close the healthy connections.
+  if (st.options.tls)
+    openssl_error_queue_guard_active();
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.aggregator && dm.source == st.aggregator.address()) {

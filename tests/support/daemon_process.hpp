@@ -34,6 +34,12 @@ namespace tasker::health::test {
 inline const std::string daemon_path = std::string{TASKER_HEALTH_BINARY_DIR}
                                        + "/apps/tasker-health/tasker-health";
 
+/// Another program than the daemon, for daemon_process (e.g. a helper
+/// built next to the test binary).
+struct program {
+  std::string path;
+};
+
 /// The daemon as a child process, its output in a log file. `shell_prefix`,
 /// when given, is a shell command run before the daemon in the same process
 /// (e.g. "ulimit -n 256"), through /bin/sh.
@@ -41,6 +47,17 @@ class daemon_process {
  public:
   explicit daemon_process(const std::vector<std::string>& args,
                           const std::string& shell_prefix = {}) {
+    start(daemon_path, args, shell_prefix);
+  }
+
+  /// Another program, with the same log file and lifetime handling.
+  daemon_process(const program& prog, const std::vector<std::string>& args) {
+    start(prog.path, args, {});
+  }
+
+ private:
+  void start(const std::string& path, const std::vector<std::string>& args,
+             const std::string& shell_prefix) {
     char name[] = "/tmp/tasker-health-daemon-XXXXXX";
     int fd = mkstemp(name);
     CAF_REQUIRE(fd >= 0);
@@ -49,7 +66,7 @@ class daemon_process {
     std::vector<std::string> argv_s;
     if (!shell_prefix.empty())
       argv_s = {"/bin/sh", "-c", shell_prefix + " && exec \"$0\" \"$@\""};
-    argv_s.push_back(daemon_path);
+    argv_s.push_back(path);
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& a : argv_s)
@@ -73,6 +90,7 @@ class daemon_process {
     }
   }
 
+ public:
   ~daemon_process() {
     if (pid_ > 0) {
       kill(pid_, SIGKILL);
