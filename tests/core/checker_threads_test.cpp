@@ -121,10 +121,11 @@ CAF_TEST(concurrent readers while the writer marks stale) {
 // A publication is a few stores, so a reader catches one half done only
 // when the writer is interrupted (or preempted) between two of them while a
 // reader runs: rare in an optimized build (a mixing reader shows up in about
-// one run of five), frequent under TSan, where every atomic access is a call
-// into its runtime (the TSan run of the core suites catches it every time).
-// The writer publishes until both readers have read often while it
-// published. Only counts are asserted, no timing.
+// one run in ten on a loaded 2-core machine), frequent under TSan, where
+// every atomic access is a call into its runtime (the TSan run of the core
+// suites in scripts/test.sh catches it every time). The writer publishes
+// until both readers have read often while it published. Only counts are
+// asserted, no timing.
 CAF_TEST(two readers never mix the decision and time of two publications) {
   using namespace std::chrono;
   constexpr int64_t kinds = 251;  // distinct publications, cycled
