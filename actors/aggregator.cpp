@@ -7,7 +7,8 @@
 #include "messages/inspect.hpp"
 
 #include "caf/actor_cast.hpp"
-#include "caf/actor_clock.hpp"
+#include "caf/make_message.hpp"
+#include "caf/message_id.hpp"
 #include "caf/sec.hpp"
 #include "caf/stateful_actor.hpp"
 #include "caf/system_messages.hpp"
@@ -22,12 +23,6 @@ namespace tasker::health {
 namespace {
 
 using self_ptr = aggregator_actor::stateful_pointer<aggregator_state>;
-using slot = aggregator_state::slot;
-
-constexpr size_t db_slot = 0;
-constexpr size_t channel_slot = 1;
-constexpr size_t queue_slot = 2;
-constexpr size_t first_custom_slot = 3;
 
 std::string ms_text(milliseconds d) {
   return std::to_string(d.count()) + "ms";
@@ -40,58 +35,11 @@ std::string describe(self_ptr self, const caf::error& err) {
   return "probe failed: " + self->system().render(err);
 }
 
-// -- Unknown reports ----------------------------------------------------------
-
-void set_unknown(self_ptr self, size_t i, std::string why) {
-  auto& st = self->state;
-  auto& s = st.slots[i];
-  switch (i) {
-    case db_slot:
-      st.db_report = DatabaseHealth{};
-      st.db_report.error = std::move(why);
-      break;
-    case channel_slot:
-      st.channel_report = ChannelHealth{};
-      st.channel_report.error = std::move(why);
-      break;
-    case queue_slot:
-      st.queue_report = QueueHealth{};
-      st.queue_report.error = std::move(why);
-      break;
-    default: {
-      auto& c = st.custom_reports[i - first_custom_slot];
-      c = CustomHealth{};
-      c.name = s.name;
-      c.kind = s.custom_kind;
-      c.error = std::move(why);
-    }
-  }
-}
-
-void set_unwatched(self_ptr self, size_t i) {
-  auto& st = self->state;
-  switch (i) {
-    case db_slot:
-      st.db_report = DatabaseHealth{};
-      st.db_report.watched = false;
-      break;
-    case channel_slot:
-      st.channel_report = ChannelHealth{};
-      st.channel_report.watched = false;
-      break;
-    case queue_slot:
-      st.queue_report = QueueHealth{};
-      st.queue_report.watched = false;
-      break;
-    default: break; // custom slots exist only when registered
-  }
-}
-
 // -- the cycle ----------------------------------------------------------------
 
 void finish_cycle(self_ptr self);
 
-/// Stores the result of slot `i` for `cycle` and closes the cycle when it was
+/// Stores that slot `i` is done for `cycle` and closes the cycle when it was
 /// the last one missing.
 void settle(self_ptr self, size_t i, uint64_t cycle) {
   auto& st = self->state;
@@ -100,19 +48,40 @@ void settle(self_ptr self, size_t i, uint64_t cycle) {
     finish_cycle(self);
 }
 
-/// True when a reply for (slot, request, cycle) still counts.
-bool accept_reply(self_ptr self, size_t i, uint64_t request_id,
-                  uint64_t cycle) {
+/// Ends the request `request_id` of slot `i`; true when its outcome still
+/// counts for `cycle` (the cycle is open and the slot has not settled).
+bool end_request(self_ptr self, size_t i, uint64_t request_id, uint64_t cycle) {
   auto& st = self->state;
   auto& s = st.slots[i];
-  if (s.request_id == request_id)
-    s.busy = false;
-  bool in_time = st.cycle_open && cycle == st.cycle
-                 && s.request_id == request_id && s.settled_cycle != cycle;
+  if (s.request_id != request_id)
+    return false; // the probe was replaced meanwhile
+  s.busy = false;
+  bool in_time = st.cycle_open && cycle == st.cycle && s.settled_cycle != cycle;
   if (!in_time)
     logger()->debug("event=late_report probe={} cycle={} current_cycle={}",
                     s.name, cycle, st.cycle);
   return in_time;
+}
+
+/// A request of slot `i` ended without a reply: count it, and after
+/// `lost_replies` in a row tell the probe's supervisor that it hangs.
+void lost_reply(self_ptr self, size_t i) {
+  auto& st = self->state;
+  auto& s = st.slots[i];
+  ++s.lost_replies;
+  logger()->warn("event=probe_reply_lost probe={} in_a_row={} limit={}", s.name,
+                 s.lost_replies, st.config.supervisor.lost_replies);
+  if (s.lost_replies < st.config.supervisor.lost_replies)
+    return;
+  s.lost_replies = 0;
+  if (st.supervisor) {
+    logger()->error("event=probe_hung probe={} action=replace", s.name);
+    self->send(st.supervisor, atom::hung_v, s.kind, s.name);
+  } else {
+    logger()->error("event=probe_hung probe={} action=none reason=\"no "
+                    "supervisor registered it\"",
+                    s.name);
+  }
 }
 
 template<class Handle, class Report, class Store>
@@ -125,18 +94,31 @@ void ask(self_ptr self, size_t i, Store store) {
   s.busy_since_cycle = cycle;
   ++st.pending;
   auto h = caf::actor_cast<Handle>(s.handle);
-  self->request(h, caf::infinite, atom::report_v)
+  auto timeout = st.config.probe_timeout;
+  self->request(h, timeout, atom::report_v)
       .then(
           [=](Report& r) {
-            if (!accept_reply(self, i, request_id, cycle))
+            if (!end_request(self, i, request_id, cycle))
               return;
+            self->state.slots[i].lost_replies = 0;
             store(std::move(r));
             settle(self, i, cycle);
           },
           [=](caf::error& err) {
-            if (!accept_reply(self, i, request_id, cycle))
+            auto timed_out = err == caf::sec::request_timeout;
+            auto counts = end_request(self, i, request_id, cycle);
+            if (self->state.slots[i].request_id == request_id) {
+              if (timed_out)
+                lost_reply(self, i);
+              else
+                self->state.slots[i].lost_replies = 0;
+            }
+            if (!counts)
               return;
-            set_unknown(self, i, describe(self, err));
+            auto& slots = self->state.slots;
+            slots.set_unknown(self->state.reports, i,
+                              timed_out ? "no reply within " + ms_text(timeout)
+                                        : describe(self, err));
             settle(self, i, cycle);
           });
 }
@@ -154,47 +136,48 @@ void start_cycle(self_ptr self) {
   st.cycle_open = true;
   st.pending = 0;
   st.cycle_started = self->clock().now();
-  st.custom_reports.resize(st.slots.size() - first_custom_slot);
+  st.slots.reset(st.reports);
   // Mark every slot Unknown until it reports; request the live ones.
   std::vector<size_t> to_ask;
   for (size_t i = 0; i < st.slots.size(); ++i) {
     auto& s = st.slots[i];
     if (!s.watched) {
-      set_unwatched(self, i);
+      st.slots.set_unwatched(st.reports, i);
       s.settled_cycle = st.cycle;
       continue;
     }
     if (s.failed_permanently) {
-      set_unknown(self, i, "probe failed permanently: " + s.failure);
+      st.slots.set_unknown(st.reports, i,
+                           "probe failed permanently: " + s.failure);
       s.settled_cycle = st.cycle;
     } else if (!s.handle) {
-      set_unknown(self, i, "no probe registered");
+      st.slots.set_unknown(st.reports, i, "no probe registered");
       s.settled_cycle = st.cycle;
     } else if (s.busy) {
-      set_unknown(self, i,
-                  "probe still busy with the request of cycle "
-                      + std::to_string(s.busy_since_cycle));
+      st.slots.set_unknown(st.reports, i,
+                           "probe still busy with the request of cycle "
+                               + std::to_string(s.busy_since_cycle));
       s.settled_cycle = st.cycle;
     } else {
-      set_unknown(self, i, "no report yet");
+      st.slots.set_unknown(st.reports, i, "no report yet");
       to_ask.push_back(i);
     }
   }
   for (auto i : to_ask) {
     switch (i) {
-      case db_slot:
+      case probe_slots::database:
         ask<db_probe_actor, DatabaseHealth>(self, i, [=](DatabaseHealth r) {
-          self->state.db_report = std::move(r);
+          self->state.reports.database = std::move(r);
         });
         break;
-      case channel_slot:
+      case probe_slots::channel:
         ask<channel_probe_actor, ChannelHealth>(self, i, [=](ChannelHealth r) {
-          self->state.channel_report = std::move(r);
+          self->state.reports.channel = std::move(r);
         });
         break;
-      case queue_slot:
+      case probe_slots::queue:
         ask<queue_probe_actor, QueueHealth>(self, i, [=](QueueHealth r) {
-          self->state.queue_report = std::move(r);
+          self->state.reports.queues = std::move(r);
         });
         break;
       default:
@@ -202,7 +185,8 @@ void start_cycle(self_ptr self) {
           auto& s = self->state.slots[i];
           r.name = s.name;
           r.kind = s.custom_kind;
-          self->state.custom_reports[i - first_custom_slot] = std::move(r);
+          self->state.reports.custom[i - probe_slots::first_custom]
+              = std::move(r);
         });
     }
   }
@@ -227,62 +211,80 @@ void log_transitions(const HealthSnapshot* prev, const HealthSnapshot& next) {
 void finish_cycle(self_ptr self) {
   auto& st = self->state;
   st.cycle_open = false;
+  auto now = self->clock().now();
   HealthSnapshot snap;
-  snap.sequence = ++st.sequence;
+  snap.sequence = st.memory->sequence.fetch_add(1) + 1;
+  snap.incarnation = st.incarnation;
+  snap.incarnation_started = st.incarnation_started;
+  snap.epoch = st.epoch;
   snap.node_id = st.node_id;
   snap.produced_at = std::chrono::system_clock::now();
   snap.evaluation_duration
       = std::chrono::duration_cast<std::chrono::microseconds>(
-          self->clock().now() - st.cycle_started);
-  snap.database = std::move(st.db_report);
-  snap.channel = std::move(st.channel_report);
-  snap.queues = std::move(st.queue_report);
-  snap.custom = std::move(st.custom_reports);
-  st.tiers.classify(snap.queues);
+          now - st.cycle_started);
+  snap.database = std::move(st.reports.database);
+  snap.channel = std::move(st.reports.channel);
+  snap.queues = std::move(st.reports.queues);
+  snap.custom = std::move(st.reports.custom);
+  st.memory->tiers.classify(snap.queues);
+  st.memory->drain.observe(snap.queues, now);
+  // The breaker as it is now, whatever the DB probe did this cycle.
+  DecisionContext ctx;
+  if (st.breaker) {
+    ctx.breaker = st.breaker->metrics();
+    if (snap.database.watched)
+      snap.database.breaker = *ctx.breaker;
+  }
+  ctx.next_cycle_in = std::chrono::duration_cast<milliseconds>(
+      std::max(st.next_tick - now, caf::actor_clock::duration_type{0}));
+  ctx.interval = st.config.evaluation_interval;
+  ctx.cycle_deadline = st.config.probe_timeout;
   snap.decision = decide(snap.database, snap.channel, snap.queues, snap.custom,
-                         st.config);
+                         st.config, ctx);
   snap.status = evaluate_status(snap);
   log_transitions(st.current ? &*st.current : nullptr, snap);
-  st.current = std::move(snap);
-  st.db_report = DatabaseHealth{};
-  st.channel_report = ChannelHealth{};
-  st.queue_report = QueueHealth{};
-  st.custom_reports.clear();
+  st.current = shared_snapshot{std::move(snap)};
+  st.slots.reset(st.reports);
+  // One message for every subscriber: they share the snapshot, nobody
+  // copies it.
+  auto msg = caf::make_message(atom::snapshot_v, st.current);
   for (auto& sub : st.subscribers)
-    self->send(sub, atom::snapshot_v, *st.current);
+    sub->enqueue(self->ctrl(), caf::make_message_id(), msg, self->context());
 }
 
 /// Starts the first cycle once every watched probe is registered.
 void maybe_start(self_ptr self) {
   auto& st = self->state;
-  if (st.started)
+  if (st.started || !st.slots.all_registered())
     return;
-  for (auto& s : st.slots)
-    if (s.watched && !s.handle && !s.failed_permanently)
-      return;
   st.started = true;
   start_cycle(self);
 }
 
 void replace(self_ptr self, size_t i, caf::strong_actor_ptr handle) {
-  auto& s = self->state.slots[i];
-  logger()->info("event=probe_registered probe={}", s.name);
+  auto& st = self->state;
+  auto& s = st.slots[i];
+  logger()->info("event=probe_registered probe={} epoch={}", s.name, st.epoch);
+  if (auto sender = self->current_sender())
+    st.supervisor = caf::actor_cast<supervisor_actor>(sender);
   s.handle = std::move(handle);
   s.busy = false; // the new actor has nothing outstanding
   ++s.request_id; // replies of the old one no longer count
+  s.lost_replies = 0;
   s.failed_permanently = false;
   s.failure.clear();
   maybe_start(self);
 }
 
-slot make_slot(ProbeKind kind, std::string name, bool watched,
-               caf::strong_actor_ptr handle) {
-  slot s;
-  s.kind = kind;
-  s.name = std::move(name);
-  s.watched = watched;
-  s.handle = std::move(handle);
-  return s;
+void schedule_tick(self_ptr self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  st.next_tick += st.config.evaluation_interval;
+  // Fell behind by more than an interval (a suspended process, an
+  // overloaded scheduler): start afresh instead of firing a burst.
+  if (st.next_tick <= now)
+    st.next_tick = now + st.config.evaluation_interval;
+  self->scheduled_send(self, st.next_tick, atom::tick_v);
 }
 
 } // namespace
@@ -293,64 +295,50 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
   auto& st = self->state;
   st.config = std::move(options.config);
   st.node_id = std::move(options.node_id);
-  st.tiers = TierTracker{st.config};
+  st.breaker = std::move(options.breaker);
+  st.incarnation = options.incarnation;
+  st.incarnation_started = options.incarnation_started;
+  st.epoch = options.epoch;
+  st.memory = options.memory ? std::move(options.memory)
+                             : std::make_shared<aggregator_memory>(st.config);
   using caf::actor_cast;
   using caf::strong_actor_ptr;
-  st.slots.push_back(make_slot(ProbeKind::database, "database",
-                               options.watch_database,
-                               actor_cast<strong_actor_ptr>(options.database)));
-  st.slots.push_back(make_slot(ProbeKind::channel, "channel",
-                               options.watch_channels,
-                               actor_cast<strong_actor_ptr>(options.channel)));
-  st.slots.push_back(make_slot(ProbeKind::queue, "queue", options.watch_queues,
-                               actor_cast<strong_actor_ptr>(options.queue)));
-  for (auto& c : options.custom) {
-    auto s = make_slot(ProbeKind::custom, c.name, true,
-                       actor_cast<strong_actor_ptr>(c.handle));
-    s.custom_kind = c.kind;
-    st.slots.push_back(std::move(s));
-  }
+  st.slots.add(ProbeKind::database, "database", options.watch_database,
+               actor_cast<strong_actor_ptr>(options.database));
+  st.slots.add(ProbeKind::channel, "channel", options.watch_channels,
+               actor_cast<strong_actor_ptr>(options.channel));
+  st.slots.add(ProbeKind::queue, "queue", options.watch_queues,
+               actor_cast<strong_actor_ptr>(options.queue));
+  for (auto& c : options.custom)
+    st.slots.add(ProbeKind::custom, c.name, true,
+                 actor_cast<strong_actor_ptr>(c.handle), c.kind);
+  st.slots.reset(st.reports);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& subs = self->state.subscribers;
-    auto n = subs.size();
-    subs.erase(std::remove_if(subs.begin(), subs.end(),
-                              [&](const cache_actor& c) {
-                                return c.address() == dm.source;
-                              }),
-               subs.end());
-    if (subs.size() != n)
+    if (subs.remove(dm.source))
       logger()->info("event=subscriber_dropped reason={} subscribers={}",
                      quoted(self->system().render(dm.reason)), subs.size());
   });
+  logger()->info("event=aggregator_started epoch={} interval_ms={}", st.epoch,
+                 st.config.evaluation_interval.count());
   // The tick chain: one cycle per interval. The first cycle starts as soon
   // as all probes are registered (possibly right now).
-  self->delayed_send(self, st.config.evaluation_interval, atom::tick_v);
+  st.next_tick = self->clock().now();
+  schedule_tick(self);
   maybe_start(self);
-  auto find_custom = [=](const std::string& name) -> size_t {
-    auto& slots = self->state.slots;
-    for (size_t i = first_custom_slot; i < slots.size(); ++i)
-      if (slots[i].name == name)
-        return i;
-    return slots.size();
-  };
   return {
-      [=](atom::subscribe, cache_actor cache) {
+      [=](atom::subscribe, subscriber_actor sub) {
         auto& subs = self->state.subscribers;
-        if (std::find(subs.begin(), subs.end(), cache) != subs.end())
+        if (!subs.add(sub))
           return;
-        subs.push_back(cache);
-        self->monitor(cache);
+        self->monitor(sub);
         logger()->info("event=subscriber_added subscribers={}", subs.size());
         if (self->state.current)
-          self->send(cache, atom::snapshot_v, *self->state.current);
+          self->send(sub, atom::snapshot_v, self->state.current);
       },
-      [=](atom::unsubscribe, cache_actor cache) {
-        auto& subs = self->state.subscribers;
-        auto it = std::find(subs.begin(), subs.end(), cache);
-        if (it != subs.end()) {
-          self->demonitor(cache.address());
-          subs.erase(it);
-        }
+      [=](atom::unsubscribe, subscriber_actor sub) {
+        if (self->state.subscribers.remove(sub.address()))
+          self->demonitor(sub.address());
       },
       [=](atom::snapshot) -> caf::result<HealthSnapshot> {
         if (!self->state.current)
@@ -358,16 +346,16 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
         return *self->state.current;
       },
       [=](atom::replace, db_probe_actor h) {
-        replace(self, db_slot, actor_cast<strong_actor_ptr>(h));
+        replace(self, probe_slots::database, actor_cast<strong_actor_ptr>(h));
       },
       [=](atom::replace, channel_probe_actor h) {
-        replace(self, channel_slot, actor_cast<strong_actor_ptr>(h));
+        replace(self, probe_slots::channel, actor_cast<strong_actor_ptr>(h));
       },
       [=](atom::replace, queue_probe_actor h) {
-        replace(self, queue_slot, actor_cast<strong_actor_ptr>(h));
+        replace(self, probe_slots::queue, actor_cast<strong_actor_ptr>(h));
       },
       [=](atom::replace, const std::string& name, custom_probe_actor h) {
-        auto i = find_custom(name);
+        auto i = self->state.slots.find(ProbeKind::custom, name);
         if (i == self->state.slots.size()) {
           logger()->warn("event=probe_ignored reason=\"unknown custom "
                          "dimension\" name={}",
@@ -379,10 +367,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
       [=](atom::failed, ProbeKind kind, const std::string& name,
           const std::string& reason) {
         auto& slots = self->state.slots;
-        size_t i = kind == ProbeKind::database  ? db_slot
-                   : kind == ProbeKind::channel ? channel_slot
-                   : kind == ProbeKind::queue   ? queue_slot
-                                                : find_custom(name);
+        auto i = slots.find(kind, name);
         if (i >= slots.size())
           return;
         auto& s = slots[i];
@@ -396,25 +381,23 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
         maybe_start(self);
       },
       [=](atom::tick) {
-        self->delayed_send(self, self->state.config.evaluation_interval,
-                           atom::tick_v);
-        if (!self->state.started) {
-          // Some probe never registered: run anyway, it shows as Unknown.
-          self->state.started = true;
-        }
+        schedule_tick(self);
+        // Some probe never registered: run anyway, it shows as Unknown.
+        self->state.started = true;
         start_cycle(self);
       },
       [=](atom::deadline, uint64_t cycle) {
         auto& st = self->state;
         if (!st.cycle_open || cycle != st.cycle)
-          return;
+          return; // a deadline of an earlier cycle
         auto limit = ms_text(st.config.probe_timeout);
         for (size_t i = 0; i < st.slots.size(); ++i) {
           auto& s = st.slots[i];
           if (s.settled_cycle == cycle)
             continue;
           s.settled_cycle = cycle;
-          set_unknown(self, i, "probe did not answer within " + limit);
+          st.slots.set_unknown(st.reports, i,
+                               "probe did not answer within " + limit);
           logger()->warn("event=probe_deadline_missed probe={} cycle={} "
                          "deadline={}",
                          s.name, cycle, limit);

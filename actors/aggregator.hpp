@@ -1,25 +1,36 @@
 // The aggregator owns the evaluation cycle.
 //
 // Every evaluation interval it asks all live probes in parallel for a report
-// and closes the cycle when all have answered or the probe deadline has
-// passed. A probe that misses the deadline, errors, is down, failed
-// permanently or is still busy with an earlier request contributes an Unknown
-// dimension with the reason (never a stale "healthy"). At most one request is
-// outstanding per probe, and no cycle starts while one is open. Then it
-// classifies queue tiers (with hysteresis), decides, stamps sequence number
-// and time, logs what changed, and sends the one immutable snapshot to every
-// subscribed cache.
+// (each request with a finite timeout: the cycle's deadline) and closes the
+// cycle when all have answered or the deadline has passed, so a cycle lasts
+// as long as its slowest probe, not the sum. A probe that misses the
+// deadline, errors, is down, failed permanently or never replies contributes
+// an Unknown dimension with the reason (never a stale "healthy"). At most one
+// request is in flight per probe, and no cycle starts while one is open. A
+// probe that loses `supervisor.lost-replies` replies in a row is reported to
+// its supervisor as hung (the watchdog). Then it classifies queue tiers (with
+// hysteresis), reads the circuit breaker (at decision time, whatever the DB
+// probe did), decides, stamps incarnation, epoch, sequence and time, logs
+// what changed, and sends the one immutable snapshot to every subscriber as
+// one shared message.
 #pragma once
 
+#include "actors/probe_slots.hpp"
+#include "actors/subscriber_list.hpp"
+#include "core/circuit_breaker.hpp"
 #include "core/classify.hpp"
 #include "core/config.hpp"
+#include "core/drain.hpp"
 #include "messages/interfaces.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <optional>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "caf/actor_clock.hpp"
 
 namespace tasker::health {
 
@@ -29,6 +40,18 @@ struct custom_probe_registration {
   CustomKind kind = CustomKind::informational;
   /// May be null when the supervisor registers it later.
   custom_probe_actor handle;
+};
+
+/// What outlives one aggregator: shared by every aggregator of an
+/// incarnation (the root restarts them one after the other, never two at
+/// once), so that a restarted one continues the sequence and keeps the
+/// queues' tier memory (hysteresis) and drain history.
+struct aggregator_memory {
+  explicit aggregator_memory(const HealthConfig& cfg)
+      : tiers(cfg), drain(cfg) {}
+  std::atomic<uint64_t> sequence{0};
+  TierTracker tiers;
+  DrainTracker drain;
 };
 
 /// Everything the aggregator starts with.
@@ -48,6 +71,16 @@ struct aggregator_options {
   channel_probe_actor channel;
   queue_probe_actor queue;
   std::vector<custom_probe_registration> custom;
+  /// The breaker read at decision time (null: only the DB probe's report
+  /// counts).
+  std::shared_ptr<CircuitBreaker> breaker;
+  /// Identity stamped into every snapshot (see HealthSnapshot).
+  uint64_t incarnation = 0;
+  wall_time incarnation_started{};
+  uint32_t epoch = 1;
+  /// Shared with the aggregators before and after this one (null: a memory
+  /// of its own).
+  std::shared_ptr<aggregator_memory> memory;
 };
 
 struct aggregator_state {
@@ -56,45 +89,30 @@ struct aggregator_state {
   // C++20 would otherwise let CAF "construct" it from the actor pointer.
   aggregator_state() = default;
 
-  /// One probe slot: 0 database, 1 channel, 2 queue, 3.. custom.
-  struct slot {
-    ProbeKind kind = ProbeKind::custom;
-    std::string name;
-    CustomKind custom_kind = CustomKind::informational;
-    bool watched = true;
-    caf::strong_actor_ptr handle;
-    /// A request is outstanding (possibly from an earlier cycle).
-    bool busy = false;
-    /// Cycle of the outstanding request.
-    uint64_t busy_since_cycle = 0;
-    /// Bumped on every request and replacement: identifies the request a
-    /// reply belongs to.
-    uint64_t request_id = 0;
-    /// The cycle whose report this slot has delivered (or been given up on).
-    uint64_t settled_cycle = 0;
-    bool failed_permanently = false;
-    std::string failure;
-  };
-
   HealthConfig config;
   std::string node_id;
-  std::vector<slot> slots;
+  probe_slots slots;
   bool started = false;
+  std::shared_ptr<CircuitBreaker> breaker;
+  uint64_t incarnation = 0;
+  wall_time incarnation_started{};
+  uint32_t epoch = 1;
+  std::shared_ptr<aggregator_memory> memory;
 
   // The open cycle.
   uint64_t cycle = 0;
   bool cycle_open = false;
   size_t pending = 0;
-  std::chrono::steady_clock::time_point cycle_started;
-  DatabaseHealth db_report;
-  ChannelHealth channel_report;
-  QueueHealth queue_report;
-  std::vector<CustomHealth> custom_reports;
+  caf::actor_clock::time_point cycle_started;
+  cycle_reports reports;
+  /// When the next tick is due (ticks are scheduled at absolute times, so
+  /// they do not drift).
+  caf::actor_clock::time_point next_tick;
 
-  uint64_t sequence = 0;
-  std::optional<HealthSnapshot> current;
-  std::vector<cache_actor> subscribers;
-  TierTracker tiers{HealthConfig{}};
+  shared_snapshot current;
+  subscriber_list subscribers;
+  /// Who registered the probes (told about hung ones).
+  supervisor_actor supervisor;
   /// Cycles skipped because the previous one was still open.
   uint64_t skipped_ticks = 0;
 };

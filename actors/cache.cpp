@@ -13,37 +13,113 @@
 
 namespace tasker::health {
 
+cache_state::~cache_state() {
+  if (options.cell)
+    options.cell->mark_stale();
+}
+
+namespace {
+
+using self_ptr = cache_actor::stateful_pointer<cache_state>;
+
+void mark_stale(self_ptr self, std::string_view why) {
+  auto& st = self->state;
+  if (st.stale)
+    return;
+  st.stale = true;
+  st.options.cell->mark_stale();
+  logger()->warn("event=cache_stale cache={} reason={}", st.options.name,
+                 quoted(why));
+}
+
+/// Keeps exactly one stale timer pending while snapshots are expected: it
+/// fires at last_at + threshold at the earliest.
+void arm_timer(self_ptr self) {
+  auto& st = self->state;
+  if (st.timer != 0)
+    return;
+  st.timer = ++st.timers_scheduled;
+  self->scheduled_send(self, st.last_at + st.options.stale_threshold,
+                       atom::stale_v, st.timer);
+}
+
+void subscribe(self_ptr self, snapshot_source_actor source) {
+  auto& st = self->state;
+  if (st.source) {
+    self->demonitor(st.source.address());
+    self->send(st.source, atom::unsubscribe_v,
+               caf::actor_cast<subscriber_actor>(self));
+  }
+  st.source = std::move(source);
+  if (!st.source)
+    return;
+  self->monitor(st.source);
+  self->send(st.source, atom::subscribe_v,
+             caf::actor_cast<subscriber_actor>(self));
+}
+
+} // namespace
+
 cache_actor::behavior_type
 cache(cache_actor::stateful_pointer<cache_state> self,
-      aggregator_actor aggregator, cache_options options) {
-  self->state.aggregator = aggregator;
-  self->state.options = std::move(options);
-  if (!self->state.options.cell)
-    self->state.options.cell = std::make_shared<SnapshotCell>();
-  self->monitor(aggregator);
+      snapshot_source_actor source, cache_options options) {
+  auto& st = self->state;
+  st.options = std::move(options);
+  if (!st.options.cell)
+    st.options.cell = std::make_shared<SnapshotCell>();
   self->set_down_handler([=](caf::down_msg& dm) {
-    if (dm.source != self->state.aggregator.address())
+    auto& st = self->state;
+    if (!st.source || dm.source != st.source.address())
       return;
-    self->state.options.cell->mark_stale();
-    self->state.stale = true;
-    logger()->warn("event=aggregator_down reason={} cache=stale",
-                   quoted(self->system().render(dm.reason)));
+    st.source = nullptr;
+    mark_stale(self, "source down: " + self->system().render(dm.reason));
   });
-  self->send(aggregator, atom::subscribe_v, caf::actor_cast<cache_actor>(self));
+  subscribe(self, std::move(source));
   return {
-      [=](atom::snapshot, HealthSnapshot& snap) {
+      [=](atom::snapshot, const shared_snapshot& snap) {
         auto& st = self->state;
-        auto published
-            = std::make_shared<const HealthSnapshot>(std::move(snap));
-        st.options.cell->publish(published);
-        if (st.stale && st.generation > 0)
-          logger()->info("event=cache_fresh sequence={}", published->sequence);
+        if (!snap)
+          return;
+        auto stamp = SnapshotStamp::of(*snap);
+        auto verdict = admit(stamp, st.last ? &*st.last : nullptr);
+        if (!accepted(verdict)) {
+          ++st.refused;
+          logger()->debug("event=snapshot_refused cache={} verdict={} "
+                          "sequence={} held={}",
+                          st.options.name, to_string(verdict), stamp.sequence,
+                          st.last->sequence);
+          return;
+        }
+        if (verdict == Admission::accept_new_incarnation)
+          logger()->info("event=new_incarnation cache={} node={} epoch={} "
+                         "sequence={}",
+                         st.options.name, snap->node_id, snap->epoch,
+                         stamp.sequence);
+        st.last = stamp;
+        st.last_at = self->clock().now();
+        st.options.cell->publish(snap.ptr());
+        if (st.stale && st.timers_scheduled > 0)
+          logger()->info("event=cache_fresh cache={} sequence={}",
+                         st.options.name, stamp.sequence);
         st.stale = false;
-        auto gen = ++st.generation;
-        self->delayed_send(self, st.options.stale_threshold, atom::stale_v,
-                           gen);
-        if (st.options.observer)
-          st.options.observer(*published);
+        arm_timer(self);
+        if (st.options.observer) {
+          try {
+            st.options.observer(*snap);
+          } catch (const std::exception& e) {
+            logger()->error("event=observer_failed cache={} error={}",
+                            st.options.name, quoted(e.what()));
+          }
+        }
+      },
+      [=](atom::stale, const std::string& why) {
+        auto& st = self->state;
+        // Only the source itself can declare its snapshot stale.
+        if (!st.source
+            || self->current_sender()
+                   != caf::actor_cast<caf::strong_actor_ptr>(st.source))
+          return;
+        mark_stale(self, "source says: " + why);
       },
       [=](atom::snapshot) -> caf::result<HealthSnapshot> {
         auto s = self->state.options.cell->load();
@@ -51,14 +127,27 @@ cache(cache_actor::stateful_pointer<cache_state> self,
           return caf::make_error(health_errc::no_snapshot);
         return *s;
       },
-      [=](atom::stale, uint64_t gen) {
-        auto& st = self->state;
-        if (gen != st.generation || st.stale)
+      [=](atom::source, snapshot_source_actor source) {
+        if (source == self->state.source)
           return;
-        st.stale = true;
-        st.options.cell->mark_stale();
-        logger()->warn("event=cache_stale after_ms={} last_generation={}",
-                       st.options.stale_threshold.count(), gen);
+        logger()->info("event=cache_resubscribe cache={}",
+                       self->state.options.name);
+        subscribe(self, std::move(source));
+      },
+      [=](atom::stale, uint64_t timer) {
+        auto& st = self->state;
+        if (timer != st.timer)
+          return;
+        st.timer = 0;
+        auto due = st.last_at + st.options.stale_threshold;
+        if (self->clock().now() < due) {
+          arm_timer(self); // a snapshot came meanwhile: wait for its turn
+          return;
+        }
+        mark_stale(self,
+                   "no snapshot for "
+                       + std::to_string(st.options.stale_threshold.count())
+                       + "ms");
       },
   };
 }

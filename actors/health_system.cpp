@@ -4,7 +4,9 @@
 #include "actors/cache.hpp"
 #include "actors/channel_probe.hpp"
 #include "actors/db_probe.hpp"
+#include "actors/publisher.hpp"
 #include "actors/queue_probe.hpp"
+#include "actors/root_supervisor.hpp"
 #include "actors/supervisor.hpp"
 #include "core/log.hpp"
 #include "messages/errors.hpp"
@@ -12,12 +14,16 @@
 
 #include "caf/actor_cast.hpp"
 #include "caf/actor_system.hpp"
+#include "caf/io/publish.hpp"
+#include "caf/openssl/publish.hpp"
 #include "caf/send.hpp"
 #include "caf/spawn_options.hpp"
 #include "caf/stateful_actor.hpp"
 #include "caf/typed_event_based_actor.hpp"
 
 #include <spdlog/spdlog.h>
+
+#include <random>
 
 namespace tasker::health {
 
@@ -26,10 +32,10 @@ struct health_system::impl {
   HealthConfig config;
   std::shared_ptr<SnapshotCell> cell;
   std::shared_ptr<CircuitBreaker> breaker;
-  aggregator_actor aggregator;
-  supervisor_actor supervisor;
-  cache_actor cache;
-  std::vector<cache_actor> extra_caches;
+  std::shared_ptr<tree_view> view;
+  root_supervisor_actor root;
+  uint64_t incarnation = 0;
+  size_t caches = 1;
   bool stopped = false;
 };
 
@@ -42,6 +48,33 @@ caf::actor spawn_blocking(caf::actor_system& sys, bool detach, Fun f,
     return caf::actor_cast<caf::actor>(
         sys.spawn<caf::detached>(f, std::forward<Ts>(xs)...));
   return caf::actor_cast<caf::actor>(sys.spawn(f, std::forward<Ts>(xs)...));
+}
+
+/// A random, non-zero incarnation id.
+uint64_t new_incarnation() {
+  std::random_device rd;
+  std::mt19937_64 gen{
+      (uint64_t{rd()} << 32) ^ rd()
+      ^ static_cast<uint64_t>(
+          std::chrono::steady_clock::now().time_since_epoch().count())};
+  uint64_t x = 0;
+  while (x == 0)
+    x = gen();
+  return x;
+}
+
+child_spec cache_spec(std::string name, cache_options co) {
+  child_spec spec;
+  spec.name = name;
+  spec.role = child_spec::subscriber_role;
+  co.name = std::move(name);
+  spec.spawn
+      = [co](caf::actor_system& sys, const aggregator_actor& agg, uint32_t) {
+          return caf::actor_cast<caf::actor>(
+              sys.spawn(tasker::health::cache,
+                        caf::actor_cast<snapshot_source_actor>(agg), co));
+        };
+  return spec;
 }
 
 } // namespace
@@ -63,11 +96,14 @@ caf::expected<health_system> health_system::start(caf::actor_system& sys,
   auto st = std::make_unique<impl>();
   st->sys = &sys;
   st->config = cfg;
+  st->incarnation = new_incarnation();
+  st->view = std::make_shared<tree_view>();
   st->breaker = parts.breaker ? parts.breaker
                               : std::make_shared<CircuitBreaker>(cfg.breaker);
   st->cell = std::make_shared<SnapshotCell>(parts.clock ? *parts.clock
                                                         : coarse_clock());
-  // Aggregator first, with no probes: the supervisor registers them.
+  // The aggregator: starts with no probes (the probe supervisor registers
+  // them); every restart gets the next epoch and continues the sequence.
   aggregator_options ao;
   ao.config = cfg;
   ao.node_id = cfg.node_id;
@@ -76,8 +112,23 @@ caf::expected<health_system> health_system::start(caf::actor_system& sys,
   ao.watch_queues = parts.queues != nullptr && !cfg.queues.empty();
   for (auto& c : parts.custom)
     ao.custom.push_back({c.name, c.kind, custom_probe_actor{}});
-  st->aggregator = sys.spawn(tasker::health::aggregator, std::move(ao));
-  // The supervisor spawns the probes.
+  ao.breaker = st->breaker;
+  ao.incarnation = st->incarnation;
+  ao.incarnation_started = std::chrono::system_clock::now();
+  ao.memory = std::make_shared<aggregator_memory>(cfg);
+  child_spec agg_spec;
+  agg_spec.name = "aggregator";
+  agg_spec.role = child_spec::aggregator_role;
+  agg_spec.spawn
+      = [ao](caf::actor_system& s, const aggregator_actor&, uint32_t epoch) {
+          auto o = ao;
+          o.epoch = epoch;
+          return caf::actor_cast<caf::actor>(
+              s.spawn(tasker::health::aggregator, std::move(o)));
+        };
+  auto aggregator = caf::actor_cast<aggregator_actor>(
+      agg_spec.spawn(sys, aggregator_actor{}, 1));
+  // The probe supervisor spawns the probes.
   supervisor_options so;
   so.config = cfg.supervisor;
   so.seed = parts.seed;
@@ -113,16 +164,41 @@ caf::expected<health_system> health_system::start(caf::actor_system& sys,
                            return caf::actor_cast<caf::actor>(make(s));
                          }});
   }
-  st->supervisor
-      = sys.spawn(tasker::health::supervisor, st->aggregator, std::move(so));
+  child_spec sup_spec;
+  sup_spec.name = "probe-supervisor";
+  sup_spec.role = child_spec::probe_supervisor_role;
+  sup_spec.spawn
+      = [so](caf::actor_system& s, const aggregator_actor& agg, uint32_t) {
+          return caf::actor_cast<caf::actor>(
+              s.spawn(tasker::health::supervisor, agg, so));
+        };
+  auto supervisor = sup_spec.spawn(sys, aggregator, 1);
   cache_options co;
   co.cell = st->cell;
   co.stale_threshold = cfg.stale_threshold;
   co.observer = std::move(parts.on_snapshot);
-  st->cache = sys.spawn(tasker::health::cache, st->aggregator, std::move(co));
-  logger()->info("event=health_system_started node={} interval_ms={} "
-                 "database={} channels={} queues={} custom={} policy={}",
-                 cfg.node_id, cfg.evaluation_interval.count(),
+  auto c_spec = cache_spec("cache", std::move(co));
+  auto cache = c_spec.spawn(sys, aggregator, 1);
+  root_options ro;
+  ro.config = cfg.supervisor;
+  ro.seed = parts.seed + 1;
+  ro.view = st->view;
+  ro.children.push_back(
+      {std::move(agg_spec), caf::actor_cast<caf::actor>(aggregator)});
+  ro.children.push_back({std::move(sup_spec), supervisor});
+  ro.children.push_back({std::move(c_spec), cache});
+  for (auto& c : ro.children)
+    st->view->set_child(c.spec.name, c.handle);
+  st->root = sys.spawn(tasker::health::root_supervisor, std::move(ro));
+  // The root itself has no supervisor: if it dies, the tree is failed.
+  st->root->attach_functor([view = st->view](const caf::error& reason) {
+    if (reason && reason != caf::exit_reason::user_shutdown)
+      view->set_failed("root supervisor terminated: " + caf::to_string(reason));
+  });
+  logger()->info("event=health_system_started node={} incarnation={:016x} "
+                 "interval_ms={} database={} channels={} queues={} custom={} "
+                 "policy={}",
+                 cfg.node_id, st->incarnation, cfg.evaluation_interval.count(),
                  parts.database != nullptr, parts.channels.size(),
                  parts.queues ? cfg.queues.size() : 0, parts.custom.size(),
                  to_string(cfg.unknown_policy));
@@ -159,15 +235,31 @@ std::shared_ptr<CircuitBreaker> health_system::breaker() const {
 }
 
 aggregator_actor health_system::aggregator() const {
-  return impl_->aggregator;
+  return impl_->view->aggregator();
 }
 
 supervisor_actor health_system::supervisor() const {
-  return impl_->supervisor;
+  return impl_->view->probe_supervisor();
 }
 
 cache_actor health_system::cache() const {
-  return impl_->cache;
+  return caf::actor_cast<cache_actor>(impl_->view->child("cache"));
+}
+
+root_supervisor_actor health_system::root() const {
+  return impl_->root;
+}
+
+bool health_system::failed() const noexcept {
+  return impl_->view->failed();
+}
+
+std::string health_system::failure() const {
+  return impl_->view->failure();
+}
+
+uint64_t health_system::incarnation() const noexcept {
+  return impl_->incarnation;
 }
 
 const HealthConfig& health_system::config() const {
@@ -180,22 +272,57 @@ cache_actor health_system::add_cache(std::shared_ptr<SnapshotCell> cell,
   co.cell = std::move(cell);
   co.stale_threshold = impl_->config.stale_threshold;
   co.observer = std::move(observer);
-  auto c = impl_->sys->spawn(tasker::health::cache, impl_->aggregator,
-                             std::move(co));
-  impl_->extra_caches.push_back(c);
-  return c;
+  auto spec
+      = cache_spec("cache-" + std::to_string(++impl_->caches), std::move(co));
+  auto handle = spec.spawn(*impl_->sys, impl_->view->aggregator(), 0);
+  impl_->view->set_child(spec.name, handle);
+  caf::anon_send(impl_->root, atom::adopt_v, std::move(spec), handle);
+  return caf::actor_cast<cache_actor>(handle);
+}
+
+caf::expected<uint16_t> health_system::publish(const publish_options& options) {
+  auto& sys = *impl_->sys;
+  publisher_options po;
+  po.view = impl_->view;
+  po.bind = options.bind;
+  po.tls = options.tls;
+  po.max_subscribers = options.max_subscribers;
+  auto first = sys.spawn(tasker::health::publisher, po);
+  auto bind = options.bind.empty() ? nullptr : options.bind.c_str();
+  auto port = options.tls
+                  ? caf::openssl::publish(first, options.port, bind, true)
+                  : caf::io::publish(first, options.port, bind, true);
+  if (!port) {
+    caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
+    return std::move(port.error());
+  }
+  // A restarted publisher publishes itself on the port just bound.
+  po.port = *port;
+  child_spec spec;
+  spec.name = "publisher";
+  spec.role = child_spec::independent_role;
+  spec.spawn = [po](caf::actor_system& s, const aggregator_actor&, uint32_t) {
+    return caf::actor_cast<caf::actor>(s.spawn(tasker::health::publisher, po));
+  };
+  auto handle = caf::actor_cast<caf::actor>(first);
+  impl_->view->set_child(spec.name, handle);
+  caf::anon_send(impl_->root, atom::adopt_v, std::move(spec), handle);
+  logger()->info("event=publisher_published port={} bind={} tls={} "
+                 "max_subscribers={}",
+                 *port, options.bind, options.tls, options.max_subscribers);
+  return *port;
+}
+
+publisher_actor health_system::publisher() const {
+  return caf::actor_cast<publisher_actor>(impl_->view->child("publisher"));
 }
 
 void health_system::stop() {
   if (!impl_ || impl_->stopped)
     return;
   impl_->stopped = true;
-  auto reason = caf::exit_reason::user_shutdown;
-  for (auto& c : impl_->extra_caches)
-    caf::anon_send_exit(c, reason);
-  caf::anon_send_exit(impl_->cache, reason);
-  caf::anon_send_exit(impl_->supervisor, reason);
-  caf::anon_send_exit(impl_->aggregator, reason);
+  // The root stops its children (and the probe supervisor its probes).
+  caf::anon_send_exit(impl_->root, caf::exit_reason::user_shutdown);
   logger()->info("event=health_system_stopped");
 }
 

@@ -1,7 +1,9 @@
 // The embedding facade. An orchestrator hands over its actor system, a
 // validated HealthConfig, its channel monitors and the measuring
-// implementations; start() builds the whole tree (supervisor, probes,
-// aggregator, cache) and returns a BackpressureChecker plus the handles.
+// implementations; start() builds the whole tree (root supervisor,
+// aggregator, probe supervisor, probes, cache) and returns a
+// BackpressureChecker plus the handles. failed() reports a tree that gave
+// up (the daemon's /livez then answers 503).
 //
 //   auto hs = tasker::health::health_system::start(sys, cfg, std::move(parts));
 //   if (!hs) ... sys.render(hs.error()) ...
@@ -61,6 +63,21 @@ struct health_parts {
   uint64_t seed = 0;
 };
 
+/// Where and how the publisher (the actor other nodes subscribe to) is
+/// published. Needs caf::io::middleman loaded (and caf::openssl::manager for
+/// TLS) before the actor system is built.
+struct publish_options {
+  /// 0: any free port.
+  uint16_t port = 0;
+  /// Loopback unless mutual TLS is configured: CAF's BASP trusts every peer
+  /// that completes a handshake.
+  std::string bind = "127.0.0.1";
+  /// Publish through caf::openssl (mutual TLS with the openssl.* options).
+  bool tls = false;
+  /// Remote subscribers at most.
+  size_t max_subscribers = 1000;
+};
+
 class health_system {
  public:
   /// Validates `cfg` (error health_errc::invalid_config naming every broken
@@ -84,20 +101,44 @@ class health_system {
 
   std::shared_ptr<CircuitBreaker> breaker() const;
 
+  /// Current handles (they change when the root restarts a child; null
+  /// while it is down).
   aggregator_actor aggregator() const;
   supervisor_actor supervisor() const;
   cache_actor cache() const;
+  root_supervisor_actor root() const;
+
+  /// The tree gave up (restart intensity exceeded) or its root died: the
+  /// component no longer measures anything and every cell is stale. An
+  /// embedding process should report itself unhealthy (liveness) and be
+  /// restarted.
+  bool failed() const noexcept;
+
+  /// Why failed() is true (empty otherwise).
+  std::string failure() const;
+
+  /// Incarnation stamped into every snapshot of this system.
+  uint64_t incarnation() const noexcept;
 
   const HealthConfig& config() const;
 
   /// Spawns another local cache subscribed to the aggregator, publishing to
-  /// `cell`; it is stopped with the system.
+  /// `cell`; supervised by the root (restarted on a crash, re-pointed when
+  /// the aggregator restarts) and stopped with the system.
   cache_actor add_cache(std::shared_ptr<SnapshotCell> cell,
                         snapshot_observer observer = {});
 
-  /// Sends every actor of the tree an exit (user_shutdown). Idempotent. The
-  /// actors terminate asynchronously; `caf::actor_system` waits for them on
-  /// destruction.
+  /// Spawns the publisher (supervised by the root: a restarted one binds
+  /// the same port again) and publishes it. Returns the bound port, or why
+  /// it could not (e.g. the port is busy).
+  caf::expected<uint16_t> publish(const publish_options& options);
+
+  /// The publisher, if published (null otherwise or while it restarts).
+  publisher_actor publisher() const;
+
+  /// Sends the root an exit (user_shutdown), which stops every actor of the
+  /// tree. Idempotent. The actors terminate asynchronously;
+  /// `caf::actor_system` waits for them on destruction.
   void stop();
 
  private:

@@ -113,7 +113,7 @@ void schedule_restart(self_ptr self, size_t i) {
     give_up(self, c, c.status.last_failure);
     return;
   }
-  auto base = c.next_backoff;
+  auto base = backoff_delay(st.config, c.backoff_step++);
   auto delay = base;
   if (st.config.jitter > 0.0) {
     std::uniform_real_distribution<double> dist{1.0 - st.config.jitter,
@@ -121,9 +121,6 @@ void schedule_restart(self_ptr self, size_t i) {
     delay = std::chrono::milliseconds{
         static_cast<int64_t>(static_cast<double>(base.count()) * dist(st.rng))};
   }
-  auto next = static_cast<double>(base.count()) * st.config.backoff_factor;
-  c.next_backoff = std::chrono::milliseconds{static_cast<int64_t>(
-      std::min(next, static_cast<double>(st.config.max_backoff.count())))};
   c.restarts.push_back(now);
   logger()->warn("event=probe_restart_scheduled probe={} delay_ms={} "
                  "restarts_in_window={} reason={}",
@@ -142,7 +139,7 @@ void on_failure(self_ptr self, size_t i, std::string reason) {
   c.status.last_failure = std::move(reason);
   // A probe that ran long enough without failing gets a fresh backoff.
   if (self->clock().now() - c.started_at >= st.config.reset_after)
-    c.next_backoff = st.config.initial_backoff;
+    c.backoff_step = 0;
   schedule_restart(self, i);
 }
 
@@ -160,7 +157,6 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
     c.status.kind = p.kind;
     c.status.name = p.name;
     c.spec = std::move(p);
-    c.next_backoff = st.config.initial_backoff;
     st.children.push_back(std::move(c));
   }
   for (size_t i = 0; i < st.children.size(); ++i)
@@ -182,6 +178,11 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
         ++c.generation;
         return;
       }
+      if (c.hung) {
+        c.hung = false;
+        reason = "hung: " + std::to_string(self->state.config.lost_replies)
+                 + " requests in a row without a reply (killed)";
+      }
       logger()->warn("event=probe_down probe={} reason={}", c.spec.name,
                      quoted(reason));
       on_failure(self, i, reason);
@@ -189,6 +190,36 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
     }
   });
   return {
+      [=](atom::attach, aggregator_actor agg) {
+        auto& st = self->state;
+        st.aggregator = std::move(agg);
+        logger()->info("event=probes_attached probes={}", st.children.size());
+        for (auto& c : st.children) {
+          if (c.handle)
+            register_probe(self, c);
+          else if (c.status.failed_permanently)
+            self->send(st.aggregator, atom::failed_v, c.spec.kind, c.spec.name,
+                       c.status.last_failure);
+        }
+      },
+      [=](atom::hung, ProbeKind kind, const std::string& name) {
+        auto& children = self->state.children;
+        for (size_t i = 0; i < children.size(); ++i) {
+          auto& c = children[i];
+          if (c.spec.kind != kind || c.spec.name != name || !c.handle)
+            continue;
+          // Killed, and restarted (after the backoff) once it is down. A
+          // detached probe blocked in a call sees the kill only when the
+          // call returns (its measurer bounds every call): replacing it
+          // before would let two threads share one measurer (one database
+          // connection), so the replacement waits for the down message.
+          c.hung = true;
+          logger()->warn("event=probe_hung probe={} action=kill_then_restart",
+                         c.spec.name);
+          self->send_exit(c.handle, caf::exit_reason::kill);
+          return;
+        }
+      },
       [=](atom::status) {
         std::vector<ProbeStatus> result;
         for (auto& c : self->state.children)

@@ -1,9 +1,9 @@
-// The supervisor spawns the probes from factories, monitors them, restarts an
-// abnormally terminated probe after an exponential backoff with jitter and
-// hands the new handle to the aggregator. More than `max_restarts` restarts
-// within `restart_window` is permanent failure (restart intensity, as in
-// Erlang/OTP): the aggregator is told, the dimension stays Unknown with
-// "probe failed permanently", and it is logged and counted.
+// The probe supervisor spawns the probes from factories, monitors them,
+// restarts an abnormally terminated (or hung) probe after an exponential
+// backoff with jitter and hands the new handle to the aggregator. More than
+// `max_restarts` restarts within `restart_window` is permanent failure (restart
+// intensity, as in Erlang/OTP): the aggregator is told, the dimension stays
+// Unknown with "probe failed permanently", and it is logged and counted.
 #pragma once
 
 #include "core/config.hpp"
@@ -49,9 +49,13 @@ struct supervisor_state {
     /// generation is void.
     uint64_t generation = 0;
     caf::actor_clock::time_point started_at;
-    std::chrono::milliseconds next_backoff{0};
+    /// Restarts since the probe last ran for `reset_after` without failing:
+    /// the next delay is backoff_delay(config, backoff_step).
+    uint32_t backoff_step = 0;
     /// When the restarts within the window happened.
     std::deque<caf::actor_clock::time_point> restarts;
+    /// Killed as hung; restarted when its down message arrives.
+    bool hung = false;
   };
 
   supervisor_state() = default;
@@ -72,7 +76,8 @@ std::chrono::milliseconds backoff_delay(const SupervisorConfig& cfg,
                                         uint32_t n);
 
 /// Spawn with `sys.spawn(supervisor, aggregator, options)`. Terminating the
-/// supervisor terminates its probes.
+/// supervisor terminates its probes. `attach` points it at a new aggregator;
+/// `hung` replaces a probe that stopped replying (counted as a restart).
 supervisor_actor::behavior_type
 supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
            aggregator_actor aggregator, supervisor_options options);

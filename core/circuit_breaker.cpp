@@ -130,7 +130,8 @@ void CircuitBreaker::record_success(Permit p) noexcept {
       case CircuitState::half_open:
         if (p.kind == Permit::trial && p.epoch == w.epoch && w.in_flight > 0)
           --next.in_flight;
-        next.failures = 0;
+        // The failure count stays what opened the breaker until it closes
+        // (as the original's): a half-open success is not yet a recovery.
         if (++next.successes >= cfg_.success_threshold) {
           next = Word{};
           next.state = CircuitState::closed;
@@ -149,13 +150,16 @@ void CircuitBreaker::record_failure(Permit p) noexcept {
   for (;;) {
     auto w = Word::decode(raw);
     auto next = w;
-    next.failures = std::min(w.failures + 1, max_failures);
     bool opens = false;
     switch (w.state) {
       case CircuitState::closed:
+        // Consecutive failures count only while closed (as the original's):
+        // once open, the count is the one that opened the breaker.
+        next.failures = std::min(w.failures + 1, max_failures);
         opens = next.failures >= cfg_.failure_threshold;
         break;
-      case CircuitState::open: break; // stays open; the failure is counted
+      case CircuitState::open:
+        return; // stays open; counted in total_failures only
       case CircuitState::half_open:
         static_cast<void>(p); // any failure in half-open re-opens
         opens = true;

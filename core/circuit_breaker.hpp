@@ -10,7 +10,9 @@
 // failures; open -> half-open once 30 s have passed (on the next call that
 // asks for admission); half-open -> closed after 2 successes; any failure in
 // half-open -> open. At most `half_open_max_trials` trial calls run at once
-// while half-open.
+// while half-open. Consecutive failures are counted while closed only, as the
+// original does: while open or half-open the count is the one that opened the
+// breaker, and closing resets it to 0.
 #pragma once
 
 #include "core/clock.hpp"

@@ -85,6 +85,7 @@ void TierTracker::classify(QueueHealth& q) {
     return;
   }
   bool first = true;
+  int64_t worst_depth = 0;
   for (auto& r : q.queues) {
     if (r.missing || !r.error.empty()) {
       r.tier = QueueDepthTier::unknown;
@@ -98,10 +99,15 @@ void TierTracker::classify(QueueHealth& q) {
     }
     // Overall tier = worst queue in the order Unknown < Normal < ... An
     // Unknown queue beside measured ones is not hidden: the decision looks
-    // at every queue (fail-closed) and the status turns degraded.
-    if (first || r.tier > q.worst_tier) {
+    // at every queue (fail-closed) and the status turns degraded. The worst
+    // queue is the deepest of the worst tier (the original names the
+    // deepest queue); equal depths: the first configured.
+    if (first || r.tier > q.worst_tier
+        || (r.tier == q.worst_tier && r.tier != QueueDepthTier::unknown
+            && r.depth > worst_depth)) {
       q.worst_tier = r.tier;
       q.worst_queue = r.name;
+      worst_depth = r.depth;
       first = false;
     }
   }

@@ -53,8 +53,10 @@ class TierTracker {
   explicit TierTracker(const HealthConfig& cfg);
 
   /// Sets `tier` of every queue report and the dimension's worst tier and
-  /// queue. A missing queue or one with an error is Unknown (and forgets its
-  /// memory). When `q.evaluated` is false everything stays Unknown.
+  /// queue (the deepest queue of the worst tier, as the original names the
+  /// deepest queue). A missing queue or one with an error is Unknown (and
+  /// forgets its memory). When `q.evaluated` is false everything stays
+  /// Unknown.
   void classify(QueueHealth& q);
 
   /// Drops all memory (e.g. after the dimension was Unknown for a while).

@@ -1,6 +1,31 @@
 #include "core/clock.hpp"
 
+#include <dlfcn.h>
+
 namespace tasker::health {
+
+namespace detail {
+
+namespace {
+
+clock_gettime_fn resolve_vdso_clock_gettime() noexcept {
+  // The vDSO is mapped into every process; RTLD_NOLOAD only looks it up.
+  void* vdso = ::dlopen("linux-vdso.so.1", RTLD_LAZY | RTLD_NOLOAD);
+  if (vdso == nullptr)
+    return nullptr;
+  auto f = reinterpret_cast<clock_gettime_fn>(
+      ::dlsym(vdso, "__vdso_clock_gettime"));
+  timespec ts{};
+  if (f == nullptr || f(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+    return nullptr; // not usable: stay with libc's
+  return f;
+}
+
+} // namespace
+
+std::atomic<clock_gettime_fn> vdso_clock_gettime{resolve_vdso_clock_gettime()};
+
+} // namespace detail
 
 Clock::~Clock() = default;
 
@@ -9,11 +34,8 @@ Clock::time_point SteadyClock::now() const noexcept {
 }
 
 Clock::time_point CoarseClock::now() const noexcept {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  auto ns
-      = std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec};
-  return time_point{std::chrono::duration_cast<duration>(ns)};
+  return time_point{std::chrono::duration_cast<duration>(
+      std::chrono::nanoseconds{coarse_now_ns()})};
 }
 
 ManualClock::ManualClock(time_point start)

@@ -50,11 +50,25 @@ class ManualClock final : public Clock {
   std::atomic<int64_t> ns_;
 };
 
+namespace detail {
+
+using clock_gettime_fn = int (*)(clockid_t, timespec*);
+
+/// The kernel's own clock_gettime from the vDSO, resolved once at start
+/// (null until then, or where there is none: libc's clock_gettime is used).
+/// Calling it directly skips libc's wrapper, about a fifth of the read.
+extern std::atomic<clock_gettime_fn> vdso_clock_gettime;
+
+} // namespace detail
+
 /// CoarseClock's reading in nanoseconds, inline for the hot path (no
 /// virtual call).
 inline int64_t coarse_now_ns() noexcept {
   timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  if (auto f = detail::vdso_clock_gettime.load(std::memory_order_relaxed))
+    f(CLOCK_MONOTONIC_COARSE, &ts);
+  else
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 

@@ -44,6 +44,47 @@ std::optional<std::string> queue_name_problem(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<PeerAddress> parse_peer(std::string_view text,
+                                      std::string* error) {
+  auto fail = [&](std::string why) -> std::optional<PeerAddress> {
+    if (error)
+      *error = "'" + std::string{text} + "': " + std::move(why);
+    return std::nullopt;
+  };
+  PeerAddress result;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size()
+        || text[close + 1] != ':')
+      return fail("expected [ipv6-address]:port");
+    result.host = std::string{text.substr(1, close - 1)};
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      return fail("expected host:port");
+    result.host = std::string{text.substr(0, colon)};
+    if (result.host.find(':') != std::string::npos)
+      return fail("an IPv6 address needs brackets: [address]:port");
+    port = text.substr(colon + 1);
+  }
+  if (result.host.empty())
+    return fail("the host is empty");
+  if (port.empty() || port.size() > 5)
+    return fail("the port must be a number from 1 to 65535");
+  uint32_t value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9')
+      return fail("the port must be a number from 1 to 65535");
+    value = value * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (value < 1 || value > 65535)
+    return fail("the port must be a number from 1 to 65535");
+  result.port = static_cast<uint16_t>(value);
+  return result;
+}
+
 milliseconds max_probe_timeout(milliseconds interval) noexcept {
   return interval - std::max(interval / 10, milliseconds{10});
 }
@@ -217,6 +258,16 @@ std::vector<ConfigError> HealthConfig::validate() const {
       c.thresholds("queues.thresholds." + q.name + ".",
                    "queue '" + q.name + "'", *q.thresholds, margin);
   }
+  // Drain-rate Retry-After.
+  if (drain_retry_after && evaluation_interval.count() > 0
+      && (drain_window < 2 * evaluation_interval
+          || drain_window > 100 * evaluation_interval))
+    c.add("queues.drain-window",
+          "must be between 2 and 100 times health.evaluation-interval when "
+          "queues.drain-retry-after is on, so that a rate rests on at least "
+          "three samples and the history stays small (drain-window "
+              + ms(drain_window) + ", interval " + ms(evaluation_interval)
+              + ")");
   // Retry-After.
   c.at_least_one_second("retry-after.breaker-minimum",
                         retry_after.breaker_minimum);
@@ -248,6 +299,10 @@ std::vector<ConfigError> HealthConfig::validate() const {
           "must be in [0, 1) (got " + std::to_string(supervisor.jitter) + ")");
   c.positive("supervisor.reset-after", supervisor.reset_after);
   c.positive("supervisor.restart-window", supervisor.restart_window);
+  if (supervisor.lost_replies < 1 || supervisor.lost_replies > 1000)
+    c.add("supervisor.lost-replies",
+          "must be between 1 and 1000 (got "
+              + std::to_string(supervisor.lost_replies) + ")");
   return result;
 }
 

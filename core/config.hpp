@@ -90,6 +90,9 @@ struct SupervisorConfig {
   /// failure (restart intensity, as in Erlang/OTP).
   uint32_t max_restarts = 5;
   milliseconds restart_window{60000};
+  /// The watchdog: a probe that lets this many requests in a row pass their
+  /// deadline without a reply is considered hung and replaced (1..1000).
+  uint32_t lost_replies = 3;
 };
 
 /// One configuration problem: the option it concerns and the rule broken.
@@ -136,6 +139,16 @@ struct HealthConfig {
   /// tier's threshold minus this margin (messages). 0 reproduces the
   /// original's classification exactly.
   int64_t hysteresis_margin = 0;
+  /// Retry-After of a Critical or Overflow queue from its measured drain
+  /// rate (core/drain.hpp): when every queue causing backpressure is
+  /// draining, the estimated time until the last of them stops causing it,
+  /// bounded by [1 s, retry_after.queue_critical / queue_overflow]; else the
+  /// constant. Off by default: the original's constants.
+  bool drain_retry_after = false;
+  /// The depth history a drain rate is measured over. With
+  /// drain_retry_after on: at least 2 x evaluation_interval (three samples)
+  /// and at most 100 x.
+  milliseconds drain_window{60000};
 
   RetryAfterConfig retry_after;
   SupervisorConfig supervisor;
@@ -151,6 +164,18 @@ struct HealthConfig {
 /// interval minus max(10 %, 10 ms) of it, which leaves every cycle room to
 /// decide and publish before the next tick.
 milliseconds max_probe_timeout(milliseconds interval) noexcept;
+
+/// A remote node of the cluster ("host:port", "[v6-address]:port").
+struct PeerAddress {
+  std::string host;
+  uint16_t port = 0;
+  friend bool operator==(const PeerAddress&, const PeerAddress&) = default;
+};
+
+/// Parses "host:port" or "[ipv6]:port" (port 1..65535); the error names
+/// what is wrong with `text`.
+std::optional<PeerAddress> parse_peer(std::string_view text,
+                                      std::string* error = nullptr);
 
 /// Longest queue name PGMQ accepts (its table q_<name> must stay within
 /// PostgreSQL's identifier limit).

@@ -1,5 +1,7 @@
 #include "core/decision.hpp"
 
+#include "core/drain.hpp"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -65,12 +67,16 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
   else if (db.watched && db.evaluated)
     breaker = &db.breaker;
   if (breaker != nullptr && breaker->state == CircuitState::open) {
+    // The count is the one that opened the breaker (counted while closed
+    // only), so it is at least the failure threshold.
+    auto n = breaker->consecutive_failures;
     return active(
         BackpressureSource::circuit_breaker, ReasonCode::breaker_open,
-        "database circuit breaker open after "
-            + std::to_string(breaker->consecutive_failures)
-            + " consecutive failures"
-            + (db.error.empty() ? "" : " (last error: " + db.error + ")"),
+        "database circuit breaker open after " + std::to_string(n)
+            + (n == 1 ? " consecutive failure" : " consecutive failures")
+            + (!db.evaluated || db.error.empty()
+                   ? ""
+                   : " (last error: " + db.error + ")"),
         retry_after_from(
             breaker_recovery_wait(breaker->time_until_half_open, ctx),
             ra.breaker_minimum));
@@ -105,26 +111,48 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
       if (r.tier == QueueDepthTier::unknown) {
         if (unknown == nullptr)
           unknown = &r;
-      } else if (worst == nullptr || r.tier > worst->tier) {
-        worst = &r;
+      } else if (worst == nullptr || r.tier > worst->tier
+                 || (r.tier == worst->tier && r.depth > worst->depth)) {
+        worst = &r; // the deepest queue of the worst tier
       }
     }
     auto describe
         = [&](const QueueReport& r, const char* level, int64_t threshold) {
-            return "queue '" + r.name + "' depth " + (r.capped ? ">= " : "")
-                   + std::to_string(r.depth) + " >= " + level + " threshold "
-                   + std::to_string(threshold);
+            auto text = "queue '" + r.name + "' depth "
+                        + (r.capped ? ">= " : "") + std::to_string(r.depth);
+            if (r.depth >= threshold)
+              return text + " >= " + level + " threshold "
+                     + std::to_string(threshold);
+            // Held in its tier by hysteresis (queues.hysteresis-margin).
+            return text + ", still " + level + " (threshold "
+                   + std::to_string(threshold) + ", leaves below "
+                   + std::to_string(threshold - cfg.hysteresis_margin) + ")";
           };
+    // The contract constant, or (queues.drain-retry-after) the time until
+    // every queue at Critical or worse has drained below its level.
+    auto queue_decision = [&](ReasonCode code, const char* level,
+                              int64_t threshold, seconds constant) {
+      auto reason = describe(*worst, level, threshold);
+      auto retry = constant;
+      if (cfg.drain_retry_after) {
+        if (auto estimate = drain_retry_after(q, constant)) {
+          retry = *estimate;
+          char buf[64];
+          std::snprintf(buf, sizeof(buf), ", draining at %.1f msg/s",
+                        worst->drain_rate);
+          reason += buf;
+        }
+      }
+      return active(BackpressureSource::queue, code, std::move(reason), retry);
+    };
     if (worst && worst->tier == QueueDepthTier::overflow)
-      return active(BackpressureSource::queue, ReasonCode::queue_overflow,
-                    describe(*worst, "overflow",
-                             cfg.thresholds_for(worst->name).overflow),
-                    ra.queue_overflow);
+      return queue_decision(ReasonCode::queue_overflow, "overflow",
+                            cfg.thresholds_for(worst->name).overflow,
+                            ra.queue_overflow);
     if (worst && worst->tier == QueueDepthTier::critical)
-      return active(BackpressureSource::queue, ReasonCode::queue_critical,
-                    describe(*worst, "critical",
-                             cfg.thresholds_for(worst->name).critical),
-                    ra.queue_critical);
+      return queue_decision(ReasonCode::queue_critical, "critical",
+                            cfg.thresholds_for(worst->name).critical,
+                            ra.queue_critical);
     if (unknown && fail_closed)
       return active(BackpressureSource::queue, ReasonCode::queue_unknown,
                     "queue '" + unknown->name
@@ -159,9 +187,13 @@ HealthStatus evaluate_status(const HealthSnapshot& s) noexcept {
   if (s.decision.active)
     return HealthStatus::unhealthy;
   const auto& db = s.database;
-  if (db.watched
-      && (!db.evaluated || !db.connected
-          || db.breaker.state != CircuitState::closed))
+  // A database that did not answer its check is unhealthy, as the
+  // original's database check reports it (backpressure follows only once
+  // the breaker opens).
+  if (db.watched && db.evaluated && !db.connected)
+    return HealthStatus::unhealthy;
+  // Unknown, or half-open (recovery not yet confirmed): degraded.
+  if (db.watched && (!db.evaluated || db.breaker.state != CircuitState::closed))
     return HealthStatus::degraded;
   const auto& ch = s.channel;
   if (ch.watched && (!ch.evaluated || ch.any_warning()))

@@ -41,6 +41,9 @@ milliseconds breaker_recovery_wait(milliseconds remaining,
 ///  2. channel critical (>= emergency %) -> 15 s; fail-closed: Unknown too;
 ///  3. a queue at Overflow -> 60 s;
 ///  4. a queue at Critical -> 30 s; fail-closed: an Unknown queue too;
+///     with cfg.drain_retry_after, 3. and 4. use drain_retry_after() (the
+///     queues' drain estimates, bounded by [1 s, the constant]) when every
+///     queue at Critical or worse is draining;
 ///  5. a critical custom dimension that is unhealthy (or Unknown under
 ///     fail-closed) -> its Retry-After.
 /// Warning levels never trigger backpressure.
@@ -50,8 +53,15 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
                             const HealthConfig& cfg,
                             const DecisionContext& ctx = {});
 
-/// Healthy when every dimension was measured and nothing is at warning or
-/// worse; unhealthy when the decision is active; degraded otherwise.
+/// The status rule (docs/DESIGN.md, "Status"):
+///  - unhealthy: the decision is active, or the database was measured and
+///    did not answer (as the original's database check);
+///  - degraded: no backpressure, but a watched dimension is Unknown, the
+///    breaker is half-open (with a successful check), a channel is at or
+///    above its warning threshold (70 %), a queue is at Warning (or
+///    Unknown), or a custom dimension is unhealthy or Unknown;
+///  - healthy: everything else (every watched dimension measured, nothing at
+///    a warning level). Unwatched dimensions take no part.
 HealthStatus evaluate_status(const HealthSnapshot& s) noexcept;
 
 /// Rounds a remaining duration up to whole seconds, at least `minimum`.

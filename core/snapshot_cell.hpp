@@ -13,6 +13,7 @@
 #include "core/config.hpp"
 #include "core/types.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -33,9 +34,35 @@ struct PackedDecision {
   /// Retry-After in milliseconds as decided when the snapshot was made.
   uint32_t retry_after_ms = 0;
 
+  // Layout (LSB first): bit 0 present, bit 1 active, bit 2 forced stale,
+  // bits 3..4 status, bits 8..15 source, bits 16..23 reason code,
+  // bits 32..63 Retry-After in ms.
+  static constexpr uint64_t present_bit = 0x1;
+  static constexpr uint64_t active_bit = 0x2;
+  static constexpr uint64_t forced_stale_bit = 0x4;
+
   static PackedDecision from(const HealthSnapshot& s) noexcept;
-  static PackedDecision decode(uint64_t w) noexcept;
-  uint64_t encode() const noexcept;
+
+  static constexpr PackedDecision decode(uint64_t w) noexcept {
+    PackedDecision d;
+    d.present = (w & present_bit) != 0;
+    d.active = (w & active_bit) != 0;
+    d.forced_stale = (w & forced_stale_bit) != 0;
+    d.status = static_cast<HealthStatus>((w >> 3) & 0x3);
+    d.source = static_cast<BackpressureSource>((w >> 8) & 0xff);
+    d.code = static_cast<ReasonCode>((w >> 16) & 0xff);
+    d.retry_after_ms = static_cast<uint32_t>(w >> 32);
+    return d;
+  }
+
+  constexpr uint64_t encode() const noexcept {
+    return uint64_t{present} | (uint64_t{active} << 1)
+           | (uint64_t{forced_stale} << 2)
+           | (uint64_t{static_cast<uint8_t>(status) & 0x3u} << 3)
+           | (uint64_t{static_cast<uint8_t>(source)} << 8)
+           | (uint64_t{static_cast<uint8_t>(code)} << 16)
+           | (uint64_t{retry_after_ms} << 32);
+  }
 };
 
 /// Holds the latest snapshot of one cache. Single writer, many readers.
@@ -65,8 +92,19 @@ class SnapshotCell {
   };
 
   /// Wait-free for the writer, lock-free for readers (retries only while a
-  /// publish is in progress).
-  Reading read() const noexcept;
+  /// publish is in progress). Inline: it is the hot path.
+  Reading read() const noexcept {
+    for (;;) {
+      auto s1 = seq_.load(std::memory_order_acquire);
+      auto w = word_.load(std::memory_order_acquire);
+      auto ns = published_ns_.load(std::memory_order_acquire);
+      auto s2 = seq_.load(std::memory_order_relaxed);
+      if (s1 == s2 && (s1 & 1) == 0) [[likely]]
+        return {w,
+                Clock::time_point{std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::nanoseconds{ns})}};
+    }
+  }
 
   /// Number of snapshots published so far.
   uint64_t publications() const noexcept;
@@ -117,16 +155,33 @@ class BackpressureChecker {
   /// Accept (nullopt) or reject with reason and Retry-After. No lock, no
   /// allocation, no I/O. A stale or missing snapshot rejects only under
   /// fail-closed. A breaker Retry-After counts down with the snapshot's age.
-  std::optional<Rejection> try_check() const noexcept;
+  /// Inline (with the cell's read()) so that the caller's compiler builds
+  /// the result in place: one seqlock read, one coarse clock read.
+  std::optional<Rejection> try_check() const noexcept {
+    auto v = view();
+    if (v.stale) [[unlikely]]
+      return on_stale(v.word);
+    if ((v.word & PackedDecision::active_bit) == 0) [[likely]]
+      return std::nullopt;
+    return reject(v.word, v.age_ns);
+  }
 
   /// Fresh, and every dimension measured with nothing at warning or worse.
-  bool is_healthy() const noexcept;
+  bool is_healthy() const noexcept {
+    auto v = view();
+    auto d = PackedDecision::decode(v.word);
+    return !v.stale && d.status == HealthStatus::healthy && !d.active;
+  }
 
   /// No snapshot yet, marked stale, or older than the stale threshold.
-  bool is_stale() const noexcept;
+  bool is_stale() const noexcept { return view().stale; }
 
   /// healthy / degraded / unhealthy, or stale when not fresh.
-  HealthStatus status() const noexcept;
+  HealthStatus status() const noexcept {
+    auto v = view();
+    return v.stale ? HealthStatus::stale
+                   : PackedDecision::decode(v.word).status;
+  }
 
   /// Age of the latest snapshot (nullopt before the first one).
   std::optional<milliseconds> age() const noexcept;
@@ -138,18 +193,62 @@ class BackpressureChecker {
 
  private:
   struct View {
-    PackedDecision d;
+    uint64_t word;
     bool stale;
     int64_t age_ns;
   };
 
-  View view() const noexcept;
+  View view() const noexcept {
+    auto r = cell_->read();
+    if ((r.word & PackedDecision::present_bit) == 0) [[unlikely]]
+      return {r.word, true, 0};
+    auto now = coarse_ ? coarse_now_ns()
+                       : std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             cell_->clock().now().time_since_epoch())
+                             .count();
+    auto age = now
+               - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     r.published_at.time_since_epoch())
+                     .count();
+    bool stale
+        = (r.word & PackedDecision::forced_stale_bit) != 0 || age > stale_ns_;
+    return {r.word, stale, age};
+  }
+
+  /// The rejection (or none, under fail-open) for a stale or missing
+  /// snapshot.
+  std::optional<Rejection> on_stale(uint64_t word) const noexcept {
+    if (opts_.policy == UnknownPolicy::fail_open)
+      return std::nullopt;
+    auto code = (word & PackedDecision::present_bit) != 0
+                    ? ReasonCode::snapshot_stale
+                    : ReasonCode::no_snapshot;
+    return Rejection{BackpressureSource::stale, code, reason_text(code),
+                     stale_retry_after_};
+  }
+
+  /// The rejection for an active decision `word` of a snapshot `age_ns` old.
+  Rejection reject(uint64_t word, int64_t age_ns) const noexcept {
+    auto d = PackedDecision::decode(word);
+    int64_t ms = d.retry_after_ms;
+    int64_t minimum = 1;
+    if (d.source == BackpressureSource::circuit_breaker) {
+      // The breaker's time left shrinks while the snapshot ages.
+      ms -= std::max<int64_t>(age_ns, 0) / 1'000'000;
+      minimum = breaker_minimum_s_;
+    }
+    // Whole seconds, rounded up.
+    auto secs = std::max((std::max<int64_t>(ms, 0) + 999) / 1000, minimum);
+    return Rejection{d.source, d.code, reason_text(d.code), seconds{secs}};
+  }
 
   std::shared_ptr<const SnapshotCell> cell_;
   CheckerOptions opts_;
   /// The cell runs on the coarse clock: read it inline.
   bool coarse_;
   int64_t stale_ns_;
+  seconds stale_retry_after_;
+  int64_t breaker_minimum_s_;
 };
 
 } // namespace tasker::health

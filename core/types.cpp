@@ -82,28 +82,6 @@ std::string_view to_string(ReasonCode x) noexcept {
   return "invalid";
 }
 
-std::string_view reason_text(ReasonCode x) noexcept {
-  switch (x) {
-    case ReasonCode::none: return "";
-    case ReasonCode::breaker_open: return "database circuit breaker open";
-    case ReasonCode::database_unknown:
-      return "database health unknown (fail-closed)";
-    case ReasonCode::channel_critical: return "command channel critical";
-    case ReasonCode::channel_unknown:
-      return "command channel health unknown (fail-closed)";
-    case ReasonCode::queue_overflow: return "queue depth at overflow";
-    case ReasonCode::queue_critical: return "queue depth critical";
-    case ReasonCode::queue_unknown: return "queue depth unknown (fail-closed)";
-    case ReasonCode::custom_unhealthy:
-      return "critical custom health check unhealthy";
-    case ReasonCode::custom_unknown:
-      return "critical custom health check unknown (fail-closed)";
-    case ReasonCode::snapshot_stale: return "health snapshot stale";
-    case ReasonCode::no_snapshot: return "no health snapshot yet";
-  }
-  return "invalid";
-}
-
 std::string_view to_string(HealthStatus x) noexcept {
   switch (x) {
     case HealthStatus::healthy: return "healthy";

@@ -52,7 +52,8 @@ std::string_view to_string(CircuitState x) noexcept;
 /// A consistent reading of a circuit breaker.
 struct CircuitBreakerMetrics {
   CircuitState state = CircuitState::closed;
-  /// Failures since the last success (saturates at the encoding limit).
+  /// Consecutive failures while closed (saturates at the encoding limit);
+  /// while open or half-open, the count that opened the breaker.
   uint32_t consecutive_failures = 0;
   /// Successes counted in the current half-open phase.
   uint32_t half_open_successes = 0;
@@ -150,6 +151,17 @@ struct QueueReport {
   QueueDepthTier tier = QueueDepthTier::unknown;
   /// Why the queue could not be measured; empty otherwise.
   std::string error;
+  // -- drain rate (set by the aggregator's DrainTracker, core/drain.hpp) --
+  /// Messages per second the depth fell by over the recent history (least
+  /// squares; negative: growing); 0 when `drain_samples` < 3.
+  double drain_rate = 0.0;
+  /// Depth samples the rate rests on (its history since the queue was last
+  /// missing, capped, or rose to a new high).
+  uint32_t drain_samples = 0;
+  /// Estimated seconds until the depth falls below the level where the
+  /// queue stops causing backpressure (critical threshold minus hysteresis
+  /// margin); 0 when already below; -1 when not draining or not measurable.
+  int64_t drain_eta_seconds = -1;
   friend bool operator==(const QueueReport&, const QueueReport&) = default;
 };
 
@@ -162,7 +174,8 @@ struct QueueHealth {
   std::vector<QueueReport> queues;
   /// Worst tier over all queues (Unknown when not evaluated or empty).
   QueueDepthTier worst_tier = QueueDepthTier::unknown;
-  /// Name of the queue with the worst tier.
+  /// Name of the deepest queue of the worst tier (first configured on a
+  /// tie; the first queue when all are Unknown).
   std::string worst_queue;
   std::chrono::microseconds check_duration{0};
   std::string error;
@@ -232,6 +245,25 @@ struct ActorStatus {
   friend bool operator==(const ActorStatus&, const ActorStatus&) = default;
 };
 
+// ---- the cluster
+// --------------------------------------------------------------
+
+/// One remote node as its link sees the connection.
+struct PeerStatus {
+  /// "host:port" as configured.
+  std::string peer;
+  bool connected = false;
+  /// CAF node id of the peer (empty until the first connect).
+  std::string node;
+  /// Successful connects so far.
+  uint64_t connects = 0;
+  /// Failed attempts since the last successful connect.
+  uint64_t failed_attempts = 0;
+  /// Why the last attempt failed or the connection ended (empty if none).
+  std::string last_error;
+  friend bool operator==(const PeerStatus&, const PeerStatus&) = default;
+};
+
 // ---- the decision -----------------------------------------------------------
 
 /// Which dimension caused backpressure.
@@ -263,8 +295,29 @@ enum class ReasonCode : uint8_t {
   no_snapshot,
 };
 
-/// Static, human-readable text of a reason code.
-std::string_view reason_text(ReasonCode x) noexcept;
+/// Static, human-readable text of a reason code. Inline: the hot path
+/// (BackpressureChecker::try_check) calls it on every rejection.
+constexpr std::string_view reason_text(ReasonCode x) noexcept {
+  switch (x) {
+    case ReasonCode::none: return "";
+    case ReasonCode::breaker_open: return "database circuit breaker open";
+    case ReasonCode::database_unknown:
+      return "database health unknown (fail-closed)";
+    case ReasonCode::channel_critical: return "command channel critical";
+    case ReasonCode::channel_unknown:
+      return "command channel health unknown (fail-closed)";
+    case ReasonCode::queue_overflow: return "queue depth at overflow";
+    case ReasonCode::queue_critical: return "queue depth critical";
+    case ReasonCode::queue_unknown: return "queue depth unknown (fail-closed)";
+    case ReasonCode::custom_unhealthy:
+      return "critical custom health check unhealthy";
+    case ReasonCode::custom_unknown:
+      return "critical custom health check unknown (fail-closed)";
+    case ReasonCode::snapshot_stale: return "health snapshot stale";
+    case ReasonCode::no_snapshot: return "no health snapshot yet";
+  }
+  return "invalid";
+}
 /// The short machine name of a reason code (for logs and JSON).
 std::string_view to_string(ReasonCode x) noexcept;
 
@@ -286,7 +339,7 @@ struct BackpressureDecision {
 enum class HealthStatus : uint8_t {
   healthy = 0,   ///< every dimension measured, nothing at warning or worse
   degraded = 1,  ///< no backpressure, but something is Unknown or warning
-  unhealthy = 2, ///< backpressure is active
+  unhealthy = 2, ///< backpressure is active, or the database did not answer
   stale = 3,     ///< no fresh snapshot (reader side only)
 };
 

@@ -51,4 +51,32 @@ constexpr auto restart_v = restart::value;
 using status = caf::atom_constant<caf::atom("status")>;
 constexpr auto status_v = status::value;
 
+/// Subscribe to this snapshot source from now on (root -> cache or
+/// publisher, after the aggregator was restarted).
+using source = caf::atom_constant<caf::atom("source")>;
+constexpr auto source_v = source::value;
+
+/// Register your live probes with this (new) aggregator (root -> probe
+/// supervisor, after the aggregator was restarted).
+using attach = caf::atom_constant<caf::atom("attach")>;
+constexpr auto attach_v = attach::value;
+
+/// A probe lost its replies several cycles in a row: replace it
+/// (aggregator -> probe supervisor; the watchdog).
+using hung = caf::atom_constant<caf::atom("hung")>;
+constexpr auto hung_v = hung::value;
+
+/// Supervise this running child from now on (facade -> root supervisor).
+using adopt = caf::atom_constant<caf::atom("adopt")>;
+constexpr auto adopt_v = adopt::value;
+
+/// Connect (again) to a remote publisher (link -> itself), or the result
+/// of a reachability pre-check (pre-check -> link).
+using connect = caf::atom_constant<caf::atom("connect")>;
+constexpr auto connect_v = connect::value;
+
+/// Look for the current aggregator again (publisher -> itself).
+using resolve = caf::atom_constant<caf::atom("resolve")>;
+constexpr auto resolve_v = resolve::value;
+
 } // namespace tasker::health::atom

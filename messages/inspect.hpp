@@ -43,7 +43,9 @@ template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, QueueReport& x) {
   return f(caf::meta::type_name("queue_report"), x.name, x.depth, x.capped,
            x.count_cap, x.visible_length, x.oldest_message_age_seconds,
-           x.missing, x.tier, x.error);
+           x.missing, x.tier, x.error,
+           // drain rate (issue 12): keep these three together
+           x.drain_rate, x.drain_samples, x.drain_eta_seconds);
 }
 
 template<class Inspector>
@@ -82,6 +84,12 @@ template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ActorStatus& x) {
   return f(caf::meta::type_name("actor_status"), x.name, x.running, x.restarts,
            x.failed_permanently, x.last_failure);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, PeerStatus& x) {
+  return f(caf::meta::type_name("peer_status"), x.peer, x.connected, x.node,
+           x.connects, x.failed_attempts, x.last_error);
 }
 
 } // namespace tasker::health

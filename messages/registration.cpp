@@ -43,8 +43,10 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<BackpressureDecision>(
       "tasker::health::BackpressureDecision");
   cfg.add_message_type<HealthSnapshot>("tasker::health::HealthSnapshot");
+  cfg.add_message_type<shared_snapshot>("tasker::health::shared_snapshot");
   cfg.add_message_type<ProbeStatus>("tasker::health::ProbeStatus");
   cfg.add_message_type<ActorStatus>("tasker::health::ActorStatus");
+  cfg.add_message_type<PeerStatus>("tasker::health::PeerStatus");
   // Handles that travel inside messages.
   cfg.add_message_type<db_probe_actor>("tasker::health::db_probe_actor");
   cfg.add_message_type<channel_probe_actor>(
@@ -52,9 +54,16 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<queue_probe_actor>("tasker::health::queue_probe_actor");
   cfg.add_message_type<custom_probe_actor>(
       "tasker::health::custom_probe_actor");
+  cfg.add_message_type<subscriber_actor>("tasker::health::subscriber_actor");
+  cfg.add_message_type<snapshot_source_actor>(
+      "tasker::health::snapshot_source_actor");
   cfg.add_message_type<cache_actor>("tasker::health::cache_actor");
+  cfg.add_message_type<publisher_actor>("tasker::health::publisher_actor");
+  cfg.add_message_type<link_actor>("tasker::health::link_actor");
   cfg.add_message_type<aggregator_actor>("tasker::health::aggregator_actor");
   cfg.add_message_type<supervisor_actor>("tasker::health::supervisor_actor");
+  cfg.add_message_type<root_supervisor_actor>(
+      "tasker::health::root_supervisor_actor");
   cfg.add_error_category(caf::atom("health"),
                          [](uint8_t code, caf::atom_value,
                             const caf::message& ctx) -> std::string {

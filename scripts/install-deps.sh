@@ -10,6 +10,8 @@ packages=(
   libpqxx-dev libpq-dev
   libspdlog-dev libfmt-dev
   prometheus-cpp-dev
+  libmicrohttpd-dev
+  libssl-dev openssl
   libcpp-httplib-dev
   nlohmann-json3-dev
   libbenchmark-dev

@@ -12,8 +12,12 @@
 //                   command enters the channel: 202.
 //   GET  /status    one line of JSON with the checker's view.
 //
+// Both on apps/http (libmicrohttpd): bodies above --max-body get 413 before
+// they are read, other paths 404, other methods 405.
+//
 // SIGINT/SIGTERM stop it cleanly (exit 0); a configuration problem exits 2.
 #include "actors/health_system.hpp"
+#include "apps/http/http_server.hpp"
 #include "core/channel_monitor.hpp"
 #include "core/config.hpp"
 #include "core/postgres/pg_database_check.hpp"
@@ -21,7 +25,6 @@
 #include "messages/registration.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -34,10 +37,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <pthread.h>
 #include <signal.h>
@@ -51,6 +52,7 @@
 #include "caf/stateful_actor.hpp"
 
 namespace th = tasker::health;
+namespace http = tasker::health::http;
 using namespace std::chrono_literals;
 
 namespace {
@@ -75,6 +77,8 @@ struct orchestrator_config : caf::actor_system_config {
   int64_t queue_critical = th::QueueThresholds{}.critical;
   int64_t queue_overflow = th::QueueThresholds{}.overflow;
   std::string unknown_policy = "fail-open";
+  uint64_t max_connections = http::server_options{}.max_connections;
+  uint64_t max_body = 65536;
 
   orchestrator_config() {
     opt_group{custom_options_, "global"}
@@ -106,7 +110,11 @@ struct orchestrator_config : caf::actor_system_config {
              "queue critical threshold (default 5000)")
         .add(queue_overflow, "queue-overflow",
              "queue overflow threshold (default 10000)")
-        .add(unknown_policy, "unknown-policy", "fail-open or fail-closed");
+        .add(unknown_policy, "unknown-policy", "fail-open or fail-closed")
+        .add(max_connections, "max-connections",
+             "open HTTP connections at most (default 2000)")
+        .add(max_body, "max-body",
+             "bytes of a command body at most; more: 413 (default 65536)");
   }
 };
 
@@ -134,6 +142,7 @@ std::string option_name(const std::string& daemon_option) {
 
 struct settings {
   th::HealthConfig health;
+  http::server_options http;
   uint64_t channel_capacity = 0;
   std::chrono::milliseconds work{0};
 };
@@ -151,6 +160,19 @@ std::optional<settings> make_settings(const orchestrator_config& cfg,
   s.work = std::chrono::milliseconds{std::max<int64_t>(cfg.work_ms, 0)};
   if (cfg.address.empty())
     problems.emplace_back("address: must not be empty");
+  s.http.address = cfg.address;
+  s.http.port = cfg.port;
+  s.http.max_body = cfg.max_body;
+  if (cfg.max_body > (uint64_t{1} << 24))
+    problems.emplace_back("max-body: must be at most 16777216 (got "
+                          + std::to_string(cfg.max_body) + ")");
+  s.http.max_connections = cfg.max_connections;
+  if (cfg.max_connections == 0)
+    problems.emplace_back("max-connections: must be greater than 0");
+  else if (auto err
+           = http::ensure_descriptor_limit(http::descriptors_needed(s.http)))
+    problems.emplace_back(
+        "max-connections: " + std::to_string(cfg.max_connections) + " " + *err);
   if (!cfg.queues.empty() && cfg.db.empty())
     problems.emplace_back("queues: needs --db (the queues live in a database)");
   auto& h = s.health;
@@ -262,18 +284,16 @@ class command_intake {
 
 // ---- HTTP -------------------------------------------------------------------
 
-void reject(httplib::Response& res, std::string_view reason,
-            std::string_view source, std::string_view code,
-            std::chrono::seconds retry_after) {
+http::response reject(std::string_view reason, std::string_view source,
+                      std::string_view code, std::chrono::seconds retry_after) {
   auto secs = static_cast<int64_t>(retry_after.count());
-  res.status = 503;
-  res.set_header("Retry-After", std::to_string(secs));
   nlohmann::json body = {{"accepted", false},
                          {"reason", reason},
                          {"source", source},
                          {"code", code},
                          {"retry_after_seconds", secs}};
-  res.set_content(body.dump(), "application/json");
+  return http::response::json(503, body.dump())
+      .header("Retry-After", std::to_string(secs));
 }
 
 std::string status_json(const th::BackpressureChecker& checker,
@@ -346,60 +366,39 @@ int run(orchestrator_config& cfg, const settings& s) {
   }
   auto checker = hs->checker();
 
-  httplib::Server server;
-  // cpp-httplib's default options also set SO_REUSEPORT, which lets a second
-  // process bind the same port and silently share the traffic. Reuse the
-  // address (restart after TIME_WAIT) but refuse a port somebody listens on.
-  server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  http::route_table routes;
+  routes.post("/commands", [&](const http::request& req) {
+    if (auto rejection = checker.try_check())
+      return reject(rejection->reason, th::to_string(rejection->source),
+                    th::to_string(rejection->code), rejection->retry_after);
+    uint64_t id = 0;
+    if (!intake.try_send(std::string{req.body()}, id))
+      return reject("command channel full", "channel", "channel_full",
+                    h.retry_after.channel_critical);
+    nlohmann::json body = {{"accepted", true},
+                           {"id", id},
+                           {"channel_in_use", intake.monitor().in_use()}};
+    return http::response::json(202, body.dump());
   });
-  server.Post(
-      "/commands", [&](const httplib::Request& req, httplib::Response& res) {
-        if (auto rejection = checker.try_check()) {
-          reject(res, rejection->reason, th::to_string(rejection->source),
-                 th::to_string(rejection->code), rejection->retry_after);
-          return;
-        }
-        uint64_t id = 0;
-        if (!intake.try_send(req.body, id)) {
-          reject(res, "command channel full", "channel", "channel_full",
-                 h.retry_after.channel_critical);
-          return;
-        }
-        res.status = 202;
-        nlohmann::json body = {{"accepted", true},
-                               {"id", id},
-                               {"channel_in_use", intake.monitor().in_use()}};
-        res.set_content(body.dump(), "application/json");
-      });
-  server.Get("/status", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(status_json(checker, intake) + "\n", "application/json");
+  routes.get("/status", [&](const http::request&) {
+    return http::response::json(200, status_json(checker, intake) + "\n");
   });
-
-  int port = cfg.port;
-  if (port == 0)
-    port = server.bind_to_any_port(cfg.address);
-  else if (!server.bind_to_port(cfg.address, port))
-    port = -1;
-  if (port <= 0) {
-    std::cerr << program << ": cannot listen on " << cfg.address << ':'
-              << cfg.port << '\n';
+  auto http_options = s.http;
+  http_options.log = [](http::log_level level, std::string_view text) {
+    if (level != http::log_level::debug)
+      std::cout << program << ": " << text << std::endl;
+  };
+  http::http_server server{http_options, std::move(routes)};
+  std::string error;
+  auto port = server.start(error);
+  if (!port) {
+    std::cerr << program << ": " << error << '\n';
     hs->stop();
     caf::anon_send_exit(channel, caf::exit_reason::user_shutdown);
     return 1;
   }
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> http_failed{false};
-  std::thread http{[&] {
-    server.listen_after_bind();
-    if (!stopping.load()) {
-      http_failed = true;
-      kill(getpid(), SIGTERM); // wakes sigwait below
-    }
-  }};
-  std::cout << program << ": listening on http://" << cfg.address << ':' << port
-            << " (channel capacity " << s.channel_capacity << ", work "
+  std::cout << program << ": listening on http://" << cfg.address << ':'
+            << *port << " (channel capacity " << s.channel_capacity << ", work "
             << s.work.count() << "ms, database "
             << (h.database_url.empty() ? "none" : "watched") << ", queues "
             << h.queues.size() << ")" << std::endl;
@@ -407,16 +406,12 @@ int run(orchestrator_config& cfg, const settings& s) {
   auto set = shutdown_signals();
   int sig = 0;
   sigwait(&set, &sig);
-  stopping = true;
-  std::cout << program << ": "
-            << (http_failed ? "HTTP server failed" : "signal received")
-            << ", shutting down" << std::endl;
+  std::cout << program << ": signal received, shutting down" << std::endl;
   server.stop();
-  http.join();
   hs->stop();
   caf::anon_send_exit(channel, caf::exit_reason::user_shutdown);
   // ~health_system and ~actor_system wait for every actor to finish.
-  return http_failed ? 1 : 0;
+  return 0;
 }
 
 } // namespace

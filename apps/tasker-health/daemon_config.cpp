@@ -4,7 +4,11 @@
 #include "caf/config_option_set.hpp"
 #include "caf/config_value.hpp"
 #include "caf/deep_to_string.hpp"
+#include "caf/io/middleman.hpp"
+#include "caf/openssl/manager.hpp"
 #include "caf/settings.hpp"
+
+#include "apps/tasker-health/tls_check.hpp"
 
 #include <algorithm>
 #include <fstream>
@@ -47,6 +51,8 @@ daemon_config::daemon_config() {
   queue_critical = d.queue_thresholds.critical;
   queue_overflow = d.queue_thresholds.overflow;
   hysteresis_margin = d.hysteresis_margin;
+  drain_retry_after = d.drain_retry_after;
+  drain_window = span(d.drain_window);
   retry_breaker_minimum = span(d.retry_after.breaker_minimum);
   retry_channel_critical = span(d.retry_after.channel_critical);
   retry_queue_overflow = span(d.retry_after.queue_overflow);
@@ -61,9 +67,45 @@ daemon_config::daemon_config() {
   supervisor_reset_after = span(d.supervisor.reset_after);
   supervisor_max_restarts = d.supervisor.max_restarts;
   supervisor_restart_window = span(d.supervisor.restart_window);
+  supervisor_lost_replies = d.supervisor.lost_replies;
+  debug_fault_signals = false;
+  http::server_options http_defaults;
   http_address = "127.0.0.1";
   http_port = 8080;
+  http_listen_backlog = http_defaults.listen_backlog;
+  http_max_connections = static_cast<int64_t>(http_defaults.max_connections);
+  http_max_connections_per_ip
+      = static_cast<int64_t>(http_defaults.max_connections_per_ip);
+  http_connection_timeout = span(http_defaults.connection_timeout);
+  http_max_request_line = static_cast<int64_t>(http_defaults.max_request_line);
+  http_max_header_bytes = static_cast<int64_t>(http_defaults.max_header_bytes);
+  http_max_headers = static_cast<int64_t>(http_defaults.max_headers);
+  http_max_body = static_cast<int64_t>(http_defaults.max_body);
   log_level = "info";
+  // CAF's scheduler, set up for a process that is idle nearly all the time
+  // (bench/idle.sh): work sharing parks idle workers on a condition
+  // variable, where work stealing polls (hundreds of wake-ups per second and
+  // worker); two workers suffice because blocking I/O never runs on them.
+  // The file and the command line override both ([scheduler]).
+  set("scheduler.policy", caf::atom("sharing"));
+  set("scheduler.max-threads", default_scheduler_threads);
+  // CAF networking (the publisher and the links) and its TLS module. Their
+  // options ([middleman], [openssl]) exist whether or not a cluster is
+  // configured. Heartbeats are on by default: without them a frozen peer is
+  // never noticed and a frozen subscriber makes a publisher queue snapshots
+  // without bound.
+  load<caf::io::middleman>();
+  load<caf::openssl::manager>();
+  set("middleman.heartbeat-interval", caf::timespan{default_heartbeat});
+  set("middleman.connection-timeout",
+      caf::timespan{default_connection_timeout});
+  cluster_port = 0;
+  cluster_bind = "127.0.0.1";
+  cluster_max_subscribers = 1000;
+  cluster_precheck_timeout = span(milliseconds{1000});
+  cluster_connect_timeout = span(milliseconds{5000});
+  cluster_reconnect_initial = span(milliseconds{100});
+  cluster_reconnect_max = span(milliseconds{2000});
   opt_group{custom_options_, "health"}
       .add(node_id, "node-id",
            "name of this node in snapshots (empty: the host name)")
@@ -111,7 +153,14 @@ daemon_config::daemon_config() {
            "(warning/critical/overflow)")
       .add(hysteresis_margin, "hysteresis-margin",
            "a queue leaves a tier downwards only below threshold - margin "
-           "(0: no hysteresis)");
+           "(0: no hysteresis)")
+      .add(drain_retry_after, "drain-retry-after",
+           "Retry-After of a Critical/Overflow queue from its measured drain "
+           "rate, within [1s, the constant] (false: the constants; on the "
+           "command line a bare flag)")
+      .add(drain_window, "drain-window",
+           "depth history a drain rate is measured over (2 to 100 x "
+           "interval)");
   opt_group{custom_options_, "retry-after"}
       .add(retry_breaker_minimum, "breaker-minimum",
            "lower bound of Retry-After while the breaker is open")
@@ -140,18 +189,64 @@ daemon_config::daemon_config() {
       .add(supervisor_max_restarts, "max-restarts",
            "more restarts than this within the window: give up")
       .add(supervisor_restart_window, "restart-window",
-           "window of the restart intensity");
+           "window of the restart intensity (probes; the root supervisor "
+           "counts all of its children in one window)")
+      .add(supervisor_lost_replies, "lost-replies",
+           "a probe that lets this many requests in a row pass their "
+           "deadline without a reply is killed and restarted (1..1000)");
+  opt_group{custom_options_, "cluster"}
+      .add(cluster_port, "port",
+           "publish this node's snapshots to other nodes on this port (0: "
+           "off)")
+      .add(cluster_bind, "bind",
+           "address of cluster.port; not loopback only with mutual TLS "
+           "(openssl.*)")
+      .add(cluster_peers, "peers",
+           "other nodes to watch, [\"host:port\", ...] (GET /cluster)")
+      .add(cluster_max_subscribers, "max-subscribers",
+           "remote subscribers at most (1..100000)")
+      .add(cluster_precheck_timeout, "precheck-timeout",
+           "bound of the TCP reachability check before each connect")
+      .add(cluster_connect_timeout, "connect-timeout",
+           "bound of a connect (TCP and CAF handshake)")
+      .add(cluster_reconnect_initial, "reconnect-initial",
+           "first delay before reconnecting to a lost peer (doubling)")
+      .add(cluster_reconnect_max, "reconnect-max",
+           "largest delay before reconnecting to a lost peer");
+  opt_group{custom_options_, "debug"}.add(
+      debug_fault_signals, "fault-signals",
+      "for tests only: SIGUSR1 kills the aggregator, SIGUSR2 the probe "
+      "supervisor (the root supervisor restarts them)");
   opt_group{custom_options_, "http"}
       .add(http_address, "address", "address of the HTTP endpoints")
-      .add(http_port, "port", "port of the HTTP endpoints (0: any free)");
+      .add(http_port, "port", "port of the HTTP endpoints (0: any free)")
+      .add(http_listen_backlog, "listen-backlog",
+           "connections the kernel queues before they are accepted "
+           "(1..65535, capped by net.core.somaxconn)")
+      .add(http_max_connections, "max-connections",
+           "open connections at most; beyond it new ones wait in the "
+           "backlog (needs this + 64 file descriptors)")
+      .add(http_max_connections_per_ip, "max-connections-per-ip",
+           "open connections per client address at most (0: no limit)")
+      .add(http_connection_timeout, "connection-timeout",
+           "a connection silent this long is closed (whole seconds, >= 1s)")
+      .add(http_max_request_line, "max-request-line",
+           "bytes of the request line; longer: 414 (64..1048576)")
+      .add(http_max_header_bytes, "max-header-bytes",
+           "bytes of all header names and values; more: 431 (256..1048576)")
+      .add(http_max_headers, "max-headers",
+           "number of request headers; more: 431 (1..10000)")
+      .add(http_max_body, "max-body",
+           "bytes of a request body; more: 413 before it is read "
+           "(0..1048576)");
   opt_group{custom_options_, "log"}.add(
       log_level, "level", "trace, debug, info, warn, error, critical or off");
 }
 
 const std::vector<std::string>& daemon_config::own_sections() {
   static const std::vector<std::string> xs{
-      "health",      "database",   "breaker", "channel", "queues",
-      "retry-after", "supervisor", "http",    "log"};
+      "health",     "database", "breaker", "channel", "queues", "retry-after",
+      "supervisor", "http",     "log",     "debug",   "cluster"};
   return xs;
 }
 
@@ -185,8 +280,11 @@ std::string help_text(const daemon_config& defaults,
           << "      " << str(opt.description()) << "\n";
     }
   }
-  out << "\nCAF's own options (e.g. --scheduler.max-threads=N) are accepted "
-         "too; see --long-help.\nExit codes: 0 clean shutdown "
+  out << "\nCAF's own options are accepted too (see --long-help), e.g. "
+         "--scheduler.policy=stealing\nor --scheduler.max-threads=N (the "
+         "daemon's defaults: 'sharing', "
+      << daemon_config::default_scheduler_threads
+      << " workers).\nExit codes: 0 clean shutdown "
          "(SIGINT/SIGTERM), "
          "2 invalid configuration, 1 runtime failure.\n";
   return out.str();
@@ -288,7 +386,16 @@ std::vector<ConfigError> check_config_file(const daemon_config& cfg,
       errors.push_back({option, "unknown option (" + where + ")"});
       continue;
     }
-    if (!has_setting(cfg.content, section, key)) {
+    // CAF's own options may hold a default in the settings already (the
+    // daemon sets [scheduler] ones), so a dropped value would go unnoticed:
+    // check the text against the option's type as well.
+    bool own_option = std::find(own.begin(), own.end(), section) != own.end();
+    bool valid = has_setting(cfg.content, section, key);
+    if (valid && !own_option) {
+      auto parsed = caf::config_value::parse(value);
+      valid = parsed && !opt->check(*parsed);
+    }
+    if (!valid) {
       auto expected = str(opt->type_name());
       auto hint = expected == "std::string" || expected == "string"
                       ? " (strings must be quoted)"
@@ -298,6 +405,56 @@ std::vector<ConfigError> check_config_file(const daemon_config& cfg,
     }
   }
   return errors;
+}
+
+namespace {
+
+/// `value` if it lies in [lo, hi], else an error naming the option.
+template<class T>
+T in_range(int64_t value, int64_t lo, int64_t hi, const char* option,
+           std::vector<ConfigError>& errors) {
+  if (value < lo || value > hi) {
+    errors.push_back({option, "must be between " + std::to_string(lo) + " and "
+                                  + std::to_string(hi) + " (got "
+                                  + std::to_string(value) + ")"});
+    return T{};
+  }
+  return static_cast<T>(value);
+}
+
+} // namespace
+
+http::server_options to_server_options(const daemon_config& c,
+                                       std::vector<ConfigError>& errors) {
+  http::server_options o;
+  o.address = c.http_address;
+  if (c.http_address.empty())
+    errors.push_back({"http.address", "must not be empty"});
+  o.port = in_range<uint16_t>(c.http_port, 0, 65535, "http.port", errors);
+  o.listen_backlog = in_range<int>(c.http_listen_backlog, 1, 65535,
+                                   "http.listen-backlog", errors);
+  o.max_connections = in_range<size_t>(c.http_max_connections, 1, 1000000,
+                                       "http.max-connections", errors);
+  o.max_connections_per_ip
+      = in_range<size_t>(c.http_max_connections_per_ip, 0, 1000000,
+                         "http.max-connections-per-ip", errors);
+  auto timeout = std::chrono::ceil<seconds>(c.http_connection_timeout);
+  if (timeout < seconds{1} || timeout > seconds{3600})
+    errors.push_back({"http.connection-timeout",
+                      "must be between 1s and 1h (got "
+                          + caf::deep_to_string(c.http_connection_timeout)
+                          + ")"});
+  else
+    o.connection_timeout = timeout;
+  o.max_request_line = in_range<size_t>(c.http_max_request_line, 64, 1 << 20,
+                                        "http.max-request-line", errors);
+  o.max_header_bytes = in_range<size_t>(c.http_max_header_bytes, 256, 1 << 20,
+                                        "http.max-header-bytes", errors);
+  o.max_headers = in_range<size_t>(c.http_max_headers, 1, 10000,
+                                   "http.max-headers", errors);
+  o.max_body
+      = in_range<size_t>(c.http_max_body, 0, 1 << 20, "http.max-body", errors);
+  return o;
 }
 
 bool parse_queue_thresholds(const std::string& text, QueueSpec& out,
@@ -374,6 +531,8 @@ HealthConfig to_health_config(const daemon_config& c,
   h.channel.emergency_percent = c.channel_emergency_percent;
   h.queue_thresholds = {c.queue_warning, c.queue_critical, c.queue_overflow};
   h.hysteresis_margin = c.hysteresis_margin;
+  h.drain_retry_after = c.drain_retry_after;
+  h.drain_window = ms(c.drain_window);
   for (const auto& name : c.queue_names)
     h.queues.push_back({name, std::nullopt});
   for (const auto& text : c.queue_thresholds) {
@@ -408,11 +567,8 @@ HealthConfig to_health_config(const daemon_config& c,
   to_unsigned(c.supervisor_max_restarts, "supervisor.max-restarts",
               h.supervisor.max_restarts, errors);
   h.supervisor.restart_window = ms(c.supervisor_restart_window);
-  if (c.http_port < 0 || c.http_port > 65535)
-    errors.push_back({"http.port", "must be between 0 and 65535 (got "
-                                       + std::to_string(c.http_port) + ")"});
-  if (c.http_address.empty())
-    errors.push_back({"http.address", "must not be empty"});
+  to_unsigned(c.supervisor_lost_replies, "supervisor.lost-replies",
+              h.supervisor.lost_replies, errors);
   static const std::vector<std::string> levels{
       "trace", "debug", "info", "warn", "error", "critical", "off"};
   if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end())
@@ -422,6 +578,90 @@ HealthConfig to_health_config(const daemon_config& c,
   for (auto& e : h.validate())
     errors.push_back(std::move(e));
   return h;
+}
+
+bool is_loopback(const std::string& address) {
+  return address == "localhost" || address == "::1"
+         || address.rfind("127.", 0) == 0;
+}
+
+cluster_settings to_cluster_settings(const daemon_config& cfg,
+                                     std::vector<ConfigError>& errors) {
+  cluster_settings c;
+  if (cfg.cluster_port < 0 || cfg.cluster_port > 65535)
+    errors.push_back({"cluster.port", "must be between 0 and 65535 (got "
+                                          + std::to_string(cfg.cluster_port)
+                                          + ")"});
+  else
+    c.port = static_cast<uint16_t>(cfg.cluster_port);
+  c.bind = cfg.cluster_bind;
+  if (c.bind.empty())
+    errors.push_back({"cluster.bind", "must not be empty (127.0.0.1 "
+                                      "publishes on loopback only)"});
+  for (const auto& text : cfg.cluster_peers) {
+    std::string why;
+    if (auto peer = parse_peer(text, &why))
+      c.peers.push_back(*peer);
+    else
+      errors.push_back({"cluster.peers", why});
+  }
+  if (cfg.cluster_max_subscribers < 1 || cfg.cluster_max_subscribers > 100000)
+    errors.push_back({"cluster.max-subscribers",
+                      "must be between 1 and 100000 (got "
+                          + std::to_string(cfg.cluster_max_subscribers) + ")"});
+  else
+    c.max_subscribers = static_cast<size_t>(cfg.cluster_max_subscribers);
+  auto positive = [&](const char* option, caf::timespan t,
+                      std::chrono::milliseconds& out) {
+    out = ms(t);
+    if (out.count() <= 0)
+      errors.push_back({option, "must be greater than 0 (got "
+                                    + std::to_string(out.count()) + "ms)"});
+  };
+  positive("cluster.precheck-timeout", cfg.cluster_precheck_timeout,
+           c.precheck_timeout);
+  positive("cluster.connect-timeout", cfg.cluster_connect_timeout,
+           c.connect_timeout);
+  positive("cluster.reconnect-initial", cfg.cluster_reconnect_initial,
+           c.reconnect_initial);
+  positive("cluster.reconnect-max", cfg.cluster_reconnect_max, c.reconnect_max);
+  if (c.reconnect_max < c.reconnect_initial)
+    errors.push_back({"cluster.reconnect-max",
+                      "must not be less than cluster.reconnect-initial"});
+  // Heartbeats: the connection timeout must exceed the interval (assumed the
+  // same on every node), or healthy idle peers are dropped.
+  auto hb
+      = ms(caf::get_or(cfg, "middleman.heartbeat-interval", caf::timespan{0}));
+  auto timeout
+      = ms(caf::get_or(cfg, "middleman.connection-timeout", caf::timespan{0}));
+  if (c.enabled()) {
+    if (hb.count() <= 0)
+      errors.push_back(
+          {"middleman.heartbeat-interval",
+           "must be greater than 0 with a cluster (without heartbeats a "
+           "frozen peer is never noticed)"});
+    else if (timeout <= hb)
+      errors.push_back({"middleman.connection-timeout",
+                        "must exceed middleman.heartbeat-interval (timeout "
+                            + std::to_string(timeout.count()) + "ms, interval "
+                            + std::to_string(hb.count())
+                            + "ms), or idle peers are dropped"});
+  }
+  tls_files files{cfg.openssl_certificate, cfg.openssl_key,
+                  cfg.openssl_passphrase, cfg.openssl_cafile,
+                  cfg.openssl_capath};
+  c.tls = files.any();
+  for (auto& e : check_tls_files(files))
+    errors.push_back(std::move(e));
+  if (c.port != 0 && !c.tls && !is_loopback(c.bind))
+    errors.push_back(
+        {"cluster.bind",
+         "'" + c.bind
+             + "' is not a loopback address: publishing beyond loopback "
+               "needs mutual TLS (openssl.certificate, openssl.key, "
+               "openssl.cafile), because CAF's BASP trusts every peer that "
+               "completes a handshake"});
+  return c;
 }
 
 } // namespace tasker::health::app

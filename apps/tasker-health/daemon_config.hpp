@@ -7,8 +7,10 @@
 // options into a HealthConfig with every problem named by its option.
 #pragma once
 
+#include "apps/http/http_server.hpp"
 #include "core/config.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -21,6 +23,12 @@
 namespace tasker::health::app {
 
 struct daemon_config : caf::actor_system_config {
+  /// Workers of CAF's scheduler unless configured ([scheduler] max-threads).
+  static constexpr size_t default_scheduler_threads = 2;
+  /// CAF heartbeats between nodes, on by default ([middleman]).
+  static constexpr std::chrono::milliseconds default_heartbeat{200};
+  static constexpr std::chrono::milliseconds default_connection_timeout{1000};
+
   daemon_config();
 
   // [health]
@@ -49,6 +57,8 @@ struct daemon_config : caf::actor_system_config {
   int64_t queue_overflow;
   std::vector<std::string> queue_thresholds;
   int64_t hysteresis_margin;
+  bool drain_retry_after;
+  caf::timespan drain_window;
   // [retry-after]
   caf::timespan retry_breaker_minimum;
   caf::timespan retry_channel_critical;
@@ -65,9 +75,29 @@ struct daemon_config : caf::actor_system_config {
   caf::timespan supervisor_reset_after;
   int64_t supervisor_max_restarts;
   caf::timespan supervisor_restart_window;
+  int64_t supervisor_lost_replies;
+  // [debug]
+  bool debug_fault_signals;
+  // [cluster]
+  int64_t cluster_port;
+  std::string cluster_bind;
+  std::vector<std::string> cluster_peers;
+  int64_t cluster_max_subscribers;
+  caf::timespan cluster_precheck_timeout;
+  caf::timespan cluster_connect_timeout;
+  caf::timespan cluster_reconnect_initial;
+  caf::timespan cluster_reconnect_max;
   // [http]
   std::string http_address;
   int64_t http_port;
+  int64_t http_listen_backlog;
+  int64_t http_max_connections;
+  int64_t http_max_connections_per_ip;
+  caf::timespan http_connection_timeout;
+  int64_t http_max_request_line;
+  int64_t http_max_header_bytes;
+  int64_t http_max_headers;
+  int64_t http_max_body;
   // [log]
   std::string log_level;
 
@@ -100,6 +130,37 @@ std::vector<ConfigError> check_config_file(const daemon_config& cfg,
 /// (option and rule), including everything HealthConfig::validate() finds.
 HealthConfig to_health_config(const daemon_config& cfg,
                               std::vector<ConfigError>& errors);
+
+/// The HTTP server's options ([http]); appends every problem to `errors`
+/// naming its option.
+/// The distributed part as the daemon runs it.
+struct cluster_settings {
+  /// Publish the publisher on this port (0: not published).
+  uint16_t port = 0;
+  std::string bind = "127.0.0.1";
+  std::vector<PeerAddress> peers;
+  size_t max_subscribers = 1000;
+  std::chrono::milliseconds precheck_timeout{1000};
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds reconnect_initial{100};
+  std::chrono::milliseconds reconnect_max{2000};
+  /// openssl.* set: publish and connect over mutual TLS only.
+  bool tls = false;
+  bool enabled() const noexcept { return port != 0 || !peers.empty(); }
+};
+
+/// The [cluster], [middleman] heartbeat and [openssl] options, checked:
+/// peers as host:port, a non-loopback bind only with mutual TLS (CAF's BASP
+/// trusts every peer), heartbeats on with a connection timeout above the
+/// interval, and readable, matching, current TLS files.
+cluster_settings to_cluster_settings(const daemon_config& cfg,
+                                     std::vector<ConfigError>& errors);
+
+/// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback(const std::string& address);
+
+http::server_options to_server_options(const daemon_config& cfg,
+                                       std::vector<ConfigError>& errors);
 
 /// Parses "name=warning/critical/overflow".
 bool parse_queue_thresholds(const std::string& text, QueueSpec& out,

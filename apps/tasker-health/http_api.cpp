@@ -2,35 +2,13 @@
 
 #include "apps/tasker-health/snapshot_json.hpp"
 
-#include <httplib.h>
-
 namespace tasker::health::app {
-
-namespace {
-
-constexpr const char* json_type = "application/json";
-
-} // namespace
 
 http_api::http_api(BackpressureChecker checker,
                    std::shared_ptr<health_metrics> metrics,
                    seconds stale_retry_after)
     : checker_(std::move(checker)), metrics_(std::move(metrics)),
-      stale_retry_after_(std::max(stale_retry_after, seconds{1})),
-      server_(std::make_unique<httplib::Server>()) {
-  // cpp-httplib's default also sets SO_REUSEPORT, which lets a second daemon
-  // bind the same port and silently share the traffic. Reuse the address
-  // (restart after TIME_WAIT) but refuse a port somebody listens on.
-  server_->set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-  routes();
-}
-
-http_api::~http_api() {
-  stop();
-}
+      stale_retry_after_(std::max(stale_retry_after, seconds{1})) {}
 
 std::optional<Rejection> http_api::readiness() const {
   if (auto r = checker_.try_check())
@@ -43,61 +21,46 @@ std::optional<Rejection> http_api::readiness() const {
                    stale_retry_after_};
 }
 
-void http_api::routes() {
-  auto& s = *server_;
-  s.Get("/livez", [this](const httplib::Request&, httplib::Response& res) {
-    bool alive = alive_.load();
-    res.status = alive ? 200 : 503;
-    res.set_content(alive ? R"({"alive":true})" : R"({"alive":false})",
-                    json_type);
-  });
-  s.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-    auto r = readiness();
-    res.status = r ? 503 : 200;
-    if (r)
-      res.set_header("Retry-After", std::to_string(r->retry_after.count()));
-    res.set_content(readiness_json(r, checker_.status()).dump(), json_type);
-  });
-  s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-    auto snap = checker_.snapshot();
-    if (!snap) {
-      res.status = 503;
-      res.set_header("Retry-After", std::to_string(stale_retry_after_.count()));
-      res.set_content(no_snapshot_json().dump(), json_type);
-      return;
-    }
-    bool stale = checker_.is_stale();
-    res.status = stale ? 503 : 200;
-    res.set_content(to_json(*snap, checker_.age(), stale).dump(), json_type);
-  });
-  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.status = 200;
-    res.set_content(metrics_->render(), "text/plain; version=0.0.4");
-  });
+http::response http_api::livez() const {
+  bool alive = alive_.load() && (!liveness_ || liveness_());
+  return http::response::json(alive ? 200 : 503, alive ? R"({"alive":true})"
+                                                       : R"({"alive":false})");
 }
 
-std::optional<int> http_api::bind(const std::string& address, int port,
-                                  std::string& error) {
-  int bound = -1;
-  if (port == 0)
-    bound = server_->bind_to_any_port(address.c_str());
-  else if (server_->bind_to_port(address.c_str(), port))
-    bound = port;
-  if (bound < 0) {
-    error = "cannot listen on " + address + ":" + std::to_string(port)
-            + " (address in use, not local, or not permitted)";
-    return std::nullopt;
-  }
-  return bound;
+http::response http_api::readyz() const {
+  auto r = readiness();
+  auto res = http::response::json(r ? 503 : 200,
+                                  readiness_json(r, checker_.status()).dump());
+  if (r)
+    res.header("Retry-After", std::to_string(r->retry_after.count()));
+  return res;
 }
 
-void http_api::serve() {
-  server_->listen_after_bind();
+http::response http_api::health() const {
+  auto snap = checker_.snapshot();
+  if (!snap)
+    return http::response::json(503, no_snapshot_json().dump())
+        .header("Retry-After", std::to_string(stale_retry_after_.count()));
+  bool stale = checker_.is_stale();
+  return http::response::json(stale ? 503 : 200,
+                              to_json(*snap, checker_.age(), stale).dump());
 }
 
-void http_api::stop() {
-  if (server_)
-    server_->stop();
+http::response http_api::metrics() const {
+  return {200, "text/plain; version=0.0.4", metrics_->render(), {}};
+}
+
+http::route_table http_api::routes() const {
+  http::route_table t;
+  t.get("/livez", [this](const http::request&) { return livez(); });
+  t.get("/readyz", [this](const http::request&) { return readyz(); });
+  t.get("/health", [this](const http::request&) { return health(); });
+  t.get("/metrics", [this](const http::request&) { return metrics(); });
+  // The original implementation's paths.
+  t.alias("/health/live", "/livez");
+  t.alias("/health/ready", "/readyz");
+  t.alias("/health/detailed", "/health");
+  return t;
 }
 
 } // namespace tasker::health::app

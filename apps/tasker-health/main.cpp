@@ -6,10 +6,12 @@
 // problem printed, naming its option), 1 for a runtime failure (e.g. the
 // HTTP port cannot be bound).
 
+#include "actors/cluster.hpp"
 #include "actors/health_system.hpp"
 #include "apps/tasker-health/daemon_config.hpp"
 #include "apps/tasker-health/http_api.hpp"
 #include "apps/tasker-health/metrics.hpp"
+#include "apps/tasker-health/snapshot_json.hpp"
 #include "core/log.hpp"
 #include "core/postgres/pg_database_check.hpp"
 #include "core/postgres/pg_queue_depth.hpp"
@@ -17,7 +19,9 @@
 #include "messages/registration.hpp"
 
 #include "caf/actor_system.hpp"
+#include "caf/exit_reason.hpp"
 #include "caf/scoped_actor.hpp"
+#include "caf/send.hpp"
 #include "caf/settings.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -27,7 +31,6 @@
 #include <cstring>
 #include <iostream>
 #include <regex>
-#include <thread>
 
 #include <unistd.h>
 
@@ -132,9 +135,25 @@ int main(int argc, char** argv) {
     for (auto& e : check_config_file(cfg, *path))
       errors.push_back(std::move(e));
   auto hc = to_health_config(cfg, errors);
+  auto http_options = to_server_options(cfg, errors);
+  auto cluster_cfg = to_cluster_settings(cfg, errors);
+  if (errors.empty()) {
+    // Refuse connections beyond the limit rather than run out of
+    // descriptors: the limit must fit the process's descriptor budget.
+    if (auto err
+        = http::ensure_descriptor_limit(http::descriptors_needed(http_options)))
+      errors.push_back(
+          {"http.max-connections",
+           std::to_string(http_options.max_connections) + " " + *err});
+  }
   if (!errors.empty()) {
     print_errors(errors);
     return exit_config;
+  }
+  if (cfg.debug_fault_signals) {
+    sigaddset(&signals, SIGUSR1);
+    sigaddset(&signals, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   }
   if (hc.node_id.empty()) {
     char host[256] = {};
@@ -143,6 +162,10 @@ int main(int argc, char** argv) {
   }
   setup_logging(cfg.log_level);
   auto log = logger();
+  // Heartbeats matter only between nodes; a node outside any cluster has no
+  // connection to watch and skips their wake-ups (about 0.06 % of a core).
+  if (!cluster_cfg.enabled())
+    cfg.set("middleman.heartbeat-interval", caf::timespan{0});
   caf::actor_system sys{cfg};
   auto metrics = std::make_shared<health_metrics>();
   health_parts parts;
@@ -155,53 +178,145 @@ int main(int argc, char** argv) {
     metrics->observe(s);
   };
   log->info("event=starting database={} queues={} interval_ms={}",
-            quoted(redact_dsn(hc.database_url)), hc.queues.size(),
-            hc.evaluation_interval.count());
+            tasker::health::quoted(redact_dsn(hc.database_url)),
+            hc.queues.size(), hc.evaluation_interval.count());
   auto hs = health_system::start(sys, hc, std::move(parts));
   if (!hs) {
     // validate() ran above, so this is unexpected; report it as config.
     std::cerr << "tasker-health: " << sys.render(hs.error()) << "\n";
     return exit_config;
   }
-  http_api http{hs->checker(), metrics, hc.retry_after.stale};
+  // Other nodes: publish this node's snapshots, watch the configured peers.
+  if (cluster_cfg.port != 0) {
+    publish_options po;
+    po.port = cluster_cfg.port;
+    po.bind = cluster_cfg.bind;
+    po.tls = cluster_cfg.tls;
+    po.max_subscribers = cluster_cfg.max_subscribers;
+    auto published = hs->publish(po);
+    if (!published) {
+      auto why = sys.render(published.error());
+      log->error("event=cluster_failed option=cluster.port error={}",
+                 tasker::health::quoted(why));
+      std::cerr << "tasker-health: cluster.port: cannot publish on "
+                << cluster_cfg.bind << ":" << cluster_cfg.port << ": " << why
+                << "\n";
+      hs->stop();
+      return exit_runtime;
+    }
+  }
+  cluster_options co;
+  co.peers = cluster_cfg.peers;
+  co.tls = cluster_cfg.tls;
+  co.precheck_timeout = cluster_cfg.precheck_timeout;
+  co.connect_timeout = cluster_cfg.connect_timeout;
+  co.backoff_initial = cluster_cfg.reconnect_initial;
+  co.backoff_max = cluster_cfg.reconnect_max;
+  co.local_name = hc.node_id;
+  co.local_cell = hs->cell();
+  co.checker = CheckerOptions::from(hc);
+  auto cluster = cluster::start(sys, std::move(co));
+  if (cluster_cfg.enabled())
+    log->info(
+        "event=cluster_started port={} bind={} tls={} peers={} "
+        "heartbeat_ms={} connection_timeout_ms={}",
+        cluster_cfg.port, cluster_cfg.bind, cluster_cfg.tls,
+        cluster_cfg.peers.size(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            caf::get_or(cfg, "middleman.heartbeat-interval", caf::timespan{0}))
+            .count(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            caf::get_or(cfg, "middleman.connection-timeout", caf::timespan{0}))
+            .count());
+  http_api api{hs->checker(), metrics, hc.retry_after.stale};
+  // /livez fails once the supervision tree gave up: the process no longer
+  // measures anything and must be restarted (an atomic read, no I/O).
+  api.set_liveness([&hs] { return !hs->failed(); });
+  auto routes = api.routes();
+  // The cluster view reads cells and atomics only: no actor round trip.
+  routes.get("/cluster", [&cluster](const http::request&) {
+    return http::response::json(200, cluster_json(cluster.summary()).dump());
+  });
+  http_options.log = [log](http::log_level level, std::string_view text) {
+    switch (level) {
+      case http::log_level::debug: log->debug("{}", text); break;
+      case http::log_level::info: log->info("{}", text); break;
+      case http::log_level::warn: log->warn("{}", text); break;
+    }
+  };
+  std::string endpoints;
+  for (const auto& path : routes.paths())
+    endpoints += (endpoints.empty() ? "" : " ") + path;
+  http::http_server server{http_options, std::move(routes)};
   std::string bind_error;
-  auto port = http.bind(cfg.http_address, static_cast<int>(cfg.http_port),
-                        bind_error);
+  auto port = server.start(bind_error);
   if (!port) {
     log->error("event=http_failed option=http.port error={}",
-               quoted(bind_error));
+               tasker::health::quoted(bind_error));
     std::cerr << "tasker-health: http.port: " << bind_error << "\n";
     hs->stop();
     return exit_runtime;
   }
-  std::thread server{[&] {
-    http.serve();
-  }};
-  log->info("event=listening address={} port={} endpoints=\"/livez /readyz "
-            "/health /metrics\"",
-            cfg.http_address, *port);
-  // Until a signal arrives: poll the supervisor for the restart metrics.
+  log->info("event=listening address={} port={} max_connections={} "
+            "endpoints=\"{}\"",
+            cfg.http_address, *port, http_options.max_connections, endpoints);
+  // Until a signal arrives: poll the supervisors for the restart metrics
+  // (short timeouts, so that a signal is handled within a second).
   caf::scoped_actor self{sys};
-  auto supervisor = hs->supervisor();
   int signal = 0;
-  for (;;) {
-    self->request(supervisor, std::chrono::seconds(1), atom::status_v)
+  bool reported_failure = false;
+  auto poll_status = [&] {
+    if (hs->failed()) {
+      if (!reported_failure) {
+        reported_failure = true;
+        log->critical("event=liveness_failed reason={} action=\"/livez "
+                      "answers 503; restart the process\"",
+                      tasker::health::quoted(hs->failure()));
+      }
+      return;
+    }
+    if (auto supervisor = hs->supervisor())
+      self->request(supervisor, std::chrono::milliseconds(300), atom::status_v)
+          .receive(
+              [&](std::vector<ProbeStatus>& probes) {
+                metrics->observe(probes);
+              },
+              [&](caf::error& err) {
+                log->debug("event=supervisor_status_failed error={}",
+                           tasker::health::quoted(sys.render(err)));
+              });
+    self->request(hs->root(), std::chrono::milliseconds(300), atom::status_v)
         .receive(
-            [&](std::vector<ProbeStatus>& probes) { metrics->observe(probes); },
+            [&](std::vector<ActorStatus>& actors) { metrics->observe(actors); },
             [&](caf::error& err) {
-              log->warn("event=supervisor_status_failed error={}",
-                        quoted(sys.render(err)));
+              log->debug("event=root_status_failed error={}",
+                         tasker::health::quoted(sys.render(err)));
             });
+    metrics->observe(cluster.summary());
+  };
+  for (;;) {
+    poll_status();
     timespec timeout{1, 0};
     signal = sigtimedwait(&signals, nullptr, &timeout);
     if (signal == SIGINT || signal == SIGTERM)
       break;
+    if (signal == SIGUSR1 || signal == SIGUSR2) {
+      auto victim = signal == SIGUSR1
+                        ? caf::actor_cast<caf::actor>(hs->aggregator())
+                        : caf::actor_cast<caf::actor>(hs->supervisor());
+      log->warn("event=fault_injected signal={} target={}",
+                signal == SIGUSR1 ? "SIGUSR1" : "SIGUSR2",
+                signal == SIGUSR1 ? "aggregator" : "probe-supervisor");
+      if (victim)
+        caf::anon_send_exit(victim, caf::exit_reason::kill);
+      continue;
+    }
   }
   log->info("event=shutdown signal={}",
             signal == SIGINT ? "SIGINT" : "SIGTERM");
-  http.set_alive(false);
-  http.stop();
-  server.join();
+  api.set_alive(false);
+  server.stop();
+  cluster.stop();
   hs->stop();
   log->info("event=stopped");
   return 0;

@@ -1,5 +1,7 @@
 #include "apps/tasker-health/snapshot_json.hpp"
 
+#include "actors/cluster.hpp"
+
 #include <ctime>
 
 namespace tasker::health::app {
@@ -95,6 +97,10 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
                                           : json(q.oldest_message_age_seconds)},
         {"missing", q.missing},
         {"error", error_or_null(q.error)},
+        {"drain_rate_per_second", q.drain_rate},
+        {"drain_samples", q.drain_samples},
+        {"drain_eta_seconds",
+         q.drain_eta_seconds < 0 ? json(nullptr) : json(q.drain_eta_seconds)},
     });
   json queue = {
       {"watched", s.queues.watched},
@@ -127,6 +133,8 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
       {"status", str(to_string(stale ? HealthStatus::stale : s.status))},
       {"node_id", s.node_id},
       {"sequence", s.sequence},
+      {"incarnation", s.incarnation},
+      {"epoch", s.epoch},
       {"produced_at", rfc3339(s.produced_at)},
       {"age_ms", age ? json(age->count()) : json(nullptr)},
       {"stale", stale},
@@ -155,6 +163,30 @@ json readiness_json(const std::optional<Rejection>& r, HealthStatus status) {
           {"code", str(to_string(r->code))},
           {"reason", str(r->reason)},
           {"retry_after_seconds", r->retry_after.count()}};
+}
+
+nlohmann::json cluster_json(const cluster_summary& c) {
+  auto nodes = nlohmann::json::array();
+  for (const auto& n : c.nodes) {
+    nodes.push_back({
+        {"name", n.name},
+        {"local", n.local},
+        {"connected", n.connected},
+        {"status", to_string(n.status)},
+        {"accepting", n.accepting},
+        {"rejecting", n.rejecting},
+        {"reason", n.reason},
+        {"retry_after_s", n.retry_after.count()},
+        {"age_ms", n.age ? nlohmann::json(n.age->count()) : nlohmann::json()},
+        {"node_id", n.node_id},
+        {"sequence", n.sequence},
+        {"last_error", n.last_error},
+    });
+  }
+  return {{"nodes", std::move(nodes)},
+          {"accepting", c.accepting},
+          {"rejecting", c.rejecting},
+          {"unreachable", c.unreachable}};
 }
 
 } // namespace tasker::health::app

@@ -8,6 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
+namespace tasker::health {
+struct cluster_summary;
+} // namespace tasker::health
+
 namespace tasker::health::app {
 
 /// The full snapshot as served by GET /health. `age` and `stale` come from
@@ -22,5 +26,10 @@ nlohmann::json no_snapshot_json();
 /// the Retry-After.
 nlohmann::json readiness_json(const std::optional<Rejection>& rejection,
                               HealthStatus status);
+
+/// The body of GET /cluster: every node (the local one first) with its
+/// connection, status, decision, Retry-After and snapshot age, and the
+/// counts of nodes accepting, rejecting and unreachable.
+nlohmann::json cluster_json(const cluster_summary& c);
 
 } // namespace tasker::health::app

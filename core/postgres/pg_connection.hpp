@@ -2,9 +2,9 @@
 // every statement are bounded by hard deadlines, shared by the DB check and
 // the queue depth source. Not part of the public API.
 //
-// Why libpq's non-blocking API and not libpqxx with a watchdog (see
-// /work/shared/POSTGRES-NOTES.md): a stopped backend or a silent peer never
-// makes a blocking call return, so something must cut it off.
+// Why libpq's non-blocking API and not libpqxx with a watchdog: a stopped
+// backend or a silent peer never makes a blocking call return, so something
+// must cut it off.
 //  - A watchdog thread calling shutdown(sock) on a libpqxx connection needs a
 //    second thread per probe and races with the owner closing the socket: if
 //    the fd is closed and reused between the deadline check and shutdown(),

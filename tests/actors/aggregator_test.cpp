@@ -76,8 +76,9 @@ struct fixture : test_coordinator_fixture<test_config> {
   }
 
   void subscribe_recorder() {
-    inject((atom::subscribe, cache_actor),
-           from(self).to(agg).with(atom::subscribe_v, rec));
+    inject((atom::subscribe, subscriber_actor),
+           from(self).to(agg).with(atom::subscribe_v,
+                                   caf::actor_cast<subscriber_actor>(rec)));
   }
 
   /// Moves time by one interval and runs everything.
@@ -111,7 +112,7 @@ CAF_TEST(three healthy probes produce seq 1 then seq 2 on the next tick) {
   expect((atom::report), from(agg).to(q));
   expect((QueueHealth), from(q).to(agg));
   CAF_MESSAGE("the last answer closes the cycle: one snapshot to the cache");
-  expect((atom::snapshot, HealthSnapshot), from(agg).to(rec));
+  expect((atom::snapshot, shared_snapshot), from(agg).to(rec));
   CAF_CHECK_EQUAL(seen->size(), 1u);
   CAF_CHECK_EQUAL(last().sequence, 1u);
   CAF_CHECK_EQUAL(last().node_id, "node-a");
@@ -135,11 +136,11 @@ CAF_TEST(a new subscriber gets the current snapshot at once) {
   sched.run();
   CAF_CHECK(seen->empty());
   subscribe_recorder();
-  expect((atom::snapshot, HealthSnapshot), from(agg).to(rec));
+  expect((atom::snapshot, shared_snapshot), from(agg).to(rec));
   CAF_CHECK_EQUAL(last().sequence, 1u);
   CAF_MESSAGE("subscribing twice does not duplicate deliveries");
   subscribe_recorder();
-  disallow((atom::snapshot, HealthSnapshot), from(agg).to(rec));
+  disallow((atom::snapshot, shared_snapshot), from(agg).to(rec));
   next_interval();
   CAF_CHECK_EQUAL(seen->size(), 2u);
 }
@@ -168,7 +169,7 @@ CAF_TEST(a dead subscriber is dropped) {
   sched.run();
   CAF_CHECK_EQUAL(agg_state().subscribers.size(), 0u);
   next_interval(); // a cycle without subscribers is fine
-  CAF_CHECK_EQUAL(agg_state().sequence, 2u);
+  CAF_CHECK_EQUAL(agg_state().memory->sequence.load(), 2u);
 }
 
 CAF_TEST(a probe missing its deadline is unknown for its dimension only) {
@@ -182,13 +183,14 @@ CAF_TEST(a probe missing its deadline is unknown for its dimension only) {
   sched.run();
   CAF_CHECK(seen->empty());
   sched.advance_time(1ms);
-  expect((atom::deadline, uint64_t), from(agg).to(agg).with(_, 1u));
-  expect((atom::snapshot, HealthSnapshot), from(agg).to(rec));
+  CAF_MESSAGE("the request's own timeout (the cycle deadline) closes it");
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
   auto& s = last();
   CAF_CHECK(s.database.evaluated);
   CAF_CHECK(s.channel.evaluated);
   CAF_CHECK(!s.queues.evaluated);
-  CAF_CHECK_EQUAL(s.queues.error, "probe did not answer within 2000ms");
+  CAF_CHECK_EQUAL(s.queues.error, "no reply within 2000ms");
   CAF_CHECK(s.queues.worst_tier == QueueDepthTier::unknown);
   CAF_CHECK(s.status == HealthStatus::degraded);
   CAF_CHECK(!s.decision.active); // fail-open
@@ -208,48 +210,124 @@ CAF_TEST(under fail closed a missed deadline triggers backpressure) {
   CAF_CHECK_EQUAL(s.decision.retry_after.count(), 30);
 }
 
-CAF_TEST(a hanging probe does not cause requests to pile up) {
+CAF_TEST(a probe that never replies is unknown each cycle and reported hung) {
+  // The dummy supervisor registers the queue probe, so the aggregator knows
+  // whom to tell.
+  auto log = std::make_shared<supervisor_log>();
+  auto sup = sys.spawn(dummy_supervisor, log);
+  q_ctl->mode = probe_control::hang;
+  auto o = options();
+  o.queue = queue_probe_actor{};
+  start(std::move(o));
+  subscribe_recorder();
+  sched.run();
+  CAF_CHECK(!agg_state().supervisor);
+  CAF_CHECK_EQUAL(agg_state().cycle, 0u); // waits for the queue probe
+  CAF_MESSAGE("the supervisor registers the queue probe: cycle 1 starts");
+  inject((atom::replace, queue_probe_actor),
+         from(sup).to(agg).with(atom::replace_v, q));
+  CAF_CHECK(agg_state().supervisor == sup);
+  sched.run();
+  CAF_MESSAGE("cycle 1: the request times out at the deadline, never busy "
+              "beyond it");
+  sched.advance_time(cfg.probe_timeout);
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  CAF_CHECK(!last().queues.evaluated);
+  CAF_CHECK(last().database.evaluated);
+  CAF_CHECK(!agg_state().slots[probe_slots::queue].busy);
+  CAF_CHECK_EQUAL(agg_state().slots[probe_slots::queue].lost_replies, 1u);
+  CAF_CHECK(log->hung.empty());
+  CAF_MESSAGE("every cycle asks again (one request in flight at a time)");
+  for (uint32_t i = 2; i <= cfg.supervisor.lost_replies; ++i) {
+    sched.advance_time(cfg.evaluation_interval - cfg.probe_timeout);
+    sched.run();
+    CAF_CHECK_EQUAL(q_ctl->requests, static_cast<int>(i));
+    CAF_CHECK(agg_state().slots[probe_slots::queue].busy);
+    sched.advance_time(cfg.probe_timeout);
+    sched.run();
+    CAF_CHECK(!last().queues.evaluated);
+    CAF_CHECK(!last().queues.error.empty());
+  }
+  CAF_MESSAGE("after lost-replies cycles in a row the supervisor hears of it");
+  CAF_REQUIRE_EQUAL(log->hung.size(), 1u);
+  CAF_CHECK(log->hung[0].first == ProbeKind::queue);
+  CAF_CHECK_EQUAL(log->hung[0].second, "queue");
+  CAF_CHECK_EQUAL(seen->size(),
+                  static_cast<size_t>(cfg.supervisor.lost_replies));
+  CAF_MESSAGE("a reply in time resets the count");
+  q_ctl->mode = probe_control::answer;
+  next_interval();
+  CAF_CHECK(last().queues.evaluated);
+  CAF_CHECK_EQUAL(agg_state().slots[probe_slots::queue].lost_replies, 0u);
+  caf::anon_send_exit(sup, caf::exit_reason::kill);
+}
+
+CAF_TEST(a late reply frees the slot but does not enter a snapshot) {
   q_ctl->mode = probe_control::hang;
   start(options());
   subscribe_recorder();
   sched.run();
-  for (int i = 0; i < 10; ++i)
-    next_interval();
-  CAF_MESSAGE("eleven cycles, one request to the hanging probe");
-  CAF_CHECK_EQUAL(q_ctl->requests, 1);
-  CAF_CHECK_EQUAL(db_ctl->requests, 11);
-  CAF_CHECK_EQUAL(seen->size(), 11u);
-  CAF_CHECK_EQUAL(last().queues.error,
-                  "probe still busy with the request of cycle 1");
-  CAF_MESSAGE("a late answer frees the probe but does not enter a snapshot");
+  sched.advance_time(cfg.probe_timeout);
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  CAF_CHECK_EQUAL(last().queues.error, "no reply within 2000ms");
   release_hung(*q_ctl);
   sched.run();
-  CAF_CHECK_EQUAL(seen->size(), 11u);
+  CAF_CHECK_EQUAL(seen->size(), 1u);
   q_ctl->mode = probe_control::answer;
-  next_interval();
-  CAF_CHECK_EQUAL(q_ctl->requests, 2);
+  sched.advance_time(cfg.evaluation_interval - cfg.probe_timeout);
+  sched.run();
+  CAF_CHECK_EQUAL(seen->size(), 2u);
   CAF_CHECK(last().queues.evaluated);
   CAF_CHECK(last().status == HealthStatus::healthy);
 }
 
-CAF_TEST(no new cycle starts while one is open) {
-  cfg.probe_timeout = 5000ms; // deadline as long as the interval
+CAF_TEST(a tick while a cycle is open is skipped) {
   q_ctl->mode = probe_control::hang;
   start(options());
   subscribe_recorder();
   sched.run();
-  // The tick at 5 s comes before the deadline at 5 s: cycle 1 is still
-  // open, so the tick is skipped; then the deadline closes cycle 1.
-  next_interval();
-  CAF_CHECK_EQUAL(seen->size(), 1u);
+  CAF_CHECK(agg_state().cycle_open);
+  inject((atom::tick), from(self).to(agg).with(atom::tick_v));
   CAF_CHECK_EQUAL(agg_state().cycle, 1u);
   CAF_CHECK_EQUAL(agg_state().skipped_ticks, 1u);
   CAF_CHECK_EQUAL(db_ctl->requests, 1);
-  next_interval();
+}
+
+CAF_TEST(a deadline of an earlier cycle does not close the current one) {
+  start(options());
+  subscribe_recorder();
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  q_ctl->mode = probe_control::hang;
+  sched.advance_time(cfg.evaluation_interval);
+  sched.run();
   CAF_CHECK_EQUAL(agg_state().cycle, 2u);
+  CAF_CHECK(agg_state().cycle_open);
+  CAF_MESSAGE("cycle 1's deadline arrives while cycle 2 waits for a probe");
+  inject((atom::deadline, uint64_t),
+         from(self).to(agg).with(atom::deadline_v, uint64_t{1}));
+  CAF_CHECK(agg_state().cycle_open);
+  CAF_CHECK_EQUAL(seen->size(), 1u);
+  CAF_MESSAGE("its own deadline closes it");
+  sched.advance_time(cfg.probe_timeout);
+  sched.run();
+  CAF_CHECK(!agg_state().cycle_open);
   CAF_CHECK_EQUAL(seen->size(), 2u);
-  CAF_CHECK_EQUAL(db_ctl->requests, 2);
-  CAF_CHECK_EQUAL(q_ctl->requests, 1);
+  CAF_CHECK(!last().queues.evaluated);
+}
+
+CAF_TEST(cycles follow the interval without drift) {
+  start(options());
+  subscribe_recorder();
+  sched.run();
+  auto t0 = sched.clock().now();
+  CAF_CHECK(agg_state().next_tick == t0 + cfg.evaluation_interval);
+  for (int i = 1; i <= 5; ++i)
+    next_interval();
+  CAF_CHECK_EQUAL(seen->size(), 6u);
+  CAF_CHECK(agg_state().next_tick == t0 + 6 * cfg.evaluation_interval);
 }
 
 CAF_TEST(an erroring or dead probe is unknown with the reason) {
@@ -279,7 +357,9 @@ CAF_TEST(breaker open wins over every other condition end to end) {
   auto& d = last().decision;
   CAF_CHECK(d.active);
   CAF_CHECK(d.source == BackpressureSource::circuit_breaker);
-  CAF_CHECK_EQUAL(d.retry_after.count(), 18);
+  // 17.2 s left; cycles at 5, 10, 15, 20 s: the trial runs at 20 s and is
+  // published by its deadline, 22 s.
+  CAF_CHECK_EQUAL(d.retry_after.count(), 22);
   CAF_MESSAGE("breaker closes: the channel is next");
   db_report->breaker = CircuitBreakerMetrics{};
   db_report->connected = true;
@@ -297,6 +377,61 @@ CAF_TEST(breaker open wins over every other condition end to end) {
   next_interval();
   CAF_CHECK(!last().decision.active);
   CAF_CHECK(last().status == HealthStatus::degraded); // Warning
+}
+
+CAF_TEST(a breaker opened from outside wins while the db probe hangs) {
+  ManualClock bclock;
+  CircuitBreakerConfig bcfg;
+  bcfg.failure_threshold = 2;
+  auto breaker = std::make_shared<CircuitBreaker>(bcfg, bclock);
+  db_ctl->mode = probe_control::hang;
+  q_report->queues[0].depth = 20000; // an overflow ranks below the breaker
+  auto o = options();
+  o.breaker = breaker;
+  start(std::move(o));
+  subscribe_recorder();
+  sched.run();
+  sched.advance_time(cfg.probe_timeout);
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  CAF_CHECK(!last().database.evaluated);
+  CAF_CHECK(last().decision.code == ReasonCode::queue_overflow);
+  CAF_MESSAGE("the orchestrator's own DB traffic fails twice");
+  breaker->record_failure();
+  breaker->record_failure();
+  CAF_REQUIRE(breaker->state() == CircuitState::open);
+  bclock.advance(10s); // 20 s of the 30 s left
+  sched.advance_time(cfg.evaluation_interval - cfg.probe_timeout);
+  sched.run();
+  sched.advance_time(cfg.probe_timeout);
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 2u);
+  auto& s = last();
+  CAF_CHECK(!s.database.evaluated); // the probe still hangs
+  CAF_CHECK(s.database.breaker.state == CircuitState::open);
+  CAF_CHECK(s.decision.source == BackpressureSource::circuit_breaker);
+  // Decided at 7 s (cycle 2's deadline) with 20 s left: due at 27 s; cycles
+  // start at 10, 15, 20, 25, 30 s, so the trial runs at 30 s and is
+  // published by 32 s: 25 s from the decision.
+  CAF_CHECK_EQUAL(s.decision.retry_after.count(), 25);
+  CAF_MESSAGE("also when the db probe failed permanently");
+  inject((atom::failed, ProbeKind, std::string, std::string),
+         from(self).to(agg).with(atom::failed_v, ProbeKind::database,
+                                 std::string{"database"},
+                                 std::string{"gave up"}));
+  sched.advance_time(cfg.evaluation_interval);
+  sched.run();
+  CAF_CHECK(last().decision.source == BackpressureSource::circuit_breaker);
+  CAF_MESSAGE("a closed breaker gives the decision back to the queue");
+  bclock.advance(30s);
+  for (int i = 0; i < 2; ++i) {
+    auto permit = breaker->try_acquire();
+    breaker->record_success(permit);
+  }
+  CAF_REQUIRE(breaker->state() == CircuitState::closed);
+  sched.advance_time(cfg.evaluation_interval);
+  sched.run();
+  CAF_CHECK(last().decision.code == ReasonCode::queue_overflow);
 }
 
 CAF_TEST(queue tiers use hysteresis across cycles) {

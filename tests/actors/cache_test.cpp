@@ -9,44 +9,38 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct agg_state {
-  static inline const char* name = "fake_aggregator";
-  agg_state() = default;
-  std::vector<cache_actor> subscribers;
+struct source_state {
+  static inline const char* name = "fake_source";
+  source_state() = default;
+  std::vector<subscriber_actor> subscribers;
+  int unsubscribed = 0;
 };
 
-/// A dummy aggregator that records subscriptions. (The unused argument
+/// A dummy snapshot source that records subscriptions. (The unused argument
 /// avoids CAF 0.17's init_fun_factory dereferencing a null tuple pointer for
 /// actors spawned without arguments, which UBSan reports.)
-aggregator_actor::behavior_type
-fake_aggregator(aggregator_actor::stateful_pointer<agg_state> self, int) {
+snapshot_source_actor::behavior_type
+fake_source(snapshot_source_actor::stateful_pointer<source_state> self, int) {
   return {
-      [=](atom::subscribe, cache_actor c) {
+      [=](atom::subscribe, subscriber_actor c) {
         self->state.subscribers.push_back(c);
       },
-      [=](atom::unsubscribe, cache_actor) {},
+      [=](atom::unsubscribe, subscriber_actor) { ++self->state.unsubscribed; },
       [=](atom::snapshot) -> caf::result<HealthSnapshot> {
         return caf::make_error(health_errc::no_snapshot);
       },
-      [=](atom::replace, db_probe_actor) {},
-      [=](atom::replace, channel_probe_actor) {},
-      [=](atom::replace, queue_probe_actor) {},
-      [=](atom::replace, const std::string&, custom_probe_actor) {},
-      [=](atom::failed, ProbeKind, const std::string&, const std::string&) {},
-      [=](atom::tick) {},
-      [=](atom::deadline, uint64_t) {},
   };
 }
 
 struct fixture : test_coordinator_fixture<test_config> {
   ManualClock clock;
   std::shared_ptr<SnapshotCell> cell = std::make_shared<SnapshotCell>(clock);
-  aggregator_actor agg;
+  snapshot_source_actor agg;
   cache_actor c;
   std::vector<uint64_t> observed;
 
   fixture() {
-    agg = sys.spawn(fake_aggregator, 0);
+    agg = sys.spawn(fake_source, 0);
     sched.run();
     cache_options o;
     o.cell = cell;
@@ -69,9 +63,13 @@ struct fixture : test_coordinator_fixture<test_config> {
     return BackpressureChecker{cell, o};
   }
 
-  HealthSnapshot snap(uint64_t seq, bool active = false) {
+  /// Incarnation 7 started at 100 s unless told otherwise.
+  HealthSnapshot snap(uint64_t seq, bool active = false,
+                      uint64_t incarnation = 7, int started_s = 100) {
     HealthSnapshot s;
     s.sequence = seq;
+    s.incarnation = incarnation;
+    s.incarnation_started = wall_time{} + std::chrono::seconds{started_s};
     s.status = active ? HealthStatus::unhealthy : HealthStatus::healthy;
     s.decision.active = active;
     if (active) {
@@ -83,9 +81,17 @@ struct fixture : test_coordinator_fixture<test_config> {
   }
 
   void deliver(HealthSnapshot s) {
-    inject((atom::snapshot, HealthSnapshot),
-           from(agg).to(c).with(atom::snapshot_v, std::move(s)));
+    inject(
+        (atom::snapshot, shared_snapshot),
+        from(agg).to(c).with(atom::snapshot_v, shared_snapshot{std::move(s)}));
   }
+
+  cache_state& st() {
+    return deref<cache_actor::stateful_base<cache_state>>(c).state;
+  }
+
+  /// Pending timers of the whole system (only the cache has any here).
+  size_t timers() { return sched.clock().schedule().size(); }
 };
 
 } // namespace
@@ -94,7 +100,8 @@ CAF_TEST_FIXTURE_SCOPE(cache_tests, fixture)
 
 CAF_TEST(the cache subscribes itself to the aggregator) {
   sched.run_once(); // the cache's initialization
-  expect((atom::subscribe, cache_actor), from(c).to(agg).with(_, c));
+  expect((atom::subscribe, subscriber_actor),
+         from(c).to(agg).with(_, caf::actor_cast<subscriber_actor>(c)));
   CAF_CHECK(checker().is_stale()); // nothing yet
 }
 
@@ -126,26 +133,120 @@ CAF_TEST(the cache marks itself stale when snapshots stop) {
   sched.advance_time(29s);
   sched.run();
   CAF_CHECK(!checker().is_stale());
-  deliver(snap(2)); // resets the stale timer
-  sched.advance_time(29s);
+  deliver(snap(2)); // the stale deadline moves to 2 s + 30 s after it
+  sched.advance_time(1s);
+  sched.run();
+  CAF_MESSAGE("the timer of snapshot 1 fires and re-arms for snapshot 2");
+  CAF_CHECK(!checker().is_stale());
+  CAF_CHECK_EQUAL(timers(), 1u);
+  sched.advance_time(28s);
   sched.run();
   CAF_CHECK(!checker().is_stale());
   CAF_MESSAGE("30 s without a snapshot");
   sched.advance_time(1s);
-  expect((atom::stale, uint64_t), from(c).to(c).with(_, 2u));
+  expect((atom::stale, uint64_t), from(c).to(c).with(_, _));
   CAF_CHECK(checker().is_stale());
   CAF_CHECK(!checker().is_healthy());
+  CAF_CHECK_EQUAL(timers(), 0u); // stale: nothing to wait for
   deliver(snap(3));
   CAF_CHECK(!checker().is_stale());
 }
 
-CAF_TEST(the cache turns stale at once when the aggregator dies) {
+CAF_TEST(one pending stale timer per cache whatever the snapshot rate) {
+  sched.run();
+  for (uint64_t i = 1; i <= 1000; ++i) {
+    deliver(snap(i));
+    sched.advance_time(100ms);
+    sched.run();
+  }
+  CAF_CHECK_EQUAL(timers(), 1u);
+  CAF_CHECK_EQUAL(cell->publications(), 1000u);
+  // 100 s of snapshots, 30 s threshold: a handful of timers in all, not one
+  // per snapshot.
+  CAF_CHECK_LESS_OR_EQUAL(st().timers_scheduled, 5u);
+  CAF_CHECK(!checker().is_stale());
+}
+
+CAF_TEST(the cache turns stale at once when the source dies) {
   sched.run();
   deliver(snap(1));
   CAF_CHECK(checker().is_healthy());
   caf::anon_send_exit(agg, caf::exit_reason::kill);
   sched.run();
   CAF_CHECK(checker().is_stale());
+}
+
+CAF_TEST(the cell turns stale when the cache terminates) {
+  sched.run();
+  deliver(snap(1));
+  CAF_CHECK(!checker().is_stale());
+  caf::anon_send_exit(c, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK(checker().is_stale());
+}
+
+CAF_TEST(replays and out of order snapshots are refused) {
+  sched.run();
+  deliver(snap(5));
+  deliver(snap(4, true)); // older: would reject work if accepted
+  deliver(snap(5, true)); // the same sequence again
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 5u);
+  CAF_CHECK(!checker().try_check());
+  CAF_CHECK_EQUAL(st().refused, 2u);
+  CAF_CHECK_EQUAL(observed, std::vector<uint64_t>({5}));
+  deliver(snap(6, true));
+  CAF_CHECK(checker().try_check());
+}
+
+CAF_TEST(a restarted producer is accepted and an old one is not ) {
+  sched.run();
+  deliver(snap(900));
+  CAF_MESSAGE("a new incarnation starts again at 1");
+  deliver(snap(1, true, 8, 160));
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 1u);
+  CAF_CHECK_EQUAL(checker().snapshot()->incarnation, 8u);
+  CAF_MESSAGE("a late snapshot of the replaced incarnation is refused");
+  deliver(snap(901, false, 7, 100));
+  CAF_CHECK_EQUAL(checker().snapshot()->incarnation, 8u);
+  CAF_CHECK(checker().try_check());
+  CAF_CHECK_EQUAL(observed, std::vector<uint64_t>({900, 1}));
+}
+
+CAF_TEST(the cache follows a new source and leaves the old one) {
+  sched.run();
+  deliver(snap(1));
+  auto other = sys.spawn(fake_source, 0);
+  sched.run();
+  inject((atom::source, snapshot_source_actor),
+         from(self).to(c).with(atom::source_v, other));
+  expect((atom::unsubscribe, subscriber_actor), from(c).to(agg).with(_, _));
+  expect((atom::subscribe, subscriber_actor), from(c).to(other).with(_, _));
+  CAF_MESSAGE("the old source dying no longer matters");
+  caf::anon_send_exit(agg, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK(!checker().is_stale());
+  CAF_MESSAGE("the new one does");
+  caf::anon_send_exit(other, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK(checker().is_stale());
+}
+
+CAF_TEST(an observer that throws does not take the cache down) {
+  auto cell2 = std::make_shared<SnapshotCell>(clock);
+  cache_options o;
+  o.cell = cell2;
+  o.observer = [](const HealthSnapshot&) {
+    throw std::runtime_error("metrics exploded");
+  };
+  auto c2 = sys.spawn(cache, agg, std::move(o));
+  sched.run();
+  inject((atom::snapshot, shared_snapshot),
+         from(agg).to(c2).with(atom::snapshot_v, shared_snapshot{snap(1)}));
+  inject((atom::snapshot, shared_snapshot),
+         from(agg).to(c2).with(atom::snapshot_v, shared_snapshot{snap(2)}));
+  CAF_CHECK_EQUAL(cell2->publications(), 2u);
+  caf::anon_send_exit(c2, caf::exit_reason::kill);
+  sched.run();
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

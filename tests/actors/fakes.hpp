@@ -6,6 +6,7 @@
 #define FAIL(msg) CAF_FAIL(msg)
 #include "caf/test/dsl.hpp"
 
+#include "core/clock.hpp"
 #include "core/measure.hpp"
 #include "messages/errors.hpp"
 #include "messages/inspect.hpp"
@@ -109,6 +110,8 @@ struct recorder_state {
   static inline const char* name = "recorder";
   recorder_state() = default;
   std::shared_ptr<std::vector<HealthSnapshot>> seen;
+  /// The shared snapshots as received (to check that nobody copied them).
+  std::vector<shared_snapshot> received;
 };
 
 /// A dummy cache that records every snapshot it gets.
@@ -117,17 +120,61 @@ recorder(cache_actor::stateful_pointer<recorder_state> self,
          std::shared_ptr<std::vector<HealthSnapshot>> seen) {
   self->state.seen = seen;
   return {
-      [=](atom::snapshot, HealthSnapshot& s) {
-        self->state.seen->push_back(std::move(s));
+      [=](atom::snapshot, const shared_snapshot& s) {
+        self->state.received.push_back(s);
+        self->state.seen->push_back(*s);
       },
+      [=](atom::stale, const std::string&) {},
       [=](atom::snapshot) -> caf::result<HealthSnapshot> {
         if (self->state.seen->empty())
           return caf::make_error(health_errc::no_snapshot);
         return self->state.seen->back();
       },
+      [=](atom::source, snapshot_source_actor src) {
+        self->send(src, atom::subscribe_v,
+                   caf::actor_cast<subscriber_actor>(self));
+      },
       [=](atom::stale, uint64_t) {},
   };
 }
+
+/// What a dummy probe supervisor was told.
+struct supervisor_log {
+  std::vector<std::pair<ProbeKind, std::string>> hung;
+  std::vector<aggregator_actor> attached;
+};
+
+struct dummy_supervisor_state {
+  static inline const char* name = "dummy_supervisor";
+  dummy_supervisor_state() = default;
+};
+
+/// A dummy probe supervisor: records `hung` and `attach`.
+inline supervisor_actor::behavior_type
+dummy_supervisor(supervisor_actor::stateful_pointer<dummy_supervisor_state>,
+                 std::shared_ptr<supervisor_log> log) {
+  return {
+      [=](atom::status) { return std::vector<ProbeStatus>{}; },
+      [=](atom::attach, aggregator_actor a) { log->attached.push_back(a); },
+      [=](atom::hung, ProbeKind k, const std::string& n) {
+        log->hung.emplace_back(k, n);
+      },
+      [=](atom::restart, uint32_t, uint64_t) {},
+  };
+}
+
+/// A Clock that reads the test coordinator's simulated time, so that the
+/// circuit breaker and the actors share one clock in deterministic tests.
+class coordinator_clock final : public Clock {
+ public:
+  explicit coordinator_clock(caf::scheduler::test_coordinator& sched)
+      : sched_(&sched) {}
+
+  time_point now() const noexcept override { return sched_->clock().now(); }
+
+ private:
+  caf::scheduler::test_coordinator* sched_;
+};
 
 /// A scripted DatabaseCheck: each check takes the next result (or repeats
 /// the default one).

@@ -59,8 +59,26 @@ struct fixture : test_coordinator_fixture<test_config> {
     sched.run();
   }
 
+  /// Moves time by `d` in steps of 100 ms, running everything that falls
+  /// due in between (timers that re-arm themselves fire on time).
+  void advance(std::chrono::milliseconds d) {
+    for (auto left = d; left.count() > 0; left -= 100ms) {
+      sched.advance_time(std::min(left, std::chrono::milliseconds{100}));
+      sched.run();
+    }
+  }
+
   std::shared_ptr<const HealthSnapshot> snap() {
     return hs->checker().snapshot();
+  }
+
+  std::vector<ActorStatus> root_status() {
+    std::vector<ActorStatus> result;
+    auto rh = self->request(hs->root(), caf::infinite, atom::status_v);
+    sched.run();
+    rh.receive([&](std::vector<ActorStatus>& xs) { result = std::move(xs); },
+               [&](const caf::error& e) { CAF_FAIL(sys.render(e)); });
+    return result;
   }
 };
 
@@ -112,7 +130,10 @@ CAF_TEST(the breaker opens from probe results and blocks work) {
   auto r = hs->checker().try_check();
   CAF_REQUIRE(r);
   CAF_CHECK(r->code == ReasonCode::breaker_open);
-  CAF_CHECK_EQUAL(r->retry_after.count(), 30);
+  // 30 s left; the trial runs at the first cycle start after that (the next
+  // cycle is 5 s away, so at 30 s) and its result is published by that
+  // cycle's deadline (2 s): 32 s.
+  CAF_CHECK_EQUAL(r->retry_after.count(), 32);
   CAF_CHECK_EQUAL(db->calls, 5);
   next_interval();
   CAF_CHECK_EQUAL(db->calls, 5); // skipped while open
@@ -214,6 +235,213 @@ CAF_TEST(add cache delivers to a second cell) {
   hs->stop();
   sched.run();
   CAF_CHECK_EQUAL(sys.registry().running(), running_before);
+}
+
+CAF_TEST(a client that waits the advertised time finds the breaker trying) {
+  // Breaker and actors on the same (simulated) clock.
+  coordinator_clock cc{sched};
+  cfg.breaker.open_timeout = 30s;
+  cfg.breaker.failure_threshold = 2;
+  cfg.evaluation_interval = 7s; // not a divisor of the open timeout
+  cfg.stale_threshold = 30s;
+  auto p = parts();
+  p.breaker = std::make_shared<CircuitBreaker>(cfg.breaker, cc);
+  db->fallback = fake_db_check::refused();
+  start(std::move(p));
+  next_interval(); // second failure opens the breaker
+  CAF_REQUIRE(snap()->decision.code == ReasonCode::breaker_open);
+  auto advertised = snap()->decision.retry_after;
+  auto opened_seq = snap()->sequence;
+  CAF_MESSAGE("advertised Retry-After: " << advertised.count() << " s");
+  db->fallback = fake_db_check::ok(); // the server is back
+  CAF_MESSAGE("one interval before that it is still open: no wild overshoot");
+  advance(std::chrono::duration_cast<std::chrono::milliseconds>(advertised)
+          - cfg.evaluation_interval);
+  CAF_CHECK(snap()->database.breaker.state == CircuitState::open);
+  CAF_CHECK(hs->checker().try_check());
+  CAF_MESSAGE("at the advertised time the published breaker is half-open or "
+              "closed");
+  advance(cfg.evaluation_interval);
+  CAF_CHECK_GREATER(snap()->sequence, opened_seq);
+  CAF_CHECK(snap()->database.breaker.state != CircuitState::open);
+  CAF_CHECK(!snap()->decision.active);
+}
+
+CAF_TEST(a killed aggregator is restarted and the sequence goes on) {
+  start(parts());
+  next_interval();
+  CAF_REQUIRE_EQUAL(snap()->sequence, 2u);
+  CAF_CHECK_EQUAL(snap()->epoch, 1u);
+  auto incarnation = snap()->incarnation;
+  CAF_CHECK_NOT_EQUAL(incarnation, 0u);
+  auto old = hs->aggregator();
+  CAF_MESSAGE("kill it in the middle of a cycle");
+  sched.advance_time(cfg.evaluation_interval);
+  sched.run_once(); // the tick: cycle 3 asks the probes
+  caf::anon_send_exit(old, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK(hs->checker().is_stale()); // at once, not after 30 s
+  CAF_CHECK(!hs->aggregator());
+  CAF_CHECK(!hs->failed());
+  CAF_MESSAGE("the root restarts it after the backoff (100 ms)");
+  sched.advance_time(100ms);
+  sched.run();
+  auto fresh = hs->aggregator();
+  CAF_REQUIRE(fresh);
+  CAF_CHECK(fresh != old);
+  CAF_MESSAGE("the probes were re-registered, the cache re-subscribed");
+  CAF_REQUIRE(!hs->checker().is_stale());
+  CAF_CHECK_EQUAL(snap()->sequence, 3u);
+  CAF_CHECK_EQUAL(snap()->epoch, 2u);
+  CAF_CHECK_EQUAL(snap()->incarnation, incarnation);
+  CAF_CHECK(snap()->database.evaluated);
+  CAF_CHECK(snap()->queues.evaluated);
+  CAF_CHECK(snap()->channel.evaluated);
+  CAF_CHECK(hs->checker().is_healthy());
+  next_interval();
+  CAF_CHECK_EQUAL(snap()->sequence, 4u);
+  auto status = root_status();
+  CAF_REQUIRE_EQUAL(status.size(), 3u);
+  CAF_CHECK_EQUAL(status[0].name, "aggregator");
+  CAF_CHECK_EQUAL(status[0].restarts, 1u);
+  CAF_CHECK(status[0].running);
+}
+
+CAF_TEST(backpressure survives an aggregator restart) {
+  start(parts());
+  queues->depths["orders"] = 20000;
+  next_interval();
+  CAF_REQUIRE(hs->checker().try_check());
+  caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+  sched.run();
+  sched.advance_time(100ms);
+  sched.run();
+  auto r = hs->checker().try_check();
+  CAF_REQUIRE(r);
+  CAF_CHECK(r->code == ReasonCode::queue_overflow);
+}
+
+CAF_TEST(tier memory and drain history survive an aggregator restart) {
+  cfg.hysteresis_margin = 100;
+  cfg.drain_retry_after = true;
+  cfg.drain_window = 1min;
+  start(parts());
+  queues->depths["orders"] = 5400;
+  next_interval();
+  queues->depths["orders"] = 5300;
+  next_interval();
+  queues->depths["orders"] = 5200;
+  next_interval();
+  CAF_REQUIRE(snap()->queues.queues[0].tier == QueueDepthTier::critical);
+  CAF_MESSAGE("draining 100 per 5 s: about 10 s to get below 5000");
+  auto before = hs->checker().try_check();
+  CAF_REQUIRE(before);
+  CAF_CHECK_LESS(before->retry_after.count(), 30);
+  CAF_CHECK_GREATER_OR_EQUAL(before->retry_after.count(), 5);
+  caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+  sched.run();
+  queues->depths["orders"] = 4950; // below 5000, within the margin
+  sched.advance_time(100ms);
+  sched.run();
+  CAF_MESSAGE("the new aggregator still knows the queue was Critical");
+  CAF_CHECK(snap()->queues.queues[0].tier == QueueDepthTier::critical);
+  CAF_CHECK_GREATER_OR_EQUAL(snap()->queues.queues[0].drain_samples, 4u);
+  CAF_CHECK_NOT_EQUAL(snap()->decision.reason.find("still critical"),
+                      std::string::npos);
+  queues->depths["orders"] = 4899;
+  next_interval();
+  CAF_CHECK(snap()->queues.queues[0].tier == QueueDepthTier::warning);
+}
+
+CAF_TEST(a killed probe supervisor is restarted with fresh probes) {
+  start(parts());
+  auto old = hs->supervisor();
+  caf::anon_send_exit(old, caf::exit_reason::kill);
+  sched.run();
+  next_interval(); // the probes died with it: Unknown, visibly
+  CAF_CHECK(!snap()->database.evaluated);
+  CAF_CHECK(!snap()->queues.evaluated);
+  CAF_CHECK(snap()->status != HealthStatus::healthy);
+  CAF_MESSAGE("after the backoff a new supervisor registers new probes");
+  sched.advance_time(100ms);
+  sched.run();
+  CAF_REQUIRE(hs->supervisor());
+  CAF_CHECK(hs->supervisor() != old);
+  sched.advance_time(cfg.evaluation_interval - 100ms);
+  sched.run();
+  CAF_CHECK(snap()->database.evaluated);
+  CAF_CHECK(snap()->queues.evaluated);
+  CAF_CHECK(hs->checker().is_healthy());
+}
+
+CAF_TEST(a killed cache is restarted on the same cell) {
+  start(parts());
+  caf::anon_send_exit(hs->cache(), caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK(hs->checker().is_stale());
+  sched.advance_time(100ms);
+  sched.run();
+  CAF_CHECK(!hs->checker().is_stale()); // the current snapshot at once
+  next_interval();
+  CAF_CHECK_EQUAL(snap()->sequence, 2u);
+}
+
+CAF_TEST(too many restarts make the root give up and the system failed) {
+  cfg.supervisor.max_restarts = 2;
+  start(parts());
+  auto cell2 = std::make_shared<SnapshotCell>(clock);
+  hs->add_cache(cell2);
+  sched.run();
+  for (int i = 0; i < 2; ++i) {
+    caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+    sched.run();
+    sched.advance_time(1s);
+    sched.run();
+    CAF_REQUIRE(hs->aggregator());
+    CAF_CHECK(!hs->failed());
+  }
+  CAF_MESSAGE("the third failure within the window: give up");
+  caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK(hs->failed());
+  CAF_CHECK_NOT_EQUAL(hs->failure().find("aggregator failed too often"),
+                      std::string::npos);
+  CAF_CHECK(hs->checker().is_stale());
+  CAF_CHECK(BackpressureChecker(cell2, CheckerOptions{}).is_stale());
+  CAF_MESSAGE("nothing is left running and nothing restarts");
+  sched.advance_time(1min);
+  sched.run();
+  CAF_CHECK(!hs->aggregator());
+  CAF_CHECK_EQUAL(sys.registry().running(), running_before);
+}
+
+CAF_TEST(a dead root marks the system failed) {
+  start(parts());
+  caf::anon_send_exit(hs->root(), caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK(hs->failed());
+  CAF_CHECK_NOT_EQUAL(hs->failure().find("root supervisor terminated"),
+                      std::string::npos);
+  CAF_CHECK(hs->checker().is_stale());
+}
+
+CAF_TEST(an added cache is supervised and follows a new aggregator) {
+  start(parts());
+  auto cell2 = std::make_shared<SnapshotCell>(clock);
+  auto c2 = hs->add_cache(cell2);
+  sched.run();
+  caf::anon_send_exit(c2, caf::exit_reason::kill);
+  sched.run();
+  sched.advance_time(100ms);
+  sched.run();
+  CAF_CHECK_EQUAL(root_status().back().restarts, 1u);
+  caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+  sched.run();
+  sched.advance_time(100ms);
+  sched.run();
+  next_interval();
+  CAF_CHECK_EQUAL(cell2->load()->sequence, snap()->sequence);
+  CAF_CHECK_EQUAL(cell2->load()->epoch, 2u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

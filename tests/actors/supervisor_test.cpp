@@ -26,8 +26,8 @@ recording_aggregator(aggregator_actor::stateful_pointer<agg_state> self,
                      std::shared_ptr<heard> log) {
   self->state.log = log;
   return {
-      [=](atom::subscribe, cache_actor) {},
-      [=](atom::unsubscribe, cache_actor) {},
+      [=](atom::subscribe, subscriber_actor) {},
+      [=](atom::unsubscribe, subscriber_actor) {},
       [=](atom::snapshot) -> caf::result<HealthSnapshot> {
         return caf::make_error(health_errc::no_snapshot);
       },
@@ -197,6 +197,74 @@ CAF_TEST(restarts outside the window do not count) {
   crash_current();
   CAF_CHECK(restarted_after(100ms)); // healthy for long: fresh backoff too
   CAF_CHECK(log->failures.empty());
+}
+
+CAF_TEST(a hung probe is killed and replaced after the backoff) {
+  ctl->mode = probe_control::hang;
+  start();
+  auto first = log->replacements.back();
+  self->monitor(first);
+  inject((atom::hung, ProbeKind, std::string),
+         from(self).to(sup).with(atom::hung_v, ProbeKind::queue,
+                                 std::string{"queue"}));
+  CAF_MESSAGE("no replacement while the old probe has not seen the kill (a "
+              "detached probe sees it only when its blocking call returns; "
+              "two probes must never share one measurer)");
+  CAF_CHECK_EQUAL(spawned, 1);
+  auto& child = deref<supervisor_actor::stateful_base<supervisor_state>>(sup)
+                    .state.children[0];
+  CAF_CHECK(child.status.running);
+  CAF_CHECK(child.hung);
+  sched.run();
+  bool killed = false;
+  self->receive(
+      [&](caf::down_msg& dm) {
+        killed = dm.source == first.address()
+                 && dm.reason == caf::exit_reason::kill;
+      },
+      caf::after(std::chrono::seconds(0)) >> [] {});
+  CAF_CHECK(killed);
+  auto st = status()[0];
+  CAF_CHECK(!st.running);
+  CAF_CHECK_NOT_EQUAL(st.last_failure.find("hung"), std::string::npos);
+  CAF_CHECK(restarted_after(100ms));
+  CAF_REQUIRE_EQUAL(log->replacements.size(), 2u);
+  CAF_CHECK(log->replacements.back() != first);
+  CAF_CHECK_EQUAL(status()[0].restarts, 1u);
+  CAF_MESSAGE("a hung report for an unknown probe changes nothing");
+  inject((atom::hung, ProbeKind, std::string),
+         from(self).to(sup).with(atom::hung_v, ProbeKind::custom,
+                                 std::string{"nope"}));
+  CAF_CHECK(status()[0].running);
+}
+
+CAF_TEST(attach registers live and given up probes with a new aggregator) {
+  start();
+  auto probe = log->replacements.back();
+  auto log2 = std::make_shared<heard>();
+  auto agg2 = sys.spawn(recording_aggregator, log2);
+  sched.run();
+  inject((atom::attach, aggregator_actor),
+         from(self).to(sup).with(atom::attach_v, agg2));
+  sched.run();
+  CAF_REQUIRE_EQUAL(log2->replacements.size(), 1u);
+  CAF_CHECK(log2->replacements[0] == probe);
+  CAF_MESSAGE("restarts now register with the new aggregator only");
+  crash_current();
+  CAF_CHECK(restarted_after(100ms));
+  CAF_CHECK_EQUAL(log->replacements.size(), 1u);
+  CAF_CHECK_EQUAL(log2->replacements.size(), 2u);
+  caf::anon_send_exit(agg2, caf::exit_reason::kill);
+  sched.run();
+}
+
+CAF_TEST(backoff delays follow the configuration) {
+  CAF_CHECK_EQUAL(backoff_delay(cfg, 0).count(), 100);
+  CAF_CHECK_EQUAL(backoff_delay(cfg, 1).count(), 200);
+  CAF_CHECK_EQUAL(backoff_delay(cfg, 2).count(), 300); // capped
+  CAF_CHECK_EQUAL(backoff_delay(cfg, 40).count(), 300);
+  cfg.backoff_factor = 1.0;
+  CAF_CHECK_EQUAL(backoff_delay(cfg, 5).count(), 100);
 }
 
 CAF_TEST(stopping the supervisor stops its probes) {

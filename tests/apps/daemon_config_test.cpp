@@ -20,6 +20,7 @@ struct parsed {
   caf::error parse_error;
   std::vector<ConfigError> errors;
   HealthConfig health;
+  http::server_options http;
 
   explicit parsed(std::vector<std::string> args) {
     std::vector<char*> argv;
@@ -33,6 +34,7 @@ struct parsed {
     if (auto path = caf::get_if<std::string>(&cfg.content, "config-file"))
       errors = check_config_file(cfg, *path);
     health = to_health_config(cfg, errors);
+    http = to_server_options(cfg, errors);
   }
 
   bool has(const std::string& option, const std::string& needle = "") const {
@@ -166,6 +168,22 @@ CAF_TEST(per queue thresholds) {
   CAF_CHECK(q.has("queues.thresholds", "not in queues.names"));
 }
 
+CAF_TEST(drain rate options) {
+  parsed off{{"--database.url=host=a"}};
+  CAF_REQUIRE(!off.parse_error);
+  CAF_CHECK(!off.health.drain_retry_after);
+  CAF_CHECK_EQUAL(off.health.drain_window.count(), 60000);
+  parsed on{{"--database.url=host=a", "--queues.drain-retry-after",
+             "--queues.drain-window=20s"}};
+  CAF_REQUIRE(!on.parse_error);
+  CAF_CHECK(on.errors.empty());
+  CAF_CHECK(on.health.drain_retry_after);
+  CAF_CHECK_EQUAL(on.health.drain_window.count(), 20000);
+  parsed bad{{"--database.url=host=a", "--queues.drain-retry-after",
+              "--queues.drain-window=5s"}};
+  CAF_CHECK(bad.has("queues.drain-window", "between 2 and 100 times"));
+}
+
 CAF_TEST(help lists every option with its default) {
   daemon_config cfg;
   auto text = help_text(cfg, "tasker-health");
@@ -180,4 +198,65 @@ CAF_TEST(help lists every option with its default) {
   }
   CAF_CHECK_NOT_EQUAL(text.find("(default: 5s)"), std::string::npos);
   CAF_CHECK_NOT_EQUAL(text.find("(default: 10000)"), std::string::npos);
+}
+
+CAF_TEST(http bounds have documented defaults and are validated) {
+  parsed p{{"--database.url=host=a"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.errors.empty());
+  http::server_options d;
+  CAF_CHECK_EQUAL(p.http.listen_backlog, d.listen_backlog);
+  CAF_CHECK_EQUAL(p.http.max_connections, d.max_connections);
+  CAF_CHECK_EQUAL(p.http.max_connections_per_ip, 0u);
+  CAF_CHECK_EQUAL(p.http.connection_timeout.count(), 10);
+  CAF_CHECK_EQUAL(p.http.max_request_line, 4096u);
+  CAF_CHECK_EQUAL(p.http.max_header_bytes, 8192u);
+  CAF_CHECK_EQUAL(p.http.max_headers, 64u);
+  CAF_CHECK_EQUAL(p.http.max_body, 4096u);
+  CAF_CHECK_EQUAL(http::memory_per_connection(p.http), 36864u);
+  parsed q{{"--database.url=host=a", "--http.listen-backlog=0",
+            "--http.max-connections=0", "--http.max-connections-per-ip=-1",
+            "--http.connection-timeout=0s", "--http.max-request-line=10",
+            "--http.max-header-bytes=2000000", "--http.max-headers=0",
+            "--http.max-body=-5", "--http.address=\"\""}};
+  CAF_REQUIRE(!q.parse_error);
+  CAF_CHECK(q.has("http.listen-backlog", "between 1 and 65535 (got 0)"));
+  CAF_CHECK(q.has("http.max-connections", "between 1 and"));
+  CAF_CHECK(q.has("http.max-connections-per-ip", "(got -1)"));
+  CAF_CHECK(q.has("http.connection-timeout", "between 1s and 1h"));
+  CAF_CHECK(q.has("http.max-request-line", "between 64 and"));
+  CAF_CHECK(q.has("http.max-header-bytes", "(got 2000000)"));
+  CAF_CHECK(q.has("http.max-headers", "between 1 and 10000"));
+  CAF_CHECK(q.has("http.max-body", "(got -5)"));
+  CAF_CHECK(q.has("http.address", "must not be empty"));
+  parsed r{{"--database.url=host=a", "--http.connection-timeout=1500ms",
+            "--http.max-connections=10"}};
+  CAF_CHECK(r.errors.empty());
+  CAF_CHECK_EQUAL(r.http.connection_timeout.count(), 2); // rounded up
+  CAF_CHECK_EQUAL(r.http.max_connections, 10u);
+  CAF_CHECK_EQUAL(http::descriptors_needed(r.http), 74u);
+}
+
+CAF_TEST(the scheduler defaults suit an idle process and can be overridden) {
+  parsed p{{"--database.url=host=a"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK_EQUAL(caf::get_or(p.cfg, "scheduler.policy", caf::atom("")),
+                  caf::atom("sharing"));
+  CAF_CHECK_EQUAL(caf::get_or(p.cfg, "scheduler.max-threads", size_t{0}),
+                  daemon_config::default_scheduler_threads);
+  ini_file f{"[database]\nurl=\"host=a\"\n[scheduler]\npolicy='stealing'\n"
+             "max-threads=4\n"};
+  parsed q{{f.arg(), "--scheduler.max-threads=3"}};
+  CAF_REQUIRE(!q.parse_error);
+  CAF_CHECK(q.errors.empty());
+  CAF_CHECK_EQUAL(caf::get_or(q.cfg, "scheduler.policy", caf::atom("")),
+                  caf::atom("stealing"));
+  CAF_CHECK_EQUAL(caf::get_or(q.cfg, "scheduler.max-threads", size_t{0}), 3u);
+  CAF_MESSAGE("a value of the wrong type is refused, not dropped silently");
+  ini_file g{"[database]\nurl=\"host=a\"\n[scheduler]\npolicy=\"stealing\"\n"
+             "max-threads=\"3\"\n"};
+  parsed r{{g.arg()}};
+  CAF_REQUIRE(!r.parse_error);
+  CAF_CHECK(r.has("scheduler.policy", "not a valid atom"));
+  CAF_CHECK(r.has("scheduler.max-threads", "not a valid"));
 }

@@ -2,121 +2,20 @@
 #define CAF_SUITE apps.daemon_process
 #include "caf/test/unit_test.hpp"
 
+#include "../support/daemon_process.hpp"
 #include "../support/pg_test_env.hpp"
+#include "../support/raw_http.hpp"
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
-
-#include <fcntl.h>
-#include <spawn.h>
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
-#include <functional>
-#include <regex>
-#include <thread>
-
-extern char** environ;
 
 using namespace tasker::health::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
 namespace {
-
-const std::string daemon_path = std::string{TASKER_HEALTH_BINARY_DIR}
-                                + "/apps/tasker-health/tasker-health";
-
-/// The daemon as a child process, its output in a log file.
-class daemon_process {
- public:
-  explicit daemon_process(const std::vector<std::string>& args) {
-    char name[] = "/tmp/tasker-health-daemon-XXXXXX";
-    int fd = mkstemp(name);
-    CAF_REQUIRE(fd >= 0);
-    close(fd);
-    log_path_ = name;
-    std::vector<std::string> argv_s{daemon_path};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log_path_.c_str(),
-                                     O_WRONLY | O_APPEND, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, log_path_.c_str(),
-                                     O_WRONLY | O_APPEND, 0);
-    auto rc = posix_spawn(&pid_, daemon_path.c_str(), &fa, nullptr, argv.data(),
-                          environ);
-    posix_spawn_file_actions_destroy(&fa);
-    CAF_REQUIRE_EQUAL(rc, 0);
-  }
-
-  ~daemon_process() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    std::remove(log_path_.c_str());
-  }
-
-  /// Exit code, or -1 if it did not exit within `timeout`.
-  int wait_exit(std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return -1;
-  }
-
-  void signal(int sig) { kill(pid_, sig); }
-
-  std::string log() const { return read_text_file(log_path_); }
-
-  /// The HTTP port the daemon logged, waiting up to 10 s.
-  int port() {
-    static const std::regex re{R"(event=listening address=\S+ port=(\d+))"};
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::smatch m;
-      auto text = log();
-      if (std::regex_search(text, m, re))
-        return std::stoi(m[1]);
-      int status = 0;
-      if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        CAF_FAIL("daemon exited early:\n" << text);
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    CAF_FAIL("daemon did not start listening:\n" << log());
-    return -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::string log_path_;
-};
-
-/// Polls `pred` every 50 ms for up to `timeout`.
-bool eventually(std::function<bool()> pred,
-                std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred())
-      return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return pred();
-}
 
 struct fixture {
   ScratchDatabase db;
@@ -153,32 +52,34 @@ CAF_TEST_FIXTURE_SCOPE(daemon_process_tests, fixture)
 
 CAF_TEST(readyz follows a queue through critical and back) {
   daemon_process d{args()};
-  httplib::Client http{"127.0.0.1", d.port()};
-  http.set_read_timeout(2, 0);
+  auto port = d.port();
+  auto get = [port](const char* path) {
+    return request_once(port, "GET", path);
+  };
   CAF_MESSAGE("livez answers at once; readyz once a snapshot exists");
-  auto live = http.Get("/livez");
+  auto live = get("/livez");
   CAF_REQUIRE(live);
   CAF_CHECK_EQUAL(live->status, 200);
   CAF_CHECK(eventually([&] {
-    auto r = http.Get("/readyz");
+    auto r = get("/readyz");
     return r && r->status == 200;
   }));
   CAF_MESSAGE("the queue passes its critical threshold (200)");
   fill(250);
-  std::optional<httplib::Response> rejected;
+  std::optional<http_reply> rejected;
   CAF_CHECK(eventually([&] {
-    auto r = http.Get("/readyz");
+    auto r = get("/readyz");
     if (r && r->status == 503)
       rejected = *r;
     return rejected.has_value();
   }));
   CAF_REQUIRE(rejected);
-  CAF_CHECK_EQUAL(rejected->get_header_value("Retry-After"), "30");
+  CAF_CHECK_EQUAL(rejected->header("Retry-After"), "30");
   auto body = json::parse(rejected->body);
   CAF_CHECK_EQUAL(body["ready"].get<bool>(), false);
   CAF_CHECK_EQUAL(body["code"].get<std::string>(), "queue_critical");
   CAF_MESSAGE("/health has every field");
-  auto health = http.Get("/health");
+  auto health = get("/health");
   CAF_REQUIRE(health);
   CAF_CHECK_EQUAL(health->status, 200);
   auto h = json::parse(health->body);
@@ -202,19 +103,20 @@ CAF_TEST(readyz follows a queue through critical and back) {
   CAF_MESSAGE("the queue drains: ready again");
   db.exec("DELETE FROM pgmq.q_orders");
   CAF_CHECK(eventually([&] {
-    auto r = http.Get("/readyz");
+    auto r = get("/readyz");
     return r && r->status == 200;
   }));
   CAF_MESSAGE("/metrics counts the activation and carries the names");
-  auto metrics = http.Get("/metrics");
+  auto metrics = get("/metrics");
   CAF_REQUIRE(metrics);
   CAF_CHECK_EQUAL(metrics->status, 200);
   for (auto name :
        {"tasker_health_evaluations_total", "tasker_health_database_connected 1",
-        "tasker_health_queue_depth{queue=\"orders\"}",
+        "tasker_health_queue_depth_current{queue=\"orders\"}",
         "tasker_health_queue_tier{queue=\"orders\"}",
         "tasker_health_backpressure_active 0",
-        "tasker_health_backpressure_activations_total{source=\"queue\"} 1",
+        "tasker_health_backpressure_activations_total{source=\"queue_depth\"} "
+        "1",
         "tasker_health_database_check_duration_seconds_bucket",
         "tasker_health_probe_restarts_total{probe=\"database\"} 0"}) {
     CAF_CHECK_NOT_EQUAL(metrics->body.find(name), std::string::npos);
@@ -222,17 +124,84 @@ CAF_TEST(readyz follows a queue through critical and back) {
       CAF_MESSAGE("missing in /metrics: " << name);
   }
   CAF_MESSAGE("transitions are logged once each");
-  auto log = d.log();
-  auto count = [&](const std::string& needle) {
-    size_t n = 0;
-    for (auto pos = log.find(needle); pos != std::string::npos;
-         pos = log.find(needle, pos + 1))
-      ++n;
-    return n;
-  };
-  CAF_CHECK_EQUAL(count("event=backpressure_on"), 1u);
-  CAF_CHECK_EQUAL(count("event=backpressure_off"), 1u);
+  CAF_CHECK_EQUAL(d.count_in_log("event=backpressure_on"), 1u);
+  CAF_CHECK_EQUAL(d.count_in_log("event=backpressure_off"), 1u);
   CAF_MESSAGE("SIGTERM: clean exit 0");
+  d.signal(SIGTERM);
+  CAF_CHECK_EQUAL(d.wait_exit(10s), 0);
+}
+
+CAF_TEST(a killed aggregator is restarted inside the running daemon) {
+  auto a = args();
+  a.push_back("--debug.fault-signals");
+  a.push_back("--supervisor.jitter=0");
+  daemon_process d{a};
+  auto port = d.port();
+  auto health = [port]() -> std::optional<json> {
+    auto r = request_once(port, "GET", "/health");
+    if (!r || r->status != 200)
+      return std::nullopt;
+    return json::parse(r->body);
+  };
+  std::optional<json> before;
+  CAF_REQUIRE(eventually([&] { return (before = health()).has_value(); }));
+  auto seq = (*before)["sequence"].get<uint64_t>();
+  auto incarnation = (*before)["incarnation"];
+  CAF_CHECK_EQUAL((*before)["epoch"].get<uint32_t>(), 1u);
+  CAF_MESSAGE("SIGUSR1: the aggregator is killed");
+  d.signal(SIGUSR1);
+  CAF_MESSAGE("/health comes back with epoch 2, the sequence going on");
+  std::optional<json> after;
+  CAF_CHECK(eventually([&] {
+    after = health();
+    return after && (*after)["epoch"].get<uint32_t>() == 2
+           && (*after)["database"]["evaluated"].get<bool>()
+           && (*after)["queues"]["evaluated"].get<bool>();
+  }));
+  CAF_REQUIRE(after);
+  CAF_CHECK_GREATER((*after)["sequence"].get<uint64_t>(), seq);
+  CAF_CHECK((*after)["incarnation"] == incarnation);
+  auto live = request_once(port, "GET", "/livez");
+  CAF_REQUIRE(live);
+  CAF_CHECK_EQUAL(live->status, 200);
+  CAF_CHECK_EQUAL(d.count_in_log("event=actor_restarted actor=aggregator"), 1u);
+  CAF_MESSAGE("the restart is counted in /metrics");
+  CAF_CHECK(eventually([&] {
+    auto m = request_once(port, "GET", "/metrics");
+    return m
+           && m->body.find(
+                  "tasker_health_actor_restarts_total{actor=\"aggregator\"} 1")
+                  != std::string::npos;
+  }));
+  d.signal(SIGTERM);
+  CAF_CHECK_EQUAL(d.wait_exit(10s), 0);
+}
+
+CAF_TEST(livez fails when the supervision tree gives up) {
+  auto a = args();
+  a.push_back("--debug.fault-signals");
+  a.push_back("--supervisor.max-restarts=1");
+  a.push_back("--supervisor.initial-backoff=10ms");
+  daemon_process d{a};
+  auto port = d.port();
+  CAF_REQUIRE(eventually([&] {
+    auto r = request_once(port, "GET", "/readyz");
+    return r && r->status == 200;
+  }));
+  CAF_MESSAGE("two failures within the window: the root gives up");
+  d.signal(SIGUSR1);
+  CAF_REQUIRE(eventually([&] {
+    return d.count_in_log("event=actor_restarted actor=aggregator") == 1;
+  }));
+  d.signal(SIGUSR1);
+  CAF_CHECK(eventually([&] {
+    auto r = request_once(port, "GET", "/livez");
+    return r && r->status == 503;
+  }));
+  auto ready = request_once(port, "GET", "/readyz");
+  CAF_REQUIRE(ready);
+  CAF_CHECK_EQUAL(ready->status, 503);
+  CAF_CHECK_EQUAL(d.count_in_log("event=root_given_up"), 1u);
   d.signal(SIGTERM);
   CAF_CHECK_EQUAL(d.wait_exit(10s), 0);
 }

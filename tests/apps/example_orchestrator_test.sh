@@ -8,7 +8,8 @@
 # with the PGMQ-compatible schema and one queue, then:
 #   1. configuration errors exit 2 naming the option; --help exits 0;
 #   2. with the DB and the queue watched: a second instance on the same port
-#      fails (exit 1); POST /commands -> 202; queue filled
+#      fails (exit 1); POST /commands -> 202; GET /commands -> 405 + Allow,
+#      a 70 KB body -> 413, /nope -> 404; queue filled
 #      past its critical threshold -> 503 with Retry-After; queue drained ->
 #      202 again; SIGTERM -> exit 0;
 #   3. channel only, slow commands: the channel fills -> 503 "channel full",
@@ -204,6 +205,18 @@ post
 [ "$code" = 202 ] || fail "POST /commands with a healthy system: $code $body"
 [[ "$body" == *'"accepted":true'* ]] || fail "202 body: $body"
 note "healthy: 202 $body"
+# The HTTP server (apps/http): another method 405 with Allow, a body above
+# --max-body (64 KiB) 413 before it is read, an unknown path 404.
+code=$(curl -s -m 5 -o /dev/null -D "$work/headers" -w '%{http_code}' \
+  "http://127.0.0.1:$port/commands")
+[ "$code" = 405 ] || fail "GET /commands: $code, expected 405"
+tr -d '\r' <"$work/headers" | grep -qi '^allow: POST$' \
+  || fail "405 without 'Allow: POST': $(cat "$work/headers")"
+code=$(head -c 70000 /dev/zero | tr '\0' x | curl -s -m 5 -o /dev/null \
+  -w '%{http_code}' -H 'Expect:' --data-binary @- "http://127.0.0.1:$port/commands")
+[ "$code" = 413 ] || fail "POST /commands with 70000 bytes: $code, expected 413"
+code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/nope")
+[ "$code" = 404 ] || fail "GET /nope: $code, expected 404"
 
 note "filling the queue past the critical threshold (6000 >= 5000)"
 sql -c "INSERT INTO pgmq.q_e2e_jobs (vt, message)

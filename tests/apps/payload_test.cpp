@@ -163,8 +163,9 @@ CAF_TEST(metrics parse as prometheus text and carry the names) {
         "tasker_health_database_check_duration_seconds_count",
         "tasker_health_database_connected",
         "tasker_health_circuit_breaker_state",
-        "tasker_health_circuit_breaker_consecutive_failures",
-        "tasker_health_channel_saturation_percent", "tasker_health_queue_depth",
+        "tasker_health_circuit_breaker_failures",
+        "tasker_health_channel_saturation_percent",
+        "tasker_health_queue_depth_current", "tasker_health_queue_depth_tier",
         "tasker_health_queue_tier", "tasker_health_backpressure_active",
         "tasker_health_backpressure_activations_total",
         "tasker_health_probe_restarts_total"}) {
@@ -175,21 +176,21 @@ CAF_TEST(metrics parse as prometheus text and carry the names) {
   }
   CAF_MESSAGE("activations count transitions, not active cycles");
   CAF_CHECK_EQUAL(m.activations(), 2u);
-  CAF_CHECK_NOT_EQUAL(
-      text.find(
-          "tasker_health_backpressure_activations_total{source=\"queue\"} 2"),
-      std::string::npos);
+  CAF_CHECK_NOT_EQUAL(text.find("tasker_health_backpressure_activations_total{"
+                                "source=\"queue_depth\"} 2"),
+                      std::string::npos);
   CAF_CHECK_NOT_EQUAL(text.find("tasker_health_evaluations_total 5"),
                       std::string::npos);
   CAF_CHECK_NOT_EQUAL(
       text.find("tasker_health_probe_restarts_total{probe=\"queue\"} 2"),
       std::string::npos);
   CAF_CHECK_NOT_EQUAL(
-      text.find("tasker_health_queue_depth{queue=\"orders\"} 6000"),
+      text.find("tasker_health_queue_depth_current{queue=\"orders\"} 6000"),
       std::string::npos);
   CAF_MESSAGE("a missing queue has a tier but no depth sample");
-  CAF_CHECK_EQUAL(text.find("tasker_health_queue_depth{queue=\"gone\"}"),
-                  std::string::npos);
+  CAF_CHECK_EQUAL(
+      text.find("tasker_health_queue_depth_current{queue=\"gone\"}"),
+      std::string::npos);
   CAF_MESSAGE("no free text in labels");
   CAF_CHECK_EQUAL(text.find("depth 6000 >="), std::string::npos);
 }

@@ -232,4 +232,38 @@ CAF_TEST(metrics count successes failures and rejections) {
   CAF_CHECK_EQUAL(m.total_rejections, 1u);
 }
 
+CAF_TEST(the failure count stays what opened the breaker until it closes) {
+  // As the original: consecutive failures are counted while closed only.
+  CircuitBreaker b{cfg, clock};
+  fail(b, 5);
+  CAF_MESSAGE("failures reported while open (the orchestrator's traffic)");
+  b.record_failure();
+  b.record_failure();
+  b.record_failure();
+  auto m = b.metrics();
+  CAF_CHECK_EQUAL(m.consecutive_failures, 5u);
+  CAF_CHECK_EQUAL(m.total_failures, 8u);
+  CAF_CHECK_EQUAL(m.time_until_half_open.count(), 30000); // not re-armed
+  CAF_MESSAGE("a half-open success is not a recovery yet");
+  clock.advance(30s);
+  auto p1 = b.try_acquire();
+  CAF_REQUIRE(p1.kind == BreakerPermit::trial);
+  b.record_success(p1);
+  CAF_CHECK_EQUAL(b.metrics().consecutive_failures, 5u);
+  CAF_MESSAGE("a failed trial reopens with the count that opened it, never 1");
+  auto p2 = b.try_acquire();
+  CAF_REQUIRE(p2.kind == BreakerPermit::trial);
+  b.record_failure(p2);
+  CAF_CHECK_EQUAL(state(b), "open");
+  CAF_CHECK_EQUAL(b.metrics().consecutive_failures, 5u);
+  CAF_MESSAGE("closing resets it");
+  clock.advance(30s);
+  b.record_success(b.try_acquire());
+  b.record_success(b.try_acquire());
+  CAF_CHECK_EQUAL(state(b), "closed");
+  CAF_CHECK_EQUAL(b.metrics().consecutive_failures, 0u);
+  fail(b, 1);
+  CAF_CHECK_EQUAL(b.metrics().consecutive_failures, 1u);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

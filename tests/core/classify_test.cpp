@@ -124,6 +124,43 @@ CAF_TEST(tier tracker remembers tiers per queue) {
   CAF_CHECK_EQUAL(tier(q.worst_tier), "normal");
 }
 
+CAF_TEST(the worst queue is the deepest of the worst tier) {
+  // The original names the deepest queue; here: the deepest queue of the
+  // worst tier (the same with shared thresholds; with per-queue thresholds
+  // a deeper queue in a lower tier is not the worst).
+  HealthConfig cfg;
+  cfg.queues = {{"a", std::nullopt},
+                {"b", std::nullopt},
+                {"c", QueueThresholds{100, 200, 300}},
+                {"d", std::nullopt}};
+  TierTracker tracker{cfg};
+  auto measure = [&](std::vector<int64_t> depths) {
+    QueueHealth q;
+    q.evaluated = true;
+    const char* names[] = {"a", "b", "c", "d"};
+    for (size_t i = 0; i < depths.size(); ++i) {
+      QueueReport r;
+      r.name = names[i];
+      r.depth = depths[i];
+      q.queues.push_back(r);
+    }
+    tracker.classify(q);
+    return q;
+  };
+  auto q = measure({5000, 7500, 10, 6000});
+  CAF_CHECK_EQUAL(tier(q.worst_tier), "critical");
+  CAF_CHECK_EQUAL(q.worst_queue, "b"); // not "a", the first critical one
+  q = measure({5000, 7500, 250, 9999});
+  CAF_CHECK_EQUAL(q.worst_queue, "d");
+  q = measure({5000, 7500, 250, 10});
+  CAF_CHECK_EQUAL(q.worst_queue, "b");
+  q = measure({5000, 7500, 300, 10}); // c overflows at 300
+  CAF_CHECK_EQUAL(tier(q.worst_tier), "overflow");
+  CAF_CHECK_EQUAL(q.worst_queue, "c");
+  q = measure({2000, 2000, 10, 10}); // a tie: the first configured
+  CAF_CHECK_EQUAL(q.worst_queue, "a");
+}
+
 CAF_TEST(missing or failed queues are unknown and forget their memory) {
   HealthConfig cfg;
   cfg.hysteresis_margin = 100;

@@ -187,6 +187,24 @@ CAF_TEST(probe timeout leaves room to publish before the next tick) {
   CAF_CHECK(has(cfg.validate(), "health.probe-timeout"));
 }
 
+CAF_TEST(drain window holds three to a hundred intervals when on) {
+  HealthConfig cfg; // 5 s interval, 60 s window
+  CAF_CHECK(!cfg.drain_retry_after);
+  cfg.drain_window = 1000ms; // off: not checked
+  CAF_CHECK_EQUAL(dump(cfg.validate()), "");
+  cfg.drain_retry_after = true;
+  CAF_CHECK(has(cfg.validate(), "queues.drain-window",
+                "between 2 and 100 times health.evaluation-interval"));
+  cfg.drain_window = 9999ms;
+  CAF_CHECK(has(cfg.validate(), "queues.drain-window"));
+  cfg.drain_window = 10000ms;
+  CAF_CHECK_EQUAL(dump(cfg.validate()), "");
+  cfg.drain_window = 500000ms;
+  CAF_CHECK_EQUAL(dump(cfg.validate()), "");
+  cfg.drain_window = 500001ms;
+  CAF_CHECK(has(cfg.validate(), "queues.drain-window", "500001ms"));
+}
+
 CAF_TEST(supervisor and retry after rules) {
   HealthConfig cfg;
   cfg.supervisor.backoff_factor = 0.5;

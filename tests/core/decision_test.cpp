@@ -1,6 +1,7 @@
 #define CAF_SUITE core.decision
 #include "caf/test/unit_test.hpp"
 
+#include "core/circuit_breaker.hpp"
 #include "core/classify.hpp"
 #include "core/decision.hpp"
 
@@ -322,6 +323,89 @@ CAF_TEST(status summarises a snapshot) {
   s.channel = in.ch;
   s.decision.active = true;
   CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "unhealthy");
+}
+
+CAF_TEST(status mapping at the points where the original differs) {
+  inputs in;
+  HealthSnapshot s;
+  s.database = in.db;
+  s.channel = in.ch;
+  s.queues = in.q;
+  CAF_REQUIRE_EQUAL(to_string(evaluate_status(s)), "healthy");
+  CAF_MESSAGE("database measured and not answering: unhealthy (original), "
+              "no backpressure until the breaker opens");
+  s.database.connected = false;
+  s.database.timed_out = true;
+  s.database.breaker.consecutive_failures = 1;
+  s.decision = decide(s.database, s.channel, s.queues, {}, in.cfg);
+  CAF_CHECK(!s.decision.active);
+  CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "unhealthy");
+  CAF_MESSAGE("half-open with a successful trial: degraded (recovery not "
+              "confirmed; the original reports the breaker healthy)");
+  s.database = in.db;
+  s.database.breaker.state = CircuitState::half_open;
+  s.database.breaker.consecutive_failures = 5;
+  s.decision = decide(s.database, s.channel, s.queues, {}, in.cfg);
+  CAF_CHECK(!s.decision.active);
+  CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "degraded");
+  CAF_MESSAGE("channel at 750 of 1000 (between warning 70 % and saturated "
+              "80 %): degraded, no backpressure");
+  s.database = in.db;
+  s.channel
+      = evaluate_channels({{"commands", 1000, 750, 0, 0, 0}}, in.cfg.channel);
+  CAF_CHECK(s.channel.channels[0].warning);
+  CAF_CHECK(!s.channel.channels[0].saturated);
+  s.decision = decide(s.database, s.channel, s.queues, {}, in.cfg);
+  CAF_CHECK(!s.decision.active);
+  CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "degraded");
+  CAF_MESSAGE("699 of 1000: healthy; 800 and 949: degraded; 950: unhealthy");
+  for (auto [used, expected] :
+       std::vector<std::pair<uint64_t, std::string>>{{699, "healthy"},
+                                                     {800, "degraded"},
+                                                     {949, "degraded"},
+                                                     {950, "unhealthy"}}) {
+    s.channel = evaluate_channels({{"commands", 1000, used, 0, 0, 0}},
+                                  in.cfg.channel);
+    s.decision = decide(s.database, s.channel, s.queues, {}, in.cfg);
+    CAF_CHECK_EQUAL(to_string(evaluate_status(s)), expected);
+  }
+}
+
+CAF_TEST(the breaker reason counts the failures that opened it) {
+  ManualClock clock;
+  CircuitBreaker b{HealthConfig{}.breaker, clock};
+  for (int i = 0; i < 5; ++i)
+    b.record_failure(b.try_acquire());
+  inputs in;
+  DecisionContext ctx;
+  ctx.breaker = b.metrics();
+  auto d = decide(in.db, in.ch, in.q, in.custom, in.cfg, ctx);
+  CAF_CHECK_EQUAL(d.reason,
+                  "database circuit breaker open after 5 consecutive failures");
+  CAF_MESSAGE("reopened by a failed half-open trial: still 5, never 1");
+  clock.advance(30s);
+  b.record_success(b.try_acquire());
+  b.record_failure(b.try_acquire());
+  ctx.breaker = b.metrics();
+  CAF_REQUIRE(ctx.breaker->state == CircuitState::open);
+  d = decide(in.db, in.ch, in.q, in.custom, in.cfg, ctx);
+  CAF_CHECK_EQUAL(d.reason,
+                  "database circuit breaker open after 5 consecutive failures");
+  CAF_MESSAGE("a threshold of one reads in the singular");
+  ctx.breaker->consecutive_failures = 1;
+  d = decide(in.db, in.ch, in.q, in.custom, in.cfg, ctx);
+  CAF_CHECK_EQUAL(d.reason,
+                  "database circuit breaker open after 1 consecutive failure");
+}
+
+CAF_TEST(the queue reason names the deepest queue of the worst tier) {
+  inputs in;
+  in.q.queues[0].depth = 5000;
+  in.q.queues[0].tier = QueueDepthTier::critical;
+  in.q.queues[1].depth = 8000;
+  in.q.queues[1].tier = QueueDepthTier::critical;
+  CAF_CHECK_EQUAL(in.decide().reason,
+                  "queue 'events' depth 8000 >= critical threshold 5000");
 }
 
 CAF_TEST(unwatched dimensions take no part even under fail closed) {

@@ -63,6 +63,9 @@ HealthSnapshot full_snapshot() {
   q.visible_length = 9000;
   q.oldest_message_age_seconds = 321;
   q.tier = QueueDepthTier::overflow;
+  q.drain_rate = 123.5;
+  q.drain_samples = 7;
+  q.drain_eta_seconds = 41;
   s.queues.queues.push_back(q);
   QueueReport m;
   m.name = "gone";
@@ -75,6 +78,10 @@ HealthSnapshot full_snapshot() {
   s.decision = {true, BackpressureSource::circuit_breaker,
                 ReasonCode::breaker_open, "breaker open", 13s};
   s.status = HealthStatus::unhealthy;
+  s.incarnation = 0x7bc705256ff9609a;
+  s.incarnation_started
+      = wall_time{std::chrono::milliseconds{1'789'000'000'000}};
+  s.epoch = 3;
   return s;
 }
 
@@ -110,6 +117,39 @@ CAF_TEST(a snapshot inside a message round trips) {
   CAF_CHECK(copy.get_as<HealthSnapshot>(1) == full_snapshot());
 }
 
+CAF_TEST(a shared snapshot crosses the network as a value) {
+  // What the aggregator and the publisher send: serialized by value, rebuilt
+  // as a new shared snapshot on the receiving side.
+  shared_snapshot x{full_snapshot()};
+  auto msg = caf::make_message(atom::snapshot_v, x);
+  auto copy = round_trip(msg);
+  CAF_REQUIRE((copy.match_elements<atom::snapshot, shared_snapshot>()));
+  const auto& y = copy.get_as<shared_snapshot>(1);
+  CAF_REQUIRE(static_cast<bool>(y));
+  CAF_CHECK(y.ptr() != x.ptr()); // a new object on the other side
+  CAF_CHECK(*y == full_snapshot());
+  CAF_CHECK_EQUAL(y->epoch, 3u);
+  CAF_CHECK_EQUAL(y->incarnation, 0x7bc705256ff9609au);
+  CAF_MESSAGE("an empty one arrives as a default snapshot");
+  auto empty = round_trip(shared_snapshot{});
+  CAF_REQUIRE(static_cast<bool>(empty));
+  CAF_CHECK(*empty == HealthSnapshot{});
+}
+
+CAF_TEST(sharing a snapshot locally copies nothing) {
+  shared_snapshot x{full_snapshot()};
+  auto msg = caf::make_message(atom::snapshot_v, x);
+  std::vector<caf::message> inboxes(1000, msg); // one message, many holders
+  for (auto& m : inboxes)
+    CAF_CHECK(m.get_as<shared_snapshot>(1).ptr() == x.ptr());
+  CAF_CHECK_EQUAL(x.ptr().use_count(), 2); // x and the one message
+}
+
+CAF_TEST(actor status round trips unchanged) {
+  ActorStatus a{"aggregator", true, 2, false, "exit_reason(kill)"};
+  CAF_CHECK(round_trip(a) == a);
+}
+
 CAF_TEST(errors render with the project category) {
   auto err = caf::make_error(health_errc::probe_timeout, "queue");
   CAF_CHECK(err == health_errc::probe_timeout);
@@ -124,7 +164,11 @@ CAF_TEST(every message type is registered by name) {
        {"tasker::health::HealthSnapshot", "tasker::health::DatabaseHealth",
         "tasker::health::ChannelHealth", "tasker::health::QueueHealth",
         "tasker::health::CustomHealth", "tasker::health::ProbeStatus",
-        "tasker::health::cache_actor", "tasker::health::aggregator_actor"})
+        "tasker::health::cache_actor", "tasker::health::aggregator_actor",
+        "tasker::health::shared_snapshot", "tasker::health::ActorStatus",
+        "tasker::health::subscriber_actor",
+        "tasker::health::snapshot_source_actor",
+        "tasker::health::root_supervisor_actor"})
     CAF_CHECK(sys.types().make_value(name) != nullptr);
 }
 

@@ -1,0 +1,260 @@
+#include "actors/root_supervisor.hpp"
+
+#include "actors/supervisor.hpp"
+#include "core/log.hpp"
+#include "messages/inspect.hpp"
+
+#include "caf/actor_cast.hpp"
+#include "caf/actor_system.hpp"
+#include "caf/exit_reason.hpp"
+#include "caf/send.hpp"
+#include "caf/stateful_actor.hpp"
+#include "caf/system_messages.hpp"
+#include "caf/typed_event_based_actor.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace tasker::health {
+
+// -- tree_view ----------------------------------------------------------------
+
+std::string tree_view::failure() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return failure_;
+}
+
+caf::actor tree_view::child(const std::string& name) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = children_.find(name);
+  return i == children_.end() ? caf::actor{} : i->second;
+}
+
+aggregator_actor tree_view::aggregator() const {
+  return caf::actor_cast<aggregator_actor>(child("aggregator"));
+}
+
+supervisor_actor tree_view::probe_supervisor() const {
+  return caf::actor_cast<supervisor_actor>(child("probe-supervisor"));
+}
+
+void tree_view::set_child(const std::string& name, caf::actor handle) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  children_[name] = std::move(handle);
+}
+
+void tree_view::set_failed(std::string why) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (failed_.load())
+      return;
+    failure_ = std::move(why);
+  }
+  failed_ = true;
+}
+
+// -- the root supervisor ------------------------------------------------------
+
+root_supervisor_state::~root_supervisor_state() {
+  for (auto& c : children)
+    if (c.handle)
+      caf::anon_send_exit(c.handle, caf::exit_reason::user_shutdown);
+}
+
+namespace {
+
+using self_ptr = root_supervisor_actor::stateful_pointer<root_supervisor_state>;
+using child = root_supervisor_state::child;
+
+void adopt(self_ptr self, child_spec spec, caf::actor handle) {
+  auto& st = self->state;
+  child c;
+  c.status.name = spec.name;
+  c.status.running = static_cast<bool>(handle);
+  c.spec = std::move(spec);
+  c.handle = std::move(handle);
+  c.started_at = self->clock().now();
+  if (c.spec.role == child_spec::aggregator_role)
+    st.aggregator = caf::actor_cast<aggregator_actor>(c.handle);
+  st.view->set_child(c.spec.name, c.handle);
+  if (c.handle)
+    self->monitor(c.handle);
+  st.children.push_back(std::move(c));
+}
+
+/// Points the other children at the (new) aggregator.
+void announce_aggregator(self_ptr self) {
+  auto& st = self->state;
+  for (auto& c : st.children) {
+    if (!c.handle)
+      continue;
+    switch (c.spec.role) {
+      case child_spec::aggregator_role: break;
+      case child_spec::probe_supervisor_role:
+        self->send(caf::actor_cast<supervisor_actor>(c.handle), atom::attach_v,
+                   st.aggregator);
+        break;
+      case child_spec::subscriber_role:
+        self->send(caf::actor_cast<resubscribable_actor>(c.handle),
+                   atom::source_v,
+                   caf::actor_cast<snapshot_source_actor>(st.aggregator));
+        break;
+      case child_spec::independent_role: break;
+    }
+  }
+}
+
+void give_up(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  st.gave_up = true;
+  logger()->critical("event=root_given_up restarts_in_window={} window_ms={} "
+                     "reason={} action=\"stop the tree; liveness fails\"",
+                     st.restarts.size(), st.config.restart_window.count(),
+                     quoted(why));
+  st.view->set_failed(why);
+  for (auto& c : st.children) {
+    if (c.handle) {
+      self->demonitor(c.handle);
+      self->send_exit(c.handle, caf::exit_reason::user_shutdown);
+      c.handle = nullptr;
+    }
+    c.status.running = false;
+    ++c.generation;
+  }
+  self->quit(caf::exit_reason::user_shutdown);
+}
+
+void on_failure(self_ptr self, size_t i, std::string reason) {
+  auto& st = self->state;
+  auto& c = st.children[i];
+  ++c.generation;
+  c.handle = nullptr;
+  c.status.running = false;
+  c.status.last_failure = std::move(reason);
+  st.view->set_child(c.spec.name, nullptr);
+  auto now = self->clock().now();
+  if (now - c.started_at >= st.config.reset_after)
+    c.backoff_step = 0;
+  // Restart intensity over all children.
+  while (!st.restarts.empty()
+         && now - st.restarts.front() >= st.config.restart_window)
+    st.restarts.pop_front();
+  if (st.restarts.size() >= st.config.max_restarts) {
+    give_up(self, c.spec.name + " failed too often; last failure: "
+                      + c.status.last_failure);
+    return;
+  }
+  st.restarts.push_back(now);
+  auto delay = backoff_delay(st.config, c.backoff_step++);
+  if (st.config.jitter > 0.0) {
+    std::uniform_real_distribution<double> dist{1.0 - st.config.jitter,
+                                                1.0 + st.config.jitter};
+    delay = milliseconds{static_cast<int64_t>(static_cast<double>(delay.count())
+                                              * dist(st.rng))};
+  }
+  logger()->error("event=actor_restart_scheduled actor={} delay_ms={} "
+                  "restarts_in_window={} reason={}",
+                  c.spec.name, delay.count(), st.restarts.size(),
+                  quoted(c.status.last_failure));
+  self->delayed_send(self, delay, atom::restart_v, static_cast<uint32_t>(i),
+                     c.generation);
+}
+
+void restart(self_ptr self, size_t i) {
+  auto& st = self->state;
+  auto& c = st.children[i];
+  auto is_aggregator = c.spec.role == child_spec::aggregator_role;
+  auto epoch = is_aggregator ? st.epoch + 1 : st.epoch;
+  caf::actor h;
+  std::string error;
+  try {
+    h = c.spec.spawn(self->system(), st.aggregator, epoch);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (!h) {
+    on_failure(self, i,
+               "spawn failed: "
+                   + (error.empty() ? std::string{"no actor"} : error));
+    return;
+  }
+  ++c.status.restarts;
+  c.handle = h;
+  c.status.running = true;
+  c.started_at = self->clock().now();
+  self->monitor(h);
+  st.view->set_child(c.spec.name, h);
+  logger()->warn("event=actor_restarted actor={} restarts={}{}", c.spec.name,
+                 c.status.restarts,
+                 is_aggregator ? " epoch=" + std::to_string(epoch) : "");
+  if (is_aggregator) {
+    st.epoch = epoch;
+    st.aggregator = caf::actor_cast<aggregator_actor>(h);
+    announce_aggregator(self);
+  }
+}
+
+} // namespace
+
+root_supervisor_actor::behavior_type root_supervisor(
+    root_supervisor_actor::stateful_pointer<root_supervisor_state> self,
+    root_options options) {
+  auto& st = self->state;
+  st.config = options.config;
+  st.epoch = options.epoch;
+  st.view
+      = options.view ? std::move(options.view) : std::make_shared<tree_view>();
+  st.rng.seed(options.seed);
+  for (auto& c : options.children)
+    adopt(self, std::move(c.spec), std::move(c.handle));
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& children = self->state.children;
+    for (size_t i = 0; i < children.size(); ++i) {
+      auto& c = children[i];
+      if (!c.handle || c.handle.address() != dm.source)
+        continue;
+      auto reason = self->system().render(dm.reason);
+      if (!dm.reason || dm.reason == caf::exit_reason::user_shutdown) {
+        // Stopped on purpose: not a failure, not restarted.
+        logger()->info("event=actor_stopped actor={} reason={}", c.spec.name,
+                       quoted(reason));
+        c.handle = nullptr;
+        c.status.running = false;
+        ++c.generation;
+        self->state.view->set_child(c.spec.name, nullptr);
+        return;
+      }
+      logger()->error("event=actor_down actor={} reason={}", c.spec.name,
+                      quoted(reason));
+      on_failure(self, i, reason);
+      return;
+    }
+  });
+  return {
+      [=](atom::status) {
+        std::vector<ActorStatus> result;
+        for (auto& c : self->state.children)
+          result.push_back(c.status);
+        return result;
+      },
+      [=](atom::adopt, child_spec& spec, caf::actor& handle) {
+        logger()->info("event=actor_adopted actor={}", spec.name);
+        // It was spawned with the aggregator of that moment, which may have
+        // been restarted since: point it at the current one.
+        if (handle && spec.role == child_spec::subscriber_role)
+          self->send(
+              caf::actor_cast<resubscribable_actor>(handle), atom::source_v,
+              caf::actor_cast<snapshot_source_actor>(self->state.aggregator));
+        adopt(self, std::move(spec), std::move(handle));
+      },
+      [=](atom::restart, uint32_t i, uint64_t generation) {
+        auto& st = self->state;
+        if (i >= st.children.size() || st.gave_up)
+          return;
+        if (st.children[i].generation != generation)
+          return;
+        restart(self, i);
+      },
+  };
+}
+
+} // namespace tasker::health

@@ -1,0 +1,482 @@
+// Load and abuse of the daemon's HTTP server on loopback, as an operator and
+// an attacker would try it: throughput and latency at 1, 8 and 64 clients
+// with and without keep-alive, then slow, idle, oversize, pipelined and
+// half-closed clients, large uploads, the connection limit and SIGTERM
+// under held connections. Prints two markdown tables.
+//
+//   bench/http-abuse.sh                  # builds, starts PostgreSQL + daemon
+//   http-abuse --port P --pid PID [--seconds S] [--log FILE] [--sigterm]
+//
+// Bounded: every load case runs S seconds (default 3), every abuse case a
+// fixed number of connections (at most 2,100) and requests; only 127.0.0.1.
+// --pid is the daemon's (RSS, threads and sockets from /proc); --log its
+// log file (connection-limit messages are counted); --sigterm ends the run
+// by sending it SIGTERM with connections held and timing its exit.
+#include "tests/support/raw_http.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace tasker::health::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct options {
+  uint16_t port = 0;
+  pid_t pid = 0;
+  double seconds = 3;
+  std::string log;
+  bool sigterm = false;
+};
+
+/// TcpExt ListenOverflows + ListenDrops (the kernel's dropped SYNs/accepts).
+long listen_drops() {
+  std::ifstream in{"/proc/net/netstat"};
+  std::string names;
+  std::string values;
+  while (std::getline(in, names) && std::getline(in, values)) {
+    if (names.rfind("TcpExt:", 0) != 0)
+      continue;
+    std::istringstream n{names};
+    std::istringstream v{values};
+    std::string name;
+    std::string value;
+    long total = 0;
+    while (n >> name && v >> value)
+      if (name == "ListenOverflows" || name == "ListenDrops")
+        total += std::atol(value.c_str());
+    return total;
+  }
+  return 0;
+}
+
+std::string fmt(const char* format, double a, double b = 0, double c = 0) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), format, a, b, c);
+  return buf;
+}
+
+// ---- load -------------------------------------------------------------------
+
+struct load_result {
+  double rps = 0;
+  double p50 = 0;
+  double p99 = 0;
+  size_t errors = 0;
+  long drops = 0;
+};
+
+load_result load(const options& o, int clients, bool keep_alive) {
+  std::atomic<bool> stop{false};
+  std::mutex mtx;
+  std::vector<double> all;
+  std::atomic<size_t> errors{0};
+  auto drops_before = listen_drops();
+  std::vector<std::thread> threads;
+  auto request = keep_alive
+                     ? get_request("/readyz")
+                     : make_request("GET", "/readyz", "Connection: close\r\n");
+  for (int c = 0; c < clients; ++c)
+    threads.emplace_back([&] {
+      std::vector<double> mine;
+      socket_fd s;
+      std::string rest;
+      while (!stop) {
+        auto start = std::chrono::steady_clock::now();
+        if (!s) {
+          s = socket_fd{connect_loopback(o.port, 5s)};
+          rest.clear();
+        }
+        auto r = s && send_all(s.fd, request) ? read_reply(s.fd, rest)
+                                              : std::nullopt;
+        if (!r || r->status != 200) {
+          ++errors;
+          s.reset();
+          continue;
+        }
+        mine.push_back(elapsed_ms(start));
+        if (!keep_alive) {
+          closed_by_peer(s.fd); // the server closes first: its TIME_WAIT
+          s.reset();
+        }
+      }
+      std::lock_guard<std::mutex> guard{mtx};
+      all.insert(all.end(), mine.begin(), mine.end());
+    });
+  std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
+  stop = true;
+  for (auto& t : threads)
+    t.join();
+  load_result r;
+  r.rps = static_cast<double>(all.size()) / o.seconds;
+  r.p50 = percentile(all, 50);
+  r.p99 = percentile(all, 99);
+  r.errors = errors;
+  r.drops = listen_drops() - drops_before;
+  return r;
+}
+
+// ---- abuse ------------------------------------------------------------------
+
+/// `n` probes of /livez and /readyz on new connections, 10 ms apart.
+std::vector<double> probe(const options& o, int n, size_t& failed) {
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    auto r = request_once(o.port, "GET", i % 2 ? "/readyz" : "/livez");
+    if (r && r->status == 200)
+      ms.push_back(elapsed_ms(start));
+    else
+      ++failed;
+    std::this_thread::sleep_for(10ms);
+  }
+  return ms;
+}
+
+std::string probe_summary(const options& o, int n = 100) {
+  size_t failed = 0;
+  auto ms = probe(o, n, failed);
+  return std::to_string(ms.size()) + "/" + std::to_string(n)
+         + " probes answered, p99 "
+         + fmt("%.2f ms, max %.2f ms", percentile(ms, 99), percentile(ms, 100));
+}
+
+std::vector<socket_fd> open_many(const options& o, size_t n,
+                                 std::string_view first_bytes) {
+  std::vector<socket_fd> xs;
+  for (size_t i = 0; i < n; ++i) {
+    socket_fd s{connect_loopback(o.port, 2s)};
+    if (!s)
+      break;
+    if (!first_bytes.empty())
+      send_all(s.fd, first_bytes);
+    xs.push_back(std::move(s));
+  }
+  return xs;
+}
+
+/// Sends `piece` to each connection every `period` from its own thread.
+struct trickle {
+  std::vector<socket_fd>& conns;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  trickle(std::vector<socket_fd>& xs, std::chrono::milliseconds period,
+          std::string piece = "a")
+      : conns(xs) {
+    thread = std::thread{[this, period, piece] {
+      while (!stop) {
+        for (auto& s : conns)
+          ::send(s.fd, piece.data(), piece.size(), MSG_NOSIGNAL);
+        std::this_thread::sleep_for(period);
+      }
+    }};
+  }
+  ~trickle() {
+    stop = true;
+    thread.join();
+  }
+};
+
+/// Waits (up to 5 s) until the daemon has closed what earlier cases left
+/// open: its socket count stops changing.
+long settled_sockets(const options& o) {
+  auto last = open_sockets(o.pid);
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(100ms);
+    auto now = open_sockets(o.pid);
+    if (now == last)
+      return now;
+    last = now;
+  }
+  return last;
+}
+
+/// Resets the daemon's VmHWM to its current RSS (Linux clear_refs "5").
+void reset_peak_rss(const options& o) {
+  std::ofstream{"/proc/" + std::to_string(o.pid) + "/clear_refs"} << "5";
+}
+
+size_t count_in_file(const std::string& path, const std::string& needle) {
+  if (path.empty())
+    return 0;
+  std::ifstream in{path};
+  std::string line;
+  size_t n = 0;
+  while (std::getline(in, line))
+    if (line.find(needle) != std::string::npos)
+      ++n;
+  return n;
+}
+
+struct row {
+  std::string what;
+  std::string result;
+  long rss_kb;
+};
+
+/// The abuse table; each row also records the daemon's RSS right after the
+/// case (its connections closed, or still open when the case holds them).
+struct table {
+  pid_t pid;
+  std::vector<row> rows;
+  void add(std::string what, std::string result) {
+    auto rss = proc_status(pid, "VmRSS");
+    std::printf("  %s: %s (RSS %.1f MB)\n", what.c_str(), result.c_str(),
+                rss / 1024.0);
+    std::fflush(stdout);
+    rows.push_back({std::move(what), std::move(result), rss});
+  }
+};
+
+void abuse(const options& o, table& t) {
+  {
+    auto xs = open_many(o, 8, "GET /livez HTTP/1.1\r\n");
+    trickle slow{xs, 1000ms, "X-Slow: 1\r\n"};
+    t.add("8 connections that send one header line per second",
+          probe_summary(o, 50));
+  }
+  {
+    auto xs = open_many(o, 1000, "GET /livez HTTP/1.1\r\nX-Slow: ");
+    trickle slow{xs, 50ms};
+    t.add("1,000 connections trickling a header byte every 50 ms",
+          std::to_string(xs.size()) + " held; " + probe_summary(o));
+  }
+  {
+    auto xs = open_many(o, 1000, "");
+    t.add("1,000 idle connections",
+          std::to_string(xs.size()) + " held; " + probe_summary(o));
+  }
+  {
+    // Beyond the limit: the default max-connections is 2000.
+    auto base = settled_sockets(o);
+    auto logged = count_in_file(o.log, "event=http_connection_limit");
+    auto xs = open_many(o, 2100, "");
+    std::this_thread::sleep_for(500ms);
+    auto held = open_sockets(o.pid) - base;
+    socket_fd waiting{connect_loopback(o.port, 10s)};
+    send_all(waiting.fd, get_request("/livez"));
+    bool answered_at_limit = readable_within(waiting.fd, 500ms);
+    xs.resize(xs.size() - 200); // 200 go
+    auto start = std::chrono::steady_clock::now();
+    std::string rest;
+    auto r = read_reply(waiting.fd, rest);
+    auto after = elapsed_ms(start);
+    t.add("2,100 idle connections (limit 2,000)",
+          std::to_string(held) + " accepted, the rest wait in the backlog; "
+              + "/livez " + (answered_at_limit ? "answered" : "waits")
+              + " at the limit, answered "
+              + fmt("%.1f ms after 200 closed", after) + " (status "
+              + std::to_string(r ? r->status : 0) + "); "
+              + std::to_string(
+                  count_in_file(o.log, "event=http_connection_limit") - logged)
+              + " limit message(s) logged");
+  }
+  {
+    socket_fd s{connect_loopback(o.port)};
+    std::string rest;
+    std::vector<double> ms;
+    for (int i = 0; i < 220; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      send_all(s.fd, get_request("/livez"));
+      if (read_reply(s.fd, rest) && i >= 20)
+        ms.push_back(elapsed_ms(start));
+    }
+    t.add("keep-alive: 200 requests on one connection",
+          fmt("p50 %.3f ms, p99 %.3f ms", percentile(ms, 50),
+              percentile(ms, 99)));
+  }
+  for (int n : {10, 100}) {
+    socket_fd s{connect_loopback(o.port)};
+    std::string batch;
+    for (int i = 0; i < n; ++i)
+      batch += get_request(i % 2 ? "/readyz" : "/livez");
+    send_all(s.fd, batch);
+    std::string rest;
+    int in_order = 0;
+    for (int i = 0; i < n; ++i) {
+      auto r = read_reply(s.fd, rest);
+      if (!r)
+        break;
+      bool livez = r->body.find("\"alive\"") != std::string::npos;
+      if (r->status == 200 && livez == (i % 2 == 0))
+        ++in_order;
+    }
+    t.add(std::to_string(n) + " pipelined requests",
+          std::to_string(in_order) + "/" + std::to_string(n)
+              + " answered, in order");
+  }
+  {
+    int answered = 0;
+    for (int i = 0; i < 200; ++i) {
+      socket_fd s{connect_loopback(o.port)};
+      send_all(s.fd, get_request("/livez"));
+      ::shutdown(s.fd, SHUT_WR);
+      std::string rest;
+      if (auto r = read_reply(s.fd, rest); r && r->status == 200)
+        ++answered;
+    }
+    t.add("client half-closes after sending",
+          std::to_string(answered) + "/200 answered");
+  }
+  for (int uploads : {1, 4}) {
+    settled_sockets(o);
+    reset_peak_rss(o);
+    auto rss = proc_status(o.pid, "VmRSS");
+    std::vector<std::thread> threads;
+    std::atomic<int> refused{0};
+    std::atomic<size_t> pushed{0};
+    for (int i = 0; i < uploads; ++i)
+      threads.emplace_back([&] {
+        socket_fd s{connect_loopback(o.port, 5s)};
+        send_all(s.fd, make_request("POST", "/readyz",
+                                    "Content-Length: 268435456\r\n"));
+        std::string chunk(1 << 20, 'x');
+        for (int mb = 0; mb < 256; ++mb) {
+          if (readable_within(s.fd, 0ms) || !send_all(s.fd, chunk))
+            break;
+          pushed += chunk.size();
+        }
+        std::string rest;
+        if (auto r = read_reply(s.fd, rest); r && r->status == 405)
+          ++refused;
+      });
+    for (auto& th : threads)
+      th.join();
+    auto peak = proc_status(o.pid, "VmHWM");
+    std::this_thread::sleep_for(1s);
+    t.add("POST of 256 MB to /readyz, " + std::to_string(uploads) + " at once",
+          std::to_string(refused.load())
+              + " x 405 after the headers, body not read ("
+              + fmt("the client got %.0f MB out before the reply", pushed / 1e6)
+              + "); RSS "
+              + fmt("%.1f MB before, peak %.1f MB, %.1f MB 1 s later",
+                    rss / 1024.0, peak / 1024.0,
+                    proc_status(o.pid, "VmRSS") / 1024.0));
+  }
+  {
+    std::string headers;
+    for (int i = 0; i < 10000; ++i)
+      headers += "X-" + std::to_string(i) + ": v\r\n";
+    auto r = request_once(o.port, "GET", "/livez", headers);
+    t.add("10,000 request headers",
+          r ? std::to_string(r->status) : "connection closed");
+  }
+  {
+    auto plain = request_once(o.port, "GET", "/metrics");
+    std::string ranges = "Range: bytes=0-0";
+    for (int i = 1; i < 1000; ++i)
+      ranges += "," + std::to_string(i) + "-" + std::to_string(i);
+    auto r = request_once(o.port, "GET", "/metrics", ranges + "\r\n");
+    t.add("1,000 byte ranges on /metrics",
+          (r ? std::to_string(r->status) : std::string{"no reply"})
+              + fmt(", %.1f KB reply to a %.1f KB request (the plain page: "
+                    "%.1f KB)",
+                    r ? r->body.size() / 1e3 : 0, ranges.size() / 1e3,
+                    plain ? plain->body.size() / 1e3 : 0));
+  }
+  {
+    auto r = request_once(o.port, "GET", "/livez?" + std::string(5000, 'a'));
+    auto h = request_once(o.port, "GET", "/livez",
+                          "X-Big: " + std::string(9000, 'h') + "\r\n");
+    t.add("5 KB request line; one 9 KB header",
+          (r ? std::to_string(r->status) : "-") + "; "
+              + (h ? std::to_string(h->status) : "-"));
+  }
+  {
+    auto r = request_once(o.port, "DELETE", "/readyz");
+    t.add("wrong method on /readyz",
+          r ? std::to_string(r->status) + ", Allow: " + r->header("Allow")
+            : "no reply");
+  }
+  if (o.sigterm) {
+    auto idle = open_many(o, 500, "");
+    auto slow = open_many(o, 500, "GET /livez HTTP/1.1\r\nX-Slow: ");
+    trickle t1{slow, 1000ms};
+    std::this_thread::sleep_for(300ms);
+    auto start = std::chrono::steady_clock::now();
+    ::kill(o.pid, SIGTERM);
+    // The daemon is the script's child: gone or a zombie means exited.
+    auto exited = [&] {
+      std::ifstream in{"/proc/" + std::to_string(o.pid) + "/stat"};
+      std::string pid_s, comm, state;
+      return !(in >> pid_s >> comm >> state) || state == "Z";
+    };
+    while (!exited() && elapsed_ms(start) < 30000)
+      std::this_thread::sleep_for(2ms);
+    t.add("SIGTERM with 500 idle and 500 trickling connections",
+          fmt("exit after %.0f ms", elapsed_ms(start)));
+  }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&] {
+      return i + 1 < argc ? std::string{argv[++i]} : "";
+    };
+    if (a == "--port")
+      o.port = static_cast<uint16_t>(std::atoi(next().c_str()));
+    else if (a == "--pid")
+      o.pid = std::atoi(next().c_str());
+    else if (a == "--seconds")
+      o.seconds = std::atof(next().c_str());
+    else if (a == "--log")
+      o.log = next();
+    else if (a == "--sigterm")
+      o.sigterm = true;
+    else {
+      std::fprintf(stderr,
+                   "usage: %s --port P --pid PID [--seconds S] [--log FILE] "
+                   "[--sigterm]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  if (o.port == 0 || o.pid <= 0 || o.seconds <= 0 || o.seconds > 60) {
+    std::fprintf(stderr, "http-abuse: --port and --pid are required, "
+                         "--seconds in (0, 60]\n");
+    return 2;
+  }
+  if (!raise_descriptor_limit(4096)) {
+    std::fprintf(stderr, "http-abuse: needs 4096 file descriptors "
+                         "(ulimit -Hn is lower)\n");
+    return 1;
+  }
+  std::printf("load: GET /readyz for %.0f s per row\n", o.seconds);
+  std::printf("| clients | keep-alive | req/s | p50 ms | p99 ms | errors | "
+              "listen drops |\n| ---: | --- | ---: | ---: | ---: | ---: | "
+              "---: |\n");
+  for (int clients : {1, 8, 64})
+    for (bool keep_alive : {true, false}) {
+      auto r = load(o, clients, keep_alive);
+      std::printf("| %d | %s | %.0f | %.3f | %.3f | %zu | %ld |\n", clients,
+                  keep_alive ? "yes" : "no", r.rps, r.p50, r.p99, r.errors,
+                  r.drops);
+      std::fflush(stdout);
+    }
+  std::printf("\nabuse (daemon RSS %ld kB, %ld threads at the start):\n",
+              proc_status(o.pid, "VmRSS"), proc_status(o.pid, "Threads"));
+  table t{o.pid, {}};
+  abuse(o, t);
+  std::printf("\n| what | result | daemon RSS MB |\n| --- | --- | ---: |\n");
+  for (const auto& r : t.rows)
+    if (r.rss_kb >= 0)
+      std::printf("| %s | %s | %.1f |\n", r.what.c_str(), r.result.c_str(),
+                  r.rss_kb / 1024.0);
+    else // the daemon has exited
+      std::printf("| %s | %s | - |\n", r.what.c_str(), r.result.c_str());
+  return 0;
+}

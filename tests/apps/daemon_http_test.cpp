@@ -1,0 +1,431 @@
+// The daemon's HTTP server under slow, idle, oversize and hostile clients:
+// the real process (against the private PostgreSQL) driven with raw
+// sockets. The latency bounds are the issue's, deliberately generous for a
+// loaded 2-core machine (the server they replace missed them by 100x or
+// never answered at all).
+#define CAF_SUITE apps.daemon_http
+#include "caf/test/unit_test.hpp"
+
+#include "../support/daemon_process.hpp"
+#include "../support/pg_test_env.hpp"
+#include "../support/raw_http.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace tasker::health::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<std::string> daemon_args(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"--database.url=" + test_server_conninfo(),
+                                "--health.evaluation-interval=200ms",
+                                "--health.probe-timeout=180ms",
+                                "--database.query-timeout=150ms",
+                                "--database.connect-timeout=150ms",
+                                "--health.stale-threshold=3s",
+                                "--http.port=0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+/// A started daemon whose /readyz answers 200.
+struct ready_daemon {
+  daemon_process proc;
+  uint16_t port;
+
+  explicit ready_daemon(std::vector<std::string> extra = {})
+      : proc(daemon_args(std::move(extra))), port(proc.port()) {
+    CAF_REQUIRE(eventually([&] {
+      auto r = request_once(port, "GET", "/readyz");
+      return r && r->status == 200;
+    }));
+  }
+};
+
+/// `n` probes of /livez and /readyz (alternating), each on a new connection
+/// as a kubelet or load balancer makes them, 10 ms apart. Returns the
+/// milliseconds from connect to the complete reply; a failed or non-200
+/// probe counts as 10 s.
+std::vector<double> probe(uint16_t port, int n) {
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    auto r = request_once(port, "GET", i % 2 == 0 ? "/livez" : "/readyz");
+    ms.push_back(r && r->status == 200 ? elapsed_ms(start) : 10000.0);
+    std::this_thread::sleep_for(10ms);
+  }
+  return ms;
+}
+
+/// Connections that send a request one byte at a time and never finish it,
+/// from their own thread, while they live.
+class tricklers {
+ public:
+  tricklers(uint16_t port, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      socket_fd s{connect_loopback(port)};
+      CAF_REQUIRE(s);
+      conns_.push_back(std::move(s));
+    }
+    thread_ = std::thread{[this] {
+      run();
+    }};
+  }
+
+  ~tricklers() {
+    stop_ = true;
+    thread_.join();
+  }
+
+  size_t bytes_sent() const { return sent_.load(); }
+
+ private:
+  void run() {
+    static constexpr std::string_view text
+        = "GET /livez HTTP/1.1\r\nX-Trickle: aaaaaaaaaaaaaaaaaaaaaaaaaa";
+    size_t pos = 0;
+    while (!stop_) {
+      for (auto& s : conns_)
+        if (::send(s.fd, text.data() + pos, 1, MSG_NOSIGNAL) == 1)
+          ++sent_;
+      pos = (pos + 1) % text.size();
+      if (pos == 0)
+        pos = 21; // keep sending header bytes, never the blank line
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+
+  std::vector<socket_fd> conns_;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> sent_{0};
+  std::thread thread_;
+};
+
+std::string summary(const std::vector<double>& ms) {
+  char buf[128];
+  std::snprintf(buf, sizeof(buf), "p50 %.2f ms, p99 %.2f ms, max %.2f ms",
+                percentile(ms, 50), percentile(ms, 99), percentile(ms, 100));
+  return buf;
+}
+
+} // namespace
+
+CAF_TEST(probes answer within 100 ms p99 while 1000 connections trickle
+         or idle) {
+  CAF_REQUIRE(raise_descriptor_limit(4096));
+  ready_daemon d;
+  CAF_MESSAGE("500 idle connections and 500 sending a byte every 50 ms");
+  std::vector<socket_fd> idle;
+  for (int i = 0; i < 500; ++i) {
+    idle.emplace_back(connect_loopback(d.port));
+    CAF_REQUIRE(idle.back());
+  }
+  tricklers slow{d.port, 500};
+  CAF_REQUIRE(eventually([&] { return open_sockets(d.proc.pid()) > 1000; }));
+  auto ms = probe(d.port, 100);
+  CAF_MESSAGE("/livez + /readyz under 1000 held connections: " << summary(ms));
+  CAF_CHECK_LESS(percentile(ms, 99), 100.0);
+  CAF_CHECK_GREATER(slow.bytes_sent(), 1000u);
+  CAF_MESSAGE("the held connections are all still open");
+  CAF_CHECK_GREATER(open_sockets(d.proc.pid()), 1000);
+}
+
+CAF_TEST(
+    probes answer while 10 clients post large bodies and memory stays bounded) {
+  ready_daemon d;
+  auto rss_before = proc_status(d.proc.pid(), "VmRSS");
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> bytes{0};
+  std::atomic<size_t> refused{0};
+  std::atomic<size_t> other{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 10; ++i)
+    clients.emplace_back([&, i] {
+      // Half claim 256 MB for a POST to /readyz (405), half for a GET with
+      // a body (413): both answered before the body is read.
+      auto head = i % 2 == 0 ? make_request("POST", "/readyz",
+                                            "Content-Length: 268435456\r\n")
+                             : make_request("GET", "/livez",
+                                            "Content-Length: 268435456\r\n");
+      std::string chunk(65536, 'x');
+      while (!stop) {
+        socket_fd s{connect_loopback(d.port)};
+        if (!s || !send_all(s.fd, head))
+          continue;
+        for (size_t sent = 0; sent < (size_t{256} << 20) && !stop;
+             sent += chunk.size()) {
+          if (readable_within(s.fd, 0ms) || !send_all(s.fd, chunk))
+            break;
+          bytes += chunk.size();
+        }
+        std::string rest;
+        auto r = read_reply(s.fd, rest);
+        if (r && (r->status == 405 || r->status == 413))
+          ++refused;
+        else if (r)
+          ++other;
+      }
+    });
+  auto ms = probe(d.port, 100);
+  stop = true;
+  for (auto& t : clients)
+    t.join();
+  auto peak = proc_status(d.proc.pid(), "VmHWM");
+  CAF_MESSAGE("/livez + /readyz during the uploads: "
+              << summary(ms) << "; " << refused << " uploads refused, "
+              << (bytes >> 20) << " MiB pushed; RSS " << rss_before
+              << " kB before, peak " << peak << " kB");
+  CAF_CHECK_LESS(percentile(ms, 99), 100.0);
+  CAF_CHECK_GREATER(refused.load(), 10u);
+  CAF_CHECK_EQUAL(other.load(), 0u);
+  // The bound: no body is buffered; a few 16 KiB connection buffers and
+  // socket memory (kernel, not RSS). 16 MB leaves room for allocator noise.
+  CAF_CHECK_LESS(peak - rss_before, 16 * 1024);
+}
+
+CAF_TEST(oversize requests get 414 431 413 and wrong methods 405) {
+  ready_daemon d;
+  auto check
+      = [&](std::string_view what, std::string_view method,
+            const std::string& path, const std::string& extra, int expected) {
+          auto r = request_once(d.port, method, path, extra);
+          CAF_REQUIRE(r);
+          CAF_MESSAGE(what << ": " << r->status);
+          CAF_CHECK_EQUAL(r->status, expected);
+          return *r;
+        };
+  check("request line of 5000 bytes", "GET", "/livez?" + std::string(5000, 'a'),
+        "", 414);
+  check("request line of 1 MB", "GET", "/" + std::string(1 << 20, 'a'), "",
+        414);
+  std::string headers;
+  for (int i = 0; i < 100; ++i)
+    headers += "X-" + std::to_string(i) + ": v\r\n";
+  check("100 headers", "GET", "/livez", headers, 431);
+  headers.clear();
+  for (int i = 0; i < 10000; ++i)
+    headers += "X-" + std::to_string(i) + ": v\r\n";
+  check("10000 headers", "GET", "/livez", headers, 431);
+  check("a 9000-byte header", "GET", "/livez",
+        "X-Big: " + std::string(9000, 'h') + "\r\n", 431);
+  std::string ranges = "Range: bytes=0-0";
+  for (int i = 1; i < 1000; ++i)
+    ranges += "," + std::to_string(i) + "-" + std::to_string(i);
+  // Ranges are not served: the reply is the plain page, no amplification.
+  auto plain = check("/metrics", "GET", "/metrics", "", 200);
+  auto ranged = check("1000 byte ranges on /metrics", "GET", "/metrics",
+                      ranges + "\r\n", 200);
+  CAF_CHECK_EQUAL(ranged.header("Content-Range"), "");
+  CAF_CHECK_LESS(ranged.body.size(), plain.body.size() + 1024);
+  check("Content-Length of 256 MB on GET", "GET", "/readyz",
+        "Content-Length: 268435456\r\n", 413);
+  for (auto path : {"/livez", "/readyz", "/health", "/metrics", "/health/live",
+                    "/health/ready", "/health/detailed"}) {
+    for (auto method : {"POST", "PUT", "DELETE"}) {
+      auto r = check("wrong method", method, path, "", 405);
+      CAF_CHECK_EQUAL(r.header("Allow"), "GET, HEAD");
+    }
+  }
+  check("unknown path", "GET", "/nope", "", 404);
+  check("within the bounds", "GET", "/livez",
+        "X-Ok: " + std::string(4000, 'o') + "\r\n", 200);
+}
+
+CAF_TEST(aliases of the original and head answer like the endpoints) {
+  ready_daemon d;
+  for (auto [alias, path] : {std::pair{"/health/live", "/livez"},
+                             std::pair{"/health/ready", "/readyz"},
+                             std::pair{"/health/detailed", "/health"}}) {
+    auto a = request_once(d.port, "GET", alias);
+    auto b = request_once(d.port, "GET", path);
+    CAF_REQUIRE(a && b);
+    CAF_CHECK_EQUAL(a->status, b->status);
+    CAF_CHECK_EQUAL(a->header("Content-Type"), b->header("Content-Type"));
+    CAF_CHECK_EQUAL(a->status, 200);
+    auto h = request_once(d.port, "HEAD", alias);
+    CAF_REQUIRE(h);
+    CAF_CHECK_EQUAL(h->status, 200);
+    CAF_CHECK_EQUAL(h->body, "");
+    CAF_CHECK_NOT_EQUAL(h->header("Content-Length"), "");
+  }
+  auto m = request_once(d.port, "HEAD", "/metrics");
+  CAF_REQUIRE(m);
+  CAF_CHECK_EQUAL(m->status, 200);
+  CAF_CHECK_EQUAL(m->header("Content-Type"), "text/plain; version=0.0.4");
+}
+
+CAF_TEST(keep alive requests answer within 1 ms p99) {
+  ready_daemon d;
+  // Three tries of 300 requests: one quiet try shows the server's latency;
+  // a machine busy with other builds can spoil one (never all three, for a
+  // server that waits for delayed ACKs: 40 ms each).
+  std::vector<double> best;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    socket_fd s{connect_loopback(d.port)};
+    CAF_REQUIRE(s);
+    std::string rest;
+    std::vector<double> ms;
+    for (int i = 0; i < 320; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      CAF_REQUIRE(send_all(s.fd, get_request("/livez")));
+      auto r = read_reply(s.fd, rest);
+      CAF_REQUIRE(r);
+      CAF_REQUIRE_EQUAL(r->status, 200);
+      if (i >= 20) // warm-up
+        ms.push_back(elapsed_ms(start));
+    }
+    CAF_MESSAGE("try " << attempt + 1 << ": " << summary(ms));
+    if (best.empty() || percentile(ms, 99) < percentile(best, 99))
+      best = ms;
+    if (percentile(best, 99) < 1.0)
+      break;
+  }
+  CAF_CHECK_LESS(percentile(best, 99), 1.0);
+}
+
+CAF_TEST(pipelined requests are all answered in order) {
+  ready_daemon d;
+  socket_fd s{connect_loopback(d.port)};
+  std::string batch;
+  std::vector<std::pair<int, std::string>> expected;
+  for (int i = 0; i < 40; ++i) {
+    switch (i % 5) {
+      case 0:
+        batch += get_request("/livez");
+        expected.emplace_back(200, "\"alive\"");
+        break;
+      case 1:
+        batch += get_request("/readyz");
+        expected.emplace_back(200, "\"ready\"");
+        break;
+      case 2:
+        batch += get_request("/metrics");
+        expected.emplace_back(200, "tasker_health_evaluations_total");
+        break;
+      case 3:
+        batch += get_request("/nope");
+        expected.emplace_back(404, "Not Found");
+        break;
+      default:
+        batch += get_request("/health/detailed");
+        expected.emplace_back(200, "\"node_id\"");
+    }
+  }
+  CAF_REQUIRE(send_all(s.fd, batch));
+  std::string rest;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    auto r = read_reply(s.fd, rest);
+    CAF_REQUIRE(r);
+    CAF_CHECK_EQUAL(r->status, expected[i].first);
+    CAF_CHECK_NOT_EQUAL(r->body.find(expected[i].second), std::string::npos);
+  }
+}
+
+CAF_TEST(half closed clients get their reply) {
+  ready_daemon d;
+  int answered = 0;
+  for (int i = 0; i < 50; ++i) {
+    socket_fd s{connect_loopback(d.port)};
+    CAF_REQUIRE(send_all(s.fd, get_request(i % 2 ? "/readyz" : "/livez")));
+    ::shutdown(s.fd, SHUT_WR);
+    std::string rest;
+    auto r = read_reply(s.fd, rest);
+    if (r && r->status == 200)
+      ++answered;
+  }
+  CAF_CHECK_EQUAL(answered, 50);
+  CAF_MESSAGE("the daemon closes such a connection long before the 10 s "
+              "idle timeout, also with requests pipelined before the close");
+  socket_fd s{connect_loopback(d.port, 5s)};
+  CAF_REQUIRE(send_all(s.fd, get_request("/livez") + get_request("/readyz")));
+  ::shutdown(s.fd, SHUT_WR);
+  std::string rest;
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2; ++i) {
+    auto r = read_reply(s.fd, rest);
+    CAF_REQUIRE(r);
+    CAF_CHECK_EQUAL(r->status, 200);
+  }
+  CAF_CHECK(closed_by_peer(s.fd));
+  auto took = elapsed_ms(start);
+  CAF_MESSAGE("closed after " << took << " ms");
+  CAF_CHECK_LESS(took, 5000.0);
+}
+
+CAF_TEST(sigterm ends the daemon within 2 s while connections are held) {
+  CAF_REQUIRE(raise_descriptor_limit(4096));
+  ready_daemon d;
+  std::vector<socket_fd> held;
+  for (int i = 0; i < 200; ++i) // idle
+    held.emplace_back(connect_loopback(d.port));
+  tricklers slow{d.port, 200};
+  for (int i = 0; i < 10; ++i) { // in the middle of a body
+    held.emplace_back(connect_loopback(d.port));
+    send_all(held.back().fd,
+             make_request("GET", "/livez", "Content-Length: 4000\r\n")
+                 + std::string(100, 'b'));
+  }
+  CAF_REQUIRE(eventually([&] { return open_sockets(d.proc.pid()) > 410; }));
+  auto start = std::chrono::steady_clock::now();
+  d.proc.signal(SIGTERM);
+  auto rc = d.proc.wait_exit(10s);
+  auto took = elapsed_ms(start);
+  CAF_MESSAGE("exit " << rc << " after " << took << " ms");
+  CAF_CHECK_EQUAL(rc, 0);
+  CAF_CHECK_LESS(took, 2000.0);
+}
+
+CAF_TEST(connections beyond the limit wait and livez answers once they go) {
+  ready_daemon d{{"--http.max-connections=50"}};
+  auto pid = d.proc.pid();
+  // The listen socket and the database connection; a probe connection
+  // still closing may be counted too, which only loosens the bound below.
+  auto base = open_sockets(pid);
+  std::vector<socket_fd> held;
+  for (int i = 0; i < 50; ++i)
+    held.emplace_back(connect_loopback(d.port));
+  CAF_MESSAGE("the 50th connection reaches the limit, which is logged");
+  CAF_REQUIRE(eventually(
+      [&] { return d.proc.count_in_log("event=http_connection_limit") == 1; }));
+  CAF_MESSAGE("100 more connect (the kernel queues them) and ask /livez");
+  std::vector<socket_fd> extra;
+  for (int i = 0; i < 100; ++i) {
+    extra.emplace_back(connect_loopback(d.port, 5s));
+    CAF_REQUIRE(extra.back());
+    CAF_REQUIRE(
+        send_all(extra.back().fd,
+                 make_request("GET", "/livez", "Connection: close\r\n")));
+  }
+  CAF_CHECK(!readable_within(extra.front().fd, 300ms));
+  CAF_MESSAGE("the daemon holds no more than its limit");
+  CAF_CHECK_LESS_OR_EQUAL(open_sockets(pid), base + 50);
+  CAF_MESSAGE("the 50 go: every waiting /livez is answered");
+  held.clear();
+  int answered = 0;
+  for (auto& s : extra) {
+    std::string rest;
+    auto r = read_reply(s.fd, rest);
+    if (r && r->status == 200)
+      ++answered;
+  }
+  CAF_CHECK_EQUAL(answered, 100);
+  extra.clear();
+  auto r = request_once(d.port, "GET", "/livez");
+  CAF_REQUIRE(r);
+  CAF_CHECK_EQUAL(r->status, 200);
+  CAF_MESSAGE("reaching the limit again within 10 s is not logged again");
+  CAF_CHECK_EQUAL(d.proc.count_in_log("event=http_connection_limit"), 1u);
+}
+
+CAF_TEST(a connection limit beyond the descriptor limit exits 2) {
+  daemon_process d{daemon_args({"--http.max-connections=2000"}),
+                   "ulimit -n 512"};
+  CAF_CHECK_EQUAL(d.wait_exit(10s), 2);
+  CAF_CHECK_NOT_EQUAL(d.log().find("http.max-connections: 2000 needs 2064"),
+                      std::string::npos);
+}
