@@ -4,7 +4,7 @@
 # one-line textual change to a file of core/ or actors/. For each one, in a
 # scratch copy of the working tree:
 #   apply it -> rebuild incrementally -> run the suites that need no database
-#   (CTest labels core, messages, actors) -> put the file back.
+#   (CTest labels core, messages, actors, distributed) -> put the file back.
 # A mutant is KILLED when a test fails (or times out), SURVIVED when every test
 # passes, and ERROR when the list is stale (its original text is not found
 # exactly once in the file) or the mutated code does not compile. Mutants
@@ -58,14 +58,14 @@ fi
 work=${MUTATE_DIR:-/tmp/tasker-health-mutate}
 jobs=${JOBS:-2}
 timeout=${MUTATE_TIMEOUT:-120}
-default_labels='^(core|messages|actors)$'
+default_labels='^(core|messages|actors|distributed)$'
 
 # ---- the list ----------------------------------------------------------------
 # Blocks of "key value" lines, separated by blank lines; '#' starts a comment
 # line. Keys: id, file, from, to (required; `to` may be empty), labels (a
-# CTest -L regex, default core|messages|actors), tests (a CTest -R regex),
-# sanitize (thread: build and run under TSan), why (what the mutant breaks,
-# for the reader).
+# CTest -L regex, default core|messages|actors|distributed), tests (a CTest
+# -R regex), sanitize (thread: build and run under TSan), why (what the
+# mutant breaks, for the reader).
 ids=() files=() froms=() tos=() labels=() tests=() sanitizers=()
 parse_error() {
   echo "mutate.sh: $list:$1: $2" >&2
@@ -212,8 +212,8 @@ need_db=0
 for i in "${selected[@]}"; do
   if is_db "$i"; then need_db=1; fi
 done
-areas="core;messages;actors"
-targets=(core-tests message-tests actor-tests)
+areas="core;messages;actors;distributed"
+targets=(core-tests message-tests actor-tests distributed-tests)
 if [ "$with_db" -eq 1 ] && [ "$need_db" -eq 1 ]; then
   areas="$areas;postgres"
   targets+=(postgres-tests)
