@@ -2,7 +2,8 @@
 # The soak: the tasker-health daemon against a private PostgreSQL for a while
 # (default 10 minutes) under a cycling queue load, with a fault every minute,
 # while its resident memory (RSS), thread count and open file descriptors are
-# sampled every second. At the end it prints, for the samples after the
+# sampled every second (RSS also split into anonymous and file-backed
+# pages). At the end it prints, for the samples after the
 # warm-up (by default until each kind of fault has happened once, plus 10 s;
 # --warmup S), the median of the first and of the last quarter and the
 # least-squares slope of each; "flat" means the last quarter's median RSS is
@@ -237,10 +238,12 @@ start_loadgen
 loadgen_restarts=0
 
 # ---- the sampler -----------------------------------------------------------------------
-# One line a second: seconds since start, RSS (kB), threads, fds, /readyz
-# status (000: no answer within 0.5 s), the current fault.
+# One line a second: seconds since start, RSS and its anonymous (heap,
+# stacks) and file-backed (the binary's and libraries' pages) parts (kB),
+# threads, fds, /readyz status (000: no answer within 0.5 s), the current
+# fault.
 echo "load" >"$work/phase"
-echo "t_s,rss_kb,threads,fds,readyz,phase" >"$work/samples.csv"
+echo "t_s,rss_kb,rss_anon_kb,rss_file_kb,threads,fds,readyz,phase" >"$work/samples.csv"
 start_ns=$(date +%s%N)
 (
   next=$start_ns
@@ -248,12 +251,13 @@ start_ns=$(date +%s%N)
     now=$(date +%s%N)
     t=$(((now - start_ns) / 1000000))
     status=$(cat "/proc/$daemon_pid/status" 2>/dev/null) || break
-    rss=$(awk '/^VmRSS:/ {print $2}' <<<"$status")
-    thr=$(awk '/^Threads:/ {print $2}' <<<"$status")
+    read -r rss anon file thr < <(awk '/^VmRSS:/ {r = $2} /^RssAnon:/ {a = $2}
+      /^RssFile:/ {f = $2} /^Threads:/ {t = $2} END {print r, a, f, t}' <<<"$status")
     fds=$(find "/proc/$daemon_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
     code=$(curl -s -o /dev/null -w '%{http_code}' -m 0.5 "$base/readyz" 2>/dev/null || true)
-    printf '%d.%03d,%s,%s,%s,%s,%s\n' $((t / 1000)) $((t % 1000)) "$rss" "$thr" \
-      "$fds" "${code:-000}" "$(cat "$work/phase")" >>"$work/samples.csv"
+    printf '%d.%03d,%s,%s,%s,%s,%s,%s,%s\n' $((t / 1000)) $((t % 1000)) "$rss" \
+      "$anon" "$file" "$thr" "$fds" "${code:-000}" "$(cat "$work/phase")" \
+      >>"$work/samples.csv"
     next=$((next + 1000000000))
     delay=$((next - $(date +%s%N)))
     if [ "$delay" -gt 0 ]; then
@@ -382,9 +386,10 @@ summary() {
   awk -F, -v warmup="$warmup" '
     NR == 1 { next }
     $1 + 0 >= warmup && $2 != "" {
-      n++; t[n] = $1; rss[n] = $2; thr[n] = $3; fd[n] = $4
+      n++; t[n] = $1; rss[n] = $2; anon[n] = $3; file[n] = $4; thr[n] = $5
+      fd[n] = $6
     }
-    { total++; code[$5]++ }
+    { total++; code[$7]++ }
     function median(a, lo, hi,   m, i, j, x, k) {
       m = 0
       for (i = lo; i <= hi; i++) b[++m] = a[i]
@@ -409,6 +414,10 @@ summary() {
       printf "%-8s %14s %14s %9s %16s %12s\n", "", "first quarter", "last quarter", "change", "slope per min", "range"
       r1 = median(rss, 1, q); r4 = median(rss, n - q + 1, n)
       printf "%-8s %11d kB %11d kB %+8.2f%% %13.1f kB %12s\n", "RSS", r1, r4, (r4 - r1) * 100 / r1, slope(rss), minmax(rss)
+      a = median(anon, 1, q); b4 = median(anon, n - q + 1, n)
+      printf "%-8s %11d kB %11d kB %+8.2f%% %13.1f kB %12s\n", " anon", a, b4, (b4 - a) * 100 / a, slope(anon), minmax(anon)
+      a = median(file, 1, q); b4 = median(file, n - q + 1, n)
+      printf "%-8s %11d kB %11d kB %+8.2f%% %13.1f kB %12s\n", " file", a, b4, (b4 - a) * 100 / a, slope(file), minmax(file)
       a = median(thr, 1, q); b4 = median(thr, n - q + 1, n)
       printf "%-8s %14d %14d %9s %16.3f %12s\n", "threads", a, b4, (b4 - a), slope(thr), minmax(thr)
       a = median(fd, 1, q); b4 = median(fd, n - q + 1, n)
