@@ -52,3 +52,19 @@ CAF_TEST(concurrent updates lose nothing) {
   CAF_CHECK_EQUAL(s.messages_sent, 40000u);
   CAF_CHECK_EQUAL(s.in_use, 20000u);
 }
+
+CAF_TEST(each counter is sampled from its own event) {
+  ChannelMonitor m{"c", 10};
+  for (int i = 0; i < 3; ++i)
+    m.record_send();
+  for (int i = 0; i < 2; ++i)
+    m.record_overflow();
+  m.record_drop();
+  auto s = m.sample();
+  CAF_CHECK_EQUAL(s.name, "c");
+  CAF_CHECK_EQUAL(s.capacity, 10u);
+  CAF_CHECK_EQUAL(s.in_use, 3u);
+  CAF_CHECK_EQUAL(s.messages_sent, 3u);
+  CAF_CHECK_EQUAL(s.overflow_events, 2u);
+  CAF_CHECK_EQUAL(s.messages_dropped, 1u);
+}

@@ -176,6 +176,51 @@ CAF_TEST(options come from the configuration) {
   CAF_CHECK_EQUAL(o.stale_threshold.count(), 12000);
   CAF_CHECK(o.policy == UnknownPolicy::fail_closed);
   CAF_CHECK_EQUAL(o.stale_retry_after.count(), 7);
+  CAF_CHECK_EQUAL(o.breaker_minimum.count(), 1);
+  cfg.retry_after.breaker_minimum = 3s;
+  CAF_CHECK_EQUAL(CheckerOptions::from(cfg).breaker_minimum.count(), 3);
+}
+
+CAF_TEST(the breaker minimum bounds a short breaker retry after) {
+  opts.breaker_minimum = 3s;
+  publish_breaker_open(1'500ms);
+  auto r = checker().try_check();
+  CAF_REQUIRE(r);
+  CAF_CHECK_EQUAL(r->retry_after.count(), 3);
+  // Other sources keep their decided value even below the breaker minimum.
+  publish_active(BackpressureSource::queue, ReasonCode::queue_critical, 2s);
+  CAF_CHECK_EQUAL(checker().try_check()->retry_after.count(), 2);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
+
+// The hot path reads CLOCK_MONOTONIC_COARSE inline while publications are
+// stamped through CoarseClock: both must share the steady clock's epoch, or
+// every snapshot would look stale (or fresh forever).
+CAF_TEST(the coarse clock runs on the steady clock epoch) {
+  auto steady = steady_clock().now();
+  auto coarse = coarse_clock().now();
+  auto inline_ns = coarse_now_ns();
+  // Generous: the coarse clock lags by at most a few kernel ticks.
+  auto diff = std::chrono::abs(coarse - steady);
+  CAF_CHECK_LESS(diff, std::chrono::seconds{1});
+  auto diff_inline = inline_ns
+                     - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           coarse.time_since_epoch())
+                           .count();
+  CAF_CHECK_LESS(std::abs(diff_inline), 1'000'000'000);
+}
+
+CAF_TEST(a snapshot published on the coarse clock is fresh at once) {
+  auto cell = std::make_shared<SnapshotCell>(); // the coarse clock
+  auto s = std::make_shared<HealthSnapshot>();
+  s->status = HealthStatus::healthy;
+  cell->publish(s);
+  BackpressureChecker c{cell, CheckerOptions{}};
+  CAF_CHECK(!c.is_stale());
+  CAF_CHECK(c.is_healthy());
+  auto age = c.age();
+  CAF_REQUIRE(age);
+  CAF_CHECK_GREATER_OR_EQUAL(age->count(), 0);
+  CAF_CHECK_LESS(age->count(), 30000);
+}

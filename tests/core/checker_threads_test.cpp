@@ -109,3 +109,110 @@ CAF_TEST(concurrent readers while the writer marks stale) {
   CAF_CHECK_EQUAL(bad.load(), 0u);
   CAF_CHECK(checker.is_stale());
 }
+
+// The seqlock must pair a decision word with the publication time of the
+// same publication: the word alone is one atomic and cannot tear, the pair
+// can. Publication k is stamped (on a manual clock the writer sets) at
+// T0 + k s and carries a Retry-After of (C - k) s, so every consistent
+// reading has published_at + retry_after == T0 + C; a reading that takes the
+// word of one publication and the time of another breaks that sum. mark_stale
+// re-stores the pair too, so it is interleaved.
+//
+// A publication is a few stores, so a reader catches one half done only
+// when the writer is interrupted (or preempted) between two of them while a
+// reader runs: rare in an optimized build (a mixing reader shows up in about
+// one run in ten on a loaded 2-core machine), frequent under TSan, where
+// every atomic access is a call into its runtime (the TSan run of the core
+// suites in scripts/test.sh catches it every time). The writer publishes
+// until both readers have read often while it published. Only counts are
+// asserted, no timing.
+CAF_TEST(two readers never mix the decision and time of two publications) {
+  using namespace std::chrono;
+  constexpr int64_t kinds = 251;  // distinct publications, cycled
+  constexpr int64_t c_s = 100000; // the constant sum, in seconds
+#if defined(__SANITIZE_THREAD__)
+  // Under TSan every atomic access is a call into its runtime, which holds
+  // a publication half done far longer: fewer rounds show as much.
+  constexpr uint64_t rounds = 50'000;
+#else
+  constexpr uint64_t rounds = 1'000'000;
+#endif
+  constexpr uint64_t min_publications = rounds;
+  constexpr uint64_t min_reads = rounds; // by each reader, while publishing
+  constexpr uint64_t max_publications = 20'000'000; // a reader never ran
+  ManualClock clock;
+  const auto t0 = clock.now();
+  auto cell = std::make_shared<SnapshotCell>(clock);
+  std::vector<std::shared_ptr<const HealthSnapshot>> snaps;
+  for (int64_t k = 0; k < kinds; ++k) {
+    auto s = std::make_shared<HealthSnapshot>();
+    s->sequence = static_cast<uint64_t>(k + 1);
+    s->decision.active = true;
+    s->decision.source = BackpressureSource::circuit_breaker;
+    s->decision.code = ReasonCode::breaker_open;
+    s->decision.retry_after = seconds{c_s - k};
+    s->status = HealthStatus::unhealthy;
+    snaps.push_back(std::move(s));
+  }
+  std::atomic<bool> publishing{false};
+  std::atomic<bool> done{false};
+  std::atomic<int> started{0};
+  std::atomic<uint64_t> mixed[2] = {0, 0};
+  std::atomic<uint64_t> consistent{0};
+  std::atomic<uint64_t> reads[2] = {0, 0};
+  auto reader = [&](int id) {
+    uint64_t good = 0;
+    uint64_t bad = 0;
+    uint64_t n = 0;
+    ++started;
+    while (!done.load(std::memory_order_acquire)) {
+      auto r = cell->read();
+      auto d = PackedDecision::decode(r.word);
+      if (!d.present)
+        continue; // nothing published yet
+      auto at_ns = duration_cast<nanoseconds>(r.published_at - t0).count();
+      auto word_k = c_s - static_cast<int64_t>(d.retry_after_ms / 1000);
+      if (d.retry_after_ms % 1000 != 0 || at_ns != word_k * 1'000'000'000)
+        ++bad;
+      else
+        ++good;
+      if (publishing.load(std::memory_order_relaxed) && ++n % 256 == 0)
+        reads[id].store(n, std::memory_order_relaxed);
+    }
+    mixed[id] += bad;
+    consistent += good;
+  };
+  std::thread r0{reader, 0};
+  std::thread r1{reader, 1};
+  // Publish only while both readers run (on a loaded machine a thread may
+  // start late), and until both have read often during the publications.
+  while (started.load() < 2)
+    std::this_thread::yield();
+  publishing = true;
+  uint64_t published = 0;
+  auto enough = [&] {
+    return published >= min_publications
+           && reads[0].load(std::memory_order_relaxed) >= min_reads
+           && reads[1].load(std::memory_order_relaxed) >= min_reads;
+  };
+  while (!enough() && published < max_publications) {
+    auto k = static_cast<int64_t>(published % kinds);
+    clock.set(t0 + seconds{k});
+    cell->publish(snaps[static_cast<size_t>(k)]);
+    if (published % 7 == 0)
+      cell->mark_stale();
+    ++published;
+  }
+  publishing = false;
+  done = true;
+  r0.join();
+  r1.join();
+  CAF_MESSAGE(published << " publications, " << consistent.load()
+                        << " consistent readings, " << mixed[0].load()
+                        << " mixed by reader 0, " << mixed[1].load()
+                        << " mixed by reader 1");
+  CAF_CHECK_EQUAL(mixed[0].load(), 0u);
+  CAF_CHECK_EQUAL(mixed[1].load(), 0u);
+  CAF_CHECK_GREATER(consistent.load(), 0u);
+  CAF_CHECK_EQUAL(cell->publications(), published);
+}

@@ -250,3 +250,23 @@ CAF_TEST(several channels report the worst) {
   CAF_CHECK_EQUAL(empty.max_saturation_percent(), 0.0);
   CAF_CHECK(!empty.any_warning());
 }
+
+CAF_TEST(any level of several channels looks at each channel) {
+  // One channel per band: below warning, warning only, saturated, critical.
+  std::vector<ChannelSample> samples{{"a", 100, 10, 0, 0, 0},
+                                     {"b", 100, 75, 0, 0, 0}};
+  auto h = evaluate_channels(samples, ChannelThresholds{});
+  CAF_CHECK(h.any_warning());
+  CAF_CHECK(!h.any_saturated());
+  CAF_CHECK(!h.any_critical());
+  CAF_CHECK_EQUAL(h.max_saturation_percent(), 75.0);
+  samples.push_back({"c", 100, 85, 0, 0, 0});
+  h = evaluate_channels(samples, ChannelThresholds{});
+  CAF_CHECK(h.any_saturated());
+  CAF_CHECK(!h.any_critical());
+  samples[0].in_use = 0;
+  samples[1].in_use = 0;
+  samples[2].in_use = 69;
+  h = evaluate_channels(samples, ChannelThresholds{});
+  CAF_CHECK(!h.any_warning());
+}

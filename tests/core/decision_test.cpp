@@ -438,3 +438,18 @@ CAF_TEST(unwatched dimensions take no part even under fail closed) {
   s.queues.watched = true; // watched but not measured: never healthy
   CAF_CHECK_EQUAL(to_string(evaluate_status(s)), "degraded");
 }
+
+CAF_TEST(an active decision never says retry after zero) {
+  // Validation refuses a Retry-After below 1 s; decide() holds the floor
+  // even for a configuration that was never validated.
+  for (unsigned c : {channel_critical, queue_overflow, queue_critical}) {
+    inputs in;
+    in.cfg.retry_after.channel_critical = 0s;
+    in.cfg.retry_after.queue_overflow = 0s;
+    in.cfg.retry_after.queue_critical = -5s;
+    in.set(c);
+    auto d = in.decide();
+    CAF_CHECK(d.active);
+    CAF_CHECK_EQUAL(d.retry_after.count(), 1);
+  }
+}

@@ -145,6 +145,20 @@ CAF_TEST(a queue counted up to its cap has no rate) {
   CAF_CHECK_EQUAL(last.queues[0].drain_samples, 1u);
 }
 
+CAF_TEST(no rate spans a time at the cap) {
+  orders(9000);
+  orders(8000);
+  orders(12000); // counted up to the cap: the real depth is unknown
+  // Lower than every sample before the cap: were they kept, these three
+  // would give a rate across the time nobody knew the depth.
+  auto& r = orders(7000);
+  CAF_CHECK_EQUAL(r.drain_samples, 1u);
+  CAF_CHECK_EQUAL(r.drain_eta_seconds, -1);
+  orders(6500);
+  CAF_CHECK_EQUAL(last.queues[0].drain_samples, 2u);
+  CAF_CHECK_EQUAL(last.queues[0].drain_eta_seconds, -1);
+}
+
 CAF_TEST(a bursty queue that drains overall keeps its history) {
   for (int64_t depth : {9000, 8200, 8600, 7600, 8000, 7000})
     orders(depth);

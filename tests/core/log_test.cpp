@@ -31,3 +31,13 @@ CAF_TEST(the component logger is a named spdlog logger) {
   CAF_CHECK(spdlog::get("tasker-health") == l);
   CAF_CHECK(logger() == l);
 }
+
+CAF_TEST(quoted escapes quotes backslashes and newlines) {
+  CAF_CHECK_EQUAL(quoted("plain"), "\"plain\"");
+  CAF_CHECK_EQUAL(quoted(""), "\"\"");
+  CAF_CHECK_EQUAL(quoted("say \"hi\""), "\"say \\\"hi\\\"\"");
+  CAF_CHECK_EQUAL(quoted("C:\\dir"), "\"C:\\\\dir\"");
+  // One log event stays on one line.
+  CAF_CHECK_EQUAL(quoted("line 1\nline 2"), "\"line 1\\nline 2\"");
+  CAF_CHECK_EQUAL(quoted("a\nb").find('\n'), std::string::npos);
+}

@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# A small, repeatable mutation check: does the test suite notice when the
+# code is wrong? Each mutant of a fixed list (scripts/mutants.txt) is a
+# one-line textual change to a file of core/ or actors/. For each one, in a
+# scratch copy of the working tree:
+#   apply it -> rebuild incrementally -> run the suites that need no database
+#   (CTest labels core, messages, actors, distributed) -> put the file back.
+# A mutant is KILLED when a test fails (or times out), SURVIVED when every test
+# passes, and ERROR when the list is stale (its original text is not found
+# exactly once in the file) or the mutated code does not compile. Mutants
+# labelled postgres run only with --db (a private PostgreSQL is started).
+# Mutants marked `sanitize thread` are built and run with ThreadSanitizer
+# (the core suites only): a seqlock that pairs two publications' halves is
+# caught reliably only there, where every atomic access is slow.
+#
+#   bash scripts/mutate.sh                    # every mutant on the list
+#   bash scripts/mutate.sh --only config-     # ids starting with config-
+#   bash scripts/mutate.sh --check            # only check that the list applies
+#   bash scripts/mutate.sh --db               # also the postgres mutants
+#
+# Not part of CI (a full run rebuilds once per mutant: about half a minute
+# each on 2 cores). Exit status: 0 when every mutant run was killed, 1 when one
+# survived or was an ERROR, 2 for bad usage or a failing unmutated baseline.
+#
+# Environment: MUTATE_DIR (scratch directory, default
+# /tmp/tasker-health-mutate; kept between runs so rebuilds stay incremental),
+# JOBS (build jobs, default 2), MUTATE_TIMEOUT (seconds per CTest test,
+# default 120). ccache is used when installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
+list=scripts/mutants.txt
+only=()
+check_only=0
+with_db=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --list) list=${2:?--list needs a file}; shift 2 ;;
+    --list=*) list=${1#*=}; shift ;;
+    --only) only+=("${2:?--only needs an id prefix}"); shift 2 ;;
+    --only=*) only+=("${1#*=}"); shift ;;
+    --check) check_only=1; shift ;;
+    --db) with_db=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "mutate.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ ! -f "$list" ]; then
+  echo "mutate.sh: no mutant list at $list" >&2
+  exit 2
+fi
+
+work=${MUTATE_DIR:-/tmp/tasker-health-mutate}
+jobs=${JOBS:-2}
+timeout=${MUTATE_TIMEOUT:-120}
+default_labels='^(core|messages|actors|distributed)$'
+
+# ---- the list ----------------------------------------------------------------
+# Blocks of "key value" lines, separated by blank lines; '#' starts a comment
+# line. Keys: id, file, from, to (required; `to` may be empty), labels (a
+# CTest -L regex, default core|messages|actors|distributed), tests (a CTest
+# -R regex), sanitize (thread: build and run under TSan), why (what the
+# mutant breaks, for the reader).
+ids=() files=() froms=() tos=() labels=() tests=() sanitizers=()
+parse_error() {
+  echo "mutate.sh: $list:$1: $2" >&2
+  exit 2
+}
+cur_id="" cur_file="" cur_from="" cur_to="" cur_labels="" cur_tests=""
+cur_sanitize=""
+have_from=0 have_to=0 block_line=0
+flush() {
+  [ -n "$cur_id$cur_file$cur_from" ] || [ "$have_to" -eq 1 ] || return 0
+  [ -n "$cur_id" ] || parse_error "$block_line" "mutant without an id"
+  [ -n "$cur_file" ] || parse_error "$block_line" "mutant $cur_id has no file"
+  [ "$have_from" -eq 1 ] && [ -n "$cur_from" ] \
+    || parse_error "$block_line" "mutant $cur_id has no (non-empty) from"
+  [ "$have_to" -eq 1 ] || parse_error "$block_line" "mutant $cur_id has no to"
+  local i
+  for i in "${ids[@]}"; do
+    [ "$i" != "$cur_id" ] || parse_error "$block_line" "id $cur_id is used twice"
+  done
+  ids+=("$cur_id") files+=("$cur_file") froms+=("$cur_from") tos+=("$cur_to")
+  labels+=("${cur_labels:-$default_labels}") tests+=("$cur_tests")
+  sanitizers+=("$cur_sanitize")
+  cur_id="" cur_file="" cur_from="" cur_to="" cur_labels="" cur_tests=""
+  cur_sanitize=""
+  have_from=0 have_to=0
+}
+n=0
+while IFS= read -r line || [ -n "$line" ]; do
+  n=$((n + 1))
+  case "$line" in
+    '#'*) continue ;;
+    '' | *[![:space:]]*) ;;
+    *) line="" ;; # whitespace only
+  esac
+  if [ -z "$line" ]; then
+    flush
+    continue
+  fi
+  [ -n "$cur_id$cur_file$cur_from" ] || [ "$have_to" -eq 1 ] || block_line=$n
+  key=${line%%[[:space:]]*}
+  value=${line#"$key"}
+  value=${value#"${value%%[![:space:]]*}"} # strip leading blanks
+  value=${value%"${value##*[![:space:]]}"} # strip trailing blanks
+  case "$key" in
+    id) cur_id=$value ;;
+    file) cur_file=$value ;;
+    from) cur_from=$value have_from=1 ;;
+    to) cur_to=$value have_to=1 ;;
+    labels) cur_labels=$value ;;
+    tests) cur_tests=$value ;;
+    sanitize)
+      [ "$value" = thread ] || parse_error "$n" "sanitize must be 'thread', got '$value'"
+      cur_sanitize=$value
+      ;;
+    why) ;;
+    *) parse_error "$n" "unknown key '$key' (id, file, from, to, labels, tests, sanitize, why)" ;;
+  esac
+done <"$list"
+flush
+
+selected=()
+for i in "${!ids[@]}"; do
+  if [ ${#only[@]} -gt 0 ]; then
+    match=0
+    for p in "${only[@]}"; do
+      [[ "${ids[$i]}" == "$p"* ]] && match=1
+    done
+    [ "$match" -eq 1 ] || continue
+  fi
+  selected+=("$i")
+done
+if [ ${#selected[@]} -eq 0 ]; then
+  echo "mutate.sh: no mutant selected" >&2
+  exit 2
+fi
+
+# Replaces the one occurrence of $FROM in file $1 with $TO. Exit 3: not found,
+# 4: found more than once (the list must name a unique line). With DRY=1 only
+# counts.
+replace_once() {
+  perl -e '
+    my ($file, $from, $to, $dry) = ($ARGV[0], $ENV{FROM}, $ENV{TO}, $ENV{DRY});
+    open(my $in, "<", $file) or exit 5;
+    local $/; my $text = <$in>; close $in;
+    my $count = () = $text =~ /\Q$from\E/g;
+    exit 3 if $count == 0;
+    exit 4 if $count > 1;
+    exit 0 if $dry;
+    $text =~ s/\Q$from\E/$to/;
+    open(my $out, ">", $file) or exit 5;
+    print $out $text; close $out;
+  ' "$1"
+}
+
+# Checks mutant $1 against the tree at $2; prints the problem, if any.
+stale_reason() {
+  local i=$1 tree=$2 rc=0
+  if [ ! -f "$tree/${files[$i]}" ]; then
+    echo "file ${files[$i]} does not exist"
+    return
+  fi
+  FROM=${froms[$i]} TO=${tos[$i]} DRY=1 replace_once "$tree/${files[$i]}" || rc=$?
+  case $rc in
+    0) ;;
+    3) echo "original text not found in ${files[$i]}: ${froms[$i]}" ;;
+    4) echo "original text found more than once in ${files[$i]}: ${froms[$i]}" ;;
+    *) echo "cannot read ${files[$i]}" ;;
+  esac
+}
+
+is_db() { [[ "${labels[$1]}" == *postgres* ]]; }
+
+if [ "$check_only" -eq 1 ]; then
+  bad=0
+  for i in "${selected[@]}"; do
+    why=$(stale_reason "$i" "$root")
+    if [ -n "$why" ]; then
+      printf 'ERROR     %-34s %s\n' "${ids[$i]}" "$why"
+      bad=$((bad + 1))
+    fi
+  done
+  echo "mutate.sh: ${#selected[@]} mutants checked, $bad stale"
+  [ "$bad" -eq 0 ]
+  exit
+fi
+
+# ---- the scratch copy ----------------------------------------------------------
+src=$work/src
+build=$work/build
+mkdir -p "$src" "$build" "$work/logs"
+echo "mutate.sh: syncing the working tree into $src"
+synced=0
+while IFS= read -r -d '' f; do
+  [ -f "$f" ] || continue
+  if ! cmp -s "$f" "$src/$f"; then
+    mkdir -p "$src/$(dirname "$f")"
+    cp "$f" "$src/$f" # a new mtime: make rebuilds what depends on it
+    synced=$((synced + 1))
+  fi
+done < <(git ls-files -z --cached --others --exclude-standard)
+echo "mutate.sh: $synced files updated"
+
+need_db=0
+for i in "${selected[@]}"; do
+  if is_db "$i"; then need_db=1; fi
+done
+areas="core;messages;actors;distributed"
+targets=(core-tests message-tests actor-tests distributed-tests)
+if [ "$with_db" -eq 1 ] && [ "$need_db" -eq 1 ]; then
+  areas="$areas;postgres"
+  targets+=(postgres-tests)
+fi
+launcher=()
+if command -v ccache >/dev/null 2>&1; then
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
+# No -Werror: a mutant that only adds a warning must still be tested.
+(cd "$src" && env -u CI cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DTASKER_HEALTH_WERROR=OFF -DTASKER_HEALTH_BUILD_APPS=OFF \
+  -DTASKER_HEALTH_BUILD_BENCH=OFF "-DTASKER_HEALTH_TEST_AREAS=$areas" \
+  "${launcher[@]}") >"$work/logs/configure.log" 2>&1 || {
+  cat "$work/logs/configure.log" >&2
+  exit 2
+}
+
+pg_dir=""
+cleanup() {
+  if [ -n "$pg_dir" ]; then bash "$root/scripts/pg.sh" stop "$pg_dir" >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+if [ "$with_db" -eq 1 ] && [ "$need_db" -eq 1 ]; then
+  pg_dir=$(mktemp -d /tmp/tasker-health-mutate-pg.XXXXXX)
+  eval "$(bash scripts/pg.sh start "$pg_dir")"
+fi
+
+build_all() {
+  cmake --build "$build" -j "$jobs" --target "${targets[@]}" >"$1" 2>&1
+}
+
+# The TSan build of the core suites, configured on first use.
+tsan_build=$work/build-tsan
+tsan_ready=0
+build_tsan() {
+  if [ "$tsan_ready" -eq 0 ]; then
+    (cd "$src" && env -u CI cmake -S . -B "$tsan_build" -DCMAKE_BUILD_TYPE=Debug \
+      -DTASKER_HEALTH_SANITIZE=thread -DTASKER_HEALTH_WERROR=OFF \
+      -DTASKER_HEALTH_BUILD_APPS=OFF -DTASKER_HEALTH_BUILD_BENCH=OFF \
+      -DTASKER_HEALTH_TEST_AREAS=core "${launcher[@]}") >"$1" 2>&1 || return 1
+  fi
+  cmake --build "$tsan_build" -j "$jobs" --target core-tests >>"$1" 2>&1
+}
+
+# Runs the CTest selection of mutant $1 (or the baseline with $1 = -1) in
+# build dir $3; prints the names of the failed tests.
+run_tests() {
+  local i=$1 log=$2 dir=${3:-$build} args=()
+  if [ "$i" -ge 0 ]; then
+    args=(-L "${labels[$i]}")
+    if [ -n "${tests[$i]}" ]; then args+=(-R "${tests[$i]}"); fi
+  else
+    args=(-L "$default_labels")
+  fi
+  if [ "$dir" = "$tsan_build" ]; then args=(-L '^core$'); fi
+  if ctest --test-dir "$dir" --timeout "$timeout" --no-tests=error \
+    "${args[@]}" >"$log" 2>&1; then
+    return 0
+  fi
+  if grep -q "No tests were found" "$log"; then
+    echo "no test matches the labels/tests of this mutant"
+    return 2
+  fi
+  sed -n 's/^[[:space:]]*[0-9]* - \([^ ]*\) (\(.*\))$/\1 (\2)/p' "$log" | paste -sd ' ' -
+  return 1
+}
+
+echo "mutate.sh: building the unmutated baseline in $build"
+if ! build_all "$work/logs/baseline-build.log"; then
+  tail -n 40 "$work/logs/baseline-build.log" >&2
+  echo "mutate.sh: the unmutated tree does not build" >&2
+  exit 2
+fi
+if ! failed=$(run_tests -1 "$work/logs/baseline-test.log"); then
+  echo "mutate.sh: the unmutated tree fails tests ($failed); see $work/logs/baseline-test.log" >&2
+  exit 2
+fi
+
+# ---- the mutants ---------------------------------------------------------------
+killed=0 survived=0 errors=0 skipped=0
+current_file=""
+restore() {
+  if [ -n "$current_file" ]; then
+    cp "$work/original" "$src/$current_file" # new mtime: rebuilt next time
+    current_file=""
+  fi
+}
+trap 'restore; cleanup' EXIT
+start=$SECONDS
+for i in "${selected[@]}"; do
+  id=${ids[$i]}
+  if is_db "$i" && [ "$with_db" -eq 0 ]; then
+    printf 'SKIPPED   %-34s needs --db\n' "$id"
+    skipped=$((skipped + 1))
+    continue
+  fi
+  why=$(stale_reason "$i" "$src")
+  if [ -n "$why" ]; then
+    printf 'ERROR     %-34s stale list: %s\n' "$id" "$why"
+    errors=$((errors + 1))
+    continue
+  fi
+  t0=$SECONDS
+  cp -p "$src/${files[$i]}" "$work/original"
+  current_file=${files[$i]}
+  FROM=${froms[$i]} TO=${tos[$i]} replace_once "$src/${files[$i]}"
+  log_build="$work/logs/$id.build.log"
+  log_test="$work/logs/$id.test.log"
+  dir=$build
+  builder=build_all
+  if [ "${sanitizers[$i]}" = thread ]; then
+    dir=$tsan_build
+    builder=build_tsan
+    if [ "$tsan_ready" -eq 0 ]; then
+      # The unmutated TSan baseline first, so that a TSan report of the
+      # unmutated tree is never counted as a kill.
+      cp "$work/original" "$src/${files[$i]}"
+      if ! build_tsan "$work/logs/baseline-tsan-build.log" \
+        || ! failed=$(run_tests -1 "$work/logs/baseline-tsan-test.log" "$tsan_build"); then
+        echo "mutate.sh: the unmutated TSan core suites fail; see $work/logs/baseline-tsan-*.log" >&2
+        exit 2
+      fi
+      tsan_ready=1
+      FROM=${froms[$i]} TO=${tos[$i]} replace_once "$src/${files[$i]}"
+    fi
+  fi
+  if ! "$builder" "$log_build"; then
+    printf 'ERROR     %-34s does not compile (see %s)\n' "$id" "$log_build"
+    errors=$((errors + 1))
+    restore
+    continue
+  fi
+  rc=0
+  failed=$(run_tests "$i" "$log_test" "$dir") || rc=$?
+  if [ "$rc" -eq 2 ]; then
+    printf 'ERROR     %-34s %s\n' "$id" "$failed"
+    errors=$((errors + 1))
+  elif [ "$rc" -eq 0 ]; then
+    printf 'SURVIVED  %-34s %3ds  %s: %s -> %s\n' "$id" $((SECONDS - t0)) \
+      "${files[$i]}" "${froms[$i]}" "${tos[$i]}"
+    survived=$((survived + 1))
+  else
+    printf 'KILLED    %-34s %3ds  by %s\n' "$id" $((SECONDS - t0)) "${failed:-a failing test run}"
+    killed=$((killed + 1))
+  fi
+  restore
+done
+# Leave the scratch builds matching the unmutated tree for the next run.
+build_all "$work/logs/final-build.log" || true
+if [ "$tsan_ready" -eq 1 ]; then build_tsan "$work/logs/final-tsan-build.log" || true; fi
+
+ran=$((killed + survived))
+rate=0
+if [ "$ran" -gt 0 ]; then rate=$((100 * killed / ran)); fi
+echo
+echo "mutate.sh: $killed killed, $survived survived, $errors errors, $skipped skipped of ${#selected[@]} mutants in $((SECONDS - start))s"
+echo "mutate.sh: kill rate $killed/$ran = $rate %"
+if [ "$survived" -gt 0 ] || [ "$errors" -gt 0 ]; then
+  exit 1
+fi
