@@ -622,17 +622,29 @@ CAF_TEST(jitter is in zero to one excluding one) {
   CAF_CHECK(refused(opt, j(std::numeric_limits<double>::quiet_NaN())));
 }
 
-CAF_TEST(queue name characters at the edges of each allowed range) {
-  for (auto ok : {"a", "z", "A", "Z", "0", "9", "_", "aZ09_"})
+CAF_TEST(queue name rules at their edges) {
+  // PGMQ forbids $, ;, -- and a single quote; their neighbours pass.
+  for (auto ok : {"-", "a-b", "-a-", "a-_-b", "\"", "#", "%", ":", "a.b", " "})
     CAF_CHECK(!queue_name_problem(ok));
-  // The neighbours of every range in ASCII.
-  for (auto bad : {"`", "{", "@", "[", "/", ":", "^", " ", "a-b", "a.b"})
+  for (auto bad : {"$", ";", "--", "'", "a--", "--a", "a$b", "a;b", "a'b"})
     CAF_CHECK(queue_name_problem(bad));
+  // 47 characters pass, 48 do not, and the message names both.
+  CAF_CHECK(!queue_name_problem(std::string(47, 'q')));
   auto too_long = queue_name_problem(std::string(48, 'q'));
   CAF_REQUIRE(too_long);
   CAF_CHECK_EQUAL(*too_long, "queue name '" + std::string(48, 'q')
                                  + "' has 48 characters; PGMQ allows at most "
                                    "47");
+  // The largest code points of each UTF-8 length count as one character.
+  for (std::string last :
+       {"\x7f", "\xdf\xbf", "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf"}) {
+    std::string name;
+    for (int i = 0; i < 47; ++i)
+      name += last;
+    CAF_CHECK(!queue_name_problem(name));
+    CAF_CHECK(queue_name_problem(name + last));
+  }
+  CAF_CHECK(queue_name_problem("\xf4\x90\x80\x80")); // above U+10FFFF
 }
 
 CAF_TEST(a queue listed twice is reported once and other names pass) {
@@ -640,7 +652,12 @@ CAF_TEST(a queue listed twice is reported once and other names pass) {
   cfg.queues = {{"a", std::nullopt}, {"b", std::nullopt}, {"a", std::nullopt}};
   CAF_CHECK_EQUAL(dump(cfg.validate()),
                   "queues.names: queue 'a' is listed twice\n");
+  // PGMQ folds a name to lower case for its table: 'a' and 'A' are one queue.
   cfg.queues = {{"a", std::nullopt}, {"A", std::nullopt}};
+  CAF_CHECK_EQUAL(dump(cfg.validate()),
+                  "queues.names: queues 'a' and 'A' are the same PGMQ queue "
+                  "(table pgmq.q_a); list it once\n");
+  cfg.queues = {{"a", std::nullopt}, {"b", std::nullopt}};
   CAF_CHECK_EQUAL(dump(cfg.validate()), "");
 }
 
