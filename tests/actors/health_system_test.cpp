@@ -204,6 +204,41 @@ CAF_TEST(dimensions without measuring code are not watched) {
   CAF_CHECK(hs->checker().is_healthy());
 }
 
+CAF_TEST(a queue source without configured queues is not watched) {
+  cfg.queues.clear();
+  start(parts());
+  next_interval();
+  CAF_CHECK(!snap()->queues.watched);
+  CAF_CHECK(snap()->queues.queues.empty());
+  CAF_CHECK_EQUAL(queues->calls, 0);
+  CAF_CHECK(snap()->database.evaluated);
+  CAF_CHECK(hs->checker().is_healthy());
+}
+
+CAF_TEST(a probe that can never be spawned does not hold back the first cycle) {
+  int attempts = 0;
+  auto p = parts();
+  p.custom.push_back(
+      {"ledger", CustomKind::critical, [&](caf::actor_system&) -> caf::actor {
+         ++attempts;
+         throw std::runtime_error("no ledger configured");
+       }});
+  start(std::move(p));
+  CAF_MESSAGE("the first cycle waits while the supervisor still tries");
+  CAF_CHECK(snap() == nullptr);
+  CAF_MESSAGE("backoff 100 ms, then 200 ms; the third failure gives up");
+  advance(1s);
+  CAF_CHECK_EQUAL(attempts, 3);
+  CAF_REQUIRE(snap() != nullptr);
+  CAF_CHECK_EQUAL(snap()->sequence, 1u);
+  CAF_CHECK(snap()->database.evaluated);
+  CAF_CHECK(snap()->queues.evaluated);
+  CAF_REQUIRE_EQUAL(snap()->custom.size(), 1u);
+  CAF_CHECK(!snap()->custom[0].evaluated);
+  CAF_CHECK_NOT_EQUAL(snap()->custom[0].error.find("no ledger configured"),
+                      std::string::npos);
+}
+
 CAF_TEST(an invalid configuration is refused naming the option) {
   cfg.evaluation_interval = 0ms;
   auto r = health_system::start(sys, cfg, parts());
@@ -415,6 +450,43 @@ CAF_TEST(too many restarts make the root give up and the system failed) {
   CAF_CHECK_EQUAL(sys.registry().running(), running_before);
 }
 
+CAF_TEST(an aggregator stopped on purpose is not restarted) {
+  start(parts());
+  caf::anon_send_exit(hs->aggregator(), caf::exit_reason::user_shutdown);
+  sched.run();
+  CAF_CHECK(hs->checker().is_stale());
+  advance(10s);
+  CAF_CHECK(!hs->aggregator());
+  CAF_CHECK(!hs->failed());
+  auto status = root_status();
+  CAF_REQUIRE_GREATER(status.size(), 0u);
+  CAF_CHECK_EQUAL(status[0].name, "aggregator");
+  CAF_CHECK(!status[0].running);
+  CAF_CHECK_EQUAL(status[0].restarts, 0u);
+}
+
+CAF_TEST(the root gives a child that ran long enough a fresh backoff) {
+  cfg.supervisor.max_restarts = 10;
+  cfg.supervisor.reset_after = 10s;
+  start(parts());
+  auto restarted_within = [&](std::chrono::milliseconds d) {
+    caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+    sched.run();
+    sched.advance_time(d);
+    sched.run();
+    return static_cast<bool>(hs->aggregator());
+  };
+  CAF_CHECK(restarted_within(100ms));
+  CAF_MESSAGE("killed again at once: the backoff doubled");
+  CAF_CHECK(!restarted_within(100ms));
+  sched.advance_time(100ms);
+  sched.run();
+  CAF_REQUIRE(hs->aggregator());
+  CAF_MESSAGE("after running for reset-after: back to the initial backoff");
+  advance(10s);
+  CAF_CHECK(restarted_within(100ms));
+}
+
 CAF_TEST(a dead root marks the system failed) {
   start(parts());
   caf::anon_send_exit(hs->root(), caf::exit_reason::kill);
@@ -434,7 +506,8 @@ CAF_TEST(an added cache is supervised and follows a new aggregator) {
   sched.run();
   sched.advance_time(100ms);
   sched.run();
-  CAF_CHECK_EQUAL(root_status().back().restarts, 1u);
+  auto restarts = root_status().back().restarts;
+  CAF_CHECK_EQUAL(restarts, 1u);
   caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
   sched.run();
   sched.advance_time(100ms);

@@ -230,7 +230,8 @@ CAF_TEST(a hung probe is killed and replaced after the backoff) {
   CAF_CHECK(restarted_after(100ms));
   CAF_REQUIRE_EQUAL(log->replacements.size(), 2u);
   CAF_CHECK(log->replacements.back() != first);
-  CAF_CHECK_EQUAL(status()[0].restarts, 1u);
+  auto restarts = status()[0].restarts;
+  CAF_CHECK_EQUAL(restarts, 1u);
   CAF_MESSAGE("a hung report for an unknown probe changes nothing");
   inject((atom::hung, ProbeKind, std::string),
          from(self).to(sup).with(atom::hung_v, ProbeKind::custom,
@@ -265,6 +266,20 @@ CAF_TEST(backoff delays follow the configuration) {
   CAF_CHECK_EQUAL(backoff_delay(cfg, 40).count(), 300);
   cfg.backoff_factor = 1.0;
   CAF_CHECK_EQUAL(backoff_delay(cfg, 5).count(), 100);
+}
+
+CAF_TEST(a probe stopped on purpose is not restarted) {
+  start();
+  auto probe = log->replacements.back();
+  caf::anon_send_exit(probe, caf::exit_reason::user_shutdown);
+  sched.run();
+  CAF_CHECK(!restarted_after(10s));
+  auto st = status()[0];
+  CAF_CHECK(!st.running);
+  CAF_CHECK(!st.failed_permanently);
+  CAF_CHECK_EQUAL(st.restarts, 0u);
+  CAF_CHECK(st.last_failure.empty());
+  CAF_CHECK(log->failures.empty());
 }
 
 CAF_TEST(stopping the supervisor stops its probes) {

@@ -396,7 +396,8 @@ CAF_TEST(a plan made while a queue was small stays bounded once it grew) {
     PgQueueOptions o;
     o.conninfo = db.conninfo();
     std::optional<PgQueueDepthSource> src{std::in_place, o};
-    CAF_REQUIRE_EQUAL(src->measure({{"grows", 1000}}).queues[0].depth, 5);
+    auto first = src->measure({{"grows", 1000}});
+    CAF_REQUIRE_EQUAL(first.queues[0].depth, 5);
     db.exec("INSERT INTO pgmq.q_grows (vt, message) SELECT now() + interval "
             "'1 hour', '{}' FROM generate_series(1, 50000)");
     db.exec("SELECT pg_stat_force_next_flush()");
