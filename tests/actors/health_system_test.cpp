@@ -218,11 +218,11 @@ CAF_TEST(a queue source without configured queues is not watched) {
 CAF_TEST(a probe that can never be spawned does not hold back the first cycle) {
   int attempts = 0;
   auto p = parts();
-  p.custom.push_back(
-      {"ledger", CustomKind::critical, [&](caf::actor_system&) -> caf::actor {
-         ++attempts;
-         throw std::runtime_error("no ledger configured");
-       }});
+  p.custom.push_back({"ledger", CustomKind::critical,
+                      [&](caf::actor_system&) -> custom_probe_actor {
+                        ++attempts;
+                        throw std::runtime_error("no ledger configured");
+                      }});
   start(std::move(p));
   CAF_MESSAGE("the first cycle waits while the supervisor still tries");
   CAF_CHECK(snap() == nullptr);
