@@ -318,6 +318,47 @@ CAF_TEST(a deadline of an earlier cycle does not close the current one) {
   CAF_CHECK(!last().queues.evaluated);
 }
 
+CAF_TEST(the reply of a probe replaced meanwhile does not count) {
+  start(options());
+  subscribe_recorder();
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  q_ctl->mode = probe_control::hang;
+  sched.advance_time(cfg.evaluation_interval);
+  sched.run();
+  CAF_REQUIRE(agg_state().cycle_open);
+  CAF_MESSAGE("a new queue probe is registered while the old one's request "
+              "of cycle 2 is out");
+  auto q2_ctl = std::make_shared<probe_control>();
+  auto q2_report = std::make_shared<QueueHealth>(*q_report);
+  auto q2 = sys.spawn(fake_probe<queue_probe_actor, QueueHealth>, q2_ctl,
+                      q2_report);
+  sched.run();
+  inject((atom::replace, queue_probe_actor),
+         from(self).to(agg).with(atom::replace_v, q2));
+  CAF_MESSAGE("the old probe answers now, with a depth past overflow");
+  q_report->queues[0].depth = 20000;
+  release_hung(*q_ctl);
+  sched.run();
+  CAF_CHECK(agg_state().cycle_open);
+  CAF_CHECK_EQUAL(seen->size(), 1u);
+  sched.advance_time(cfg.probe_timeout);
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 2u);
+  CAF_CHECK(!last().queues.evaluated);
+  CAF_CHECK(!last().decision.active);
+  CAF_MESSAGE("the next cycle asks the new probe");
+  sched.advance_time(cfg.evaluation_interval - cfg.probe_timeout);
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 3u);
+  CAF_CHECK(last().queues.evaluated);
+  CAF_REQUIRE_EQUAL(last().queues.queues.size(), 1u);
+  CAF_CHECK_EQUAL(last().queues.queues[0].depth, 12);
+  CAF_CHECK_EQUAL(q2_ctl->requests, 1);
+  caf::anon_send_exit(q2, caf::exit_reason::kill);
+  sched.run();
+}
+
 CAF_TEST(cycles follow the interval without drift) {
   start(options());
   subscribe_recorder();
