@@ -3,53 +3,20 @@
 // connects one node at a time with a blocking connect(), so each link
 // checks reachability with a bounded TCP connect of its own first.
 //
-// The black hole is local: a listening socket with a backlog of 0 and one
-// connection in its accept queue that nobody accepts; the kernel then drops
-// every further SYN, and a connect hangs for its SYN retries (minutes).
+// The black hole is local (tests/support/black_hole.hpp): the kernel drops
+// every SYN to it, and a connect hangs for its SYN retries (minutes).
 #define CAF_SUITE distributed.process.black_hole
 #include "caf/test/unit_test.hpp"
 
+#include "../support/black_hole.hpp"
 #include "process_support.hpp"
 
 #include <nlohmann/json.hpp>
-
-#include <poll.h>
 
 using namespace tasker::health;
 using namespace tasker::health::test;
 
 namespace {
-
-class black_hole {
- public:
-  black_hole() : listener_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    CAF_REQUIRE(listener_);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CAF_REQUIRE_EQUAL(
-        ::bind(listener_.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
-        0);
-    CAF_REQUIRE_EQUAL(::listen(listener_.fd, 0), 0);
-    socklen_t len = sizeof(addr);
-    CAF_REQUIRE_EQUAL(
-        ::getsockname(listener_.fd, reinterpret_cast<sockaddr*>(&addr), &len),
-        0);
-    port_ = ntohs(addr.sin_port);
-    // Fill the accept queue (backlog 0 holds one connection).
-    filler_ = socket_fd{connect_loopback(port_, 1000ms, false)};
-    CAF_REQUIRE(filler_);
-    pollfd p{filler_.fd, POLLOUT, 0};
-    CAF_REQUIRE_EQUAL(::poll(&p, 1, 1000), 1);
-  }
-
-  uint16_t port() const { return port_; }
-
- private:
-  socket_fd listener_;
-  socket_fd filler_;
-  uint16_t port_ = 0;
-};
 
 std::optional<nlohmann::json> cluster_json(uint16_t http_port) {
   auto r = request_once(http_port, "GET", "/cluster");

@@ -108,13 +108,18 @@ struct fixture : point_to_point_fixture<test_coordinator_fixture<node_config>> {
   std::shared_ptr<peer_board> board = std::make_shared<peer_board>();
   link_actor lnk;
 
-  fixture() {
+  fixture() : fixture(publisher_options{}.max_subscribers) {
+    // nop
+  }
+
+  explicit fixture(size_t max_subscribers) {
     earth_acceptor = next_accept_handle();
     std::tie(earth_conn, mars_conn)
         = prepare_connection(earth, mars, "earth", 8080, earth_acceptor);
     agg = earth.sys.spawn(scripted_aggregator, sc);
     publisher_options po;
     po.aggregator = agg;
+    po.max_subscribers = max_subscribers;
     pub = earth.sys.spawn(publisher, po);
     pump();
     earth.publish(pub, 8080);
@@ -188,7 +193,42 @@ struct fixture : point_to_point_fixture<test_coordinator_fixture<node_config>> {
         .template deref<publisher_actor::stateful_base<publisher_state>>(pub)
         .state;
   }
+
+  cluster_view_state& view_state(const cluster_view_actor& view) {
+    return mars
+        .template deref<cluster_view_actor::stateful_base<cluster_view_state>>(
+            view)
+        .state;
+  }
+
+  /// A cluster on mars watching `peers` (earth:8080 by default), with
+  /// `local` as its local node "mars".
+  cluster start_cluster(std::shared_ptr<SnapshotCell> local,
+                        std::vector<PeerAddress> peers = {{"earth", 8080}},
+                        UnknownPolicy policy = UnknownPolicy::fail_open) {
+    cluster_options o;
+    o.peers = std::move(peers);
+    o.precheck_timeout = 0ms;
+    o.jitter = 0.0;
+    o.local_cell = std::move(local);
+    o.local_name = "mars";
+    o.checker.policy = policy;
+    auto c = cluster::start(mars.sys, std::move(o));
+    pump();
+    return c;
+  }
 };
+
+/// A publisher that takes two subscribers at most.
+struct small_publisher_fixture : fixture {
+  small_publisher_fixture() : fixture(2) {
+    // nop
+  }
+};
+
+std::shared_ptr<const HealthSnapshot> local_snap(bool active) {
+  return std::make_shared<HealthSnapshot>(snap(9, 50, 4, active));
+}
 
 } // namespace
 
@@ -385,6 +425,176 @@ CAF_TEST(the cluster view with one node down) {
       },
       [&](const caf::error& e) { CAF_FAIL(mars.sys.render(e)); });
   c.stop();
+  pump();
+}
+
+CAF_TEST(a stale node counts neither as accepting nor as rejecting) {
+  push(snap(7, 100, 1));
+  auto local = std::make_shared<SnapshotCell>();
+  local->publish(local_snap(true));
+  // Under either policy: fail-closed rejects a stale snapshot at the hot
+  // path, but the view reports the node as unreachable, not as rejecting.
+  auto lenient
+      = start_cluster(local, {{"earth", 8080}}, UnknownPolicy::fail_open);
+  auto strict
+      = start_cluster(local, {{"earth", 8080}}, UnknownPolicy::fail_closed);
+  for (auto* c : {&lenient, &strict}) {
+    auto s = c->summary();
+    CAF_REQUIRE_EQUAL(s.nodes.size(), 2u);
+    CAF_CHECK(s.nodes[0].rejecting);
+    CAF_CHECK(s.nodes[1].accepting);
+  }
+  CAF_MESSAGE("mars's own cache loses its aggregator: its snapshot is stale");
+  local->mark_stale();
+  CAF_MESSAGE("earth's aggregator goes away; earth itself stays connected");
+  caf::anon_send_exit(agg, caf::exit_reason::kill);
+  pump();
+  for (auto* c : {&lenient, &strict}) {
+    CAF_REQUIRE(c->peer_cell(0)->load()); // still holds the last snapshot
+    CAF_REQUIRE(
+        BackpressureChecker(c->peer_cell(0), CheckerOptions{}).is_stale());
+    auto s = c->summary();
+    CAF_REQUIRE_EQUAL(s.nodes.size(), 2u);
+    CAF_CHECK(s.nodes[1].connected);
+    for (auto& n : s.nodes) {
+      CAF_MESSAGE("node " << n.name);
+      CAF_CHECK(n.status == HealthStatus::stale);
+      CAF_CHECK(!n.accepting);
+      CAF_CHECK(!n.rejecting);
+      CAF_CHECK_EQUAL(n.retry_after.count(), 0);
+    }
+    CAF_CHECK_EQUAL(s.accepting, 0u);
+    CAF_CHECK_EQUAL(s.rejecting, 0u);
+    CAF_CHECK_EQUAL(s.unreachable, 2u);
+    CAF_CHECK(c->accepting_nodes().empty());
+    c->stop();
+  }
+  pump();
+}
+
+CAF_TEST(a peer whose link is down is unreachable whatever its cell holds) {
+  // jupiter:8080 is not prepared: connecting to it fails.
+  auto c = start_cluster(nullptr, {{"jupiter", 8080}});
+  CAF_REQUIRE(!c.summary().nodes.at(0).connected);
+  // The facade reads a peer's board and its cell one after the other, with
+  // no common lock, and peer_cell() hands the cell out: a fresh snapshot
+  // can sit in the cell of a peer whose board says it is down (the link
+  // writes the board and the cell at different moments). The connection
+  // state wins.
+  for (bool active : {false, true}) {
+    CAF_MESSAGE("a fresh snapshot, backpressure " << active);
+    c.peer_cell(0)->publish(local_snap(active));
+    CAF_REQUIRE(
+        !BackpressureChecker(c.peer_cell(0), CheckerOptions{}).is_stale());
+    auto s = c.summary();
+    CAF_REQUIRE_EQUAL(s.nodes.size(), 1u);
+    auto& n = s.nodes[0];
+    CAF_CHECK_EQUAL(n.name, "jupiter:8080");
+    CAF_CHECK(!n.connected);
+    CAF_CHECK(n.status == HealthStatus::stale);
+    CAF_CHECK(!n.accepting);
+    CAF_CHECK(!n.rejecting);
+    CAF_CHECK(!n.last_error.empty());
+    CAF_CHECK_EQUAL(s.accepting, 0u);
+    CAF_CHECK_EQUAL(s.rejecting, 0u);
+    CAF_CHECK_EQUAL(s.unreachable, 1u);
+    CAF_CHECK(c.accepting_nodes().empty());
+  }
+  c.stop();
+  pump();
+}
+
+CAF_TEST(a crashed link is restarted and one stopped on purpose is not ) {
+  push(snap(7, 100, 1));
+  cluster_view_options vo;
+  vo.peers = {link_opts()};
+  vo.restart_delay = 100ms;
+  auto view = mars.sys.spawn(cluster_view, vo);
+  pump();
+  auto& peer = view_state(view).peers.at(0);
+  CAF_REQUIRE(peer.handle);
+  CAF_REQUIRE(board->get().connected);
+  CAF_REQUIRE(!checker().is_stale());
+  CAF_MESSAGE("the link crashes: the view starts it again after 100 ms, on "
+              "the same cell and board");
+  caf::anon_send_exit(peer.handle, caf::exit_reason::unhandled_exception);
+  pump();
+  CAF_CHECK(!peer.handle);
+  CAF_CHECK(checker().is_stale());
+  mars.sched.advance_time(99ms);
+  pump();
+  CAF_CHECK(!peer.handle);
+  mars.sched.advance_time(1ms);
+  pump();
+  CAF_REQUIRE(peer.handle);
+  CAF_CHECK_EQUAL(peer.restarts, 1u);
+  CAF_CHECK_EQUAL(board->get().connects, 2u);
+  CAF_CHECK(!checker().is_stale());
+  CAF_MESSAGE("the link is stopped on purpose (user_shutdown): it stays "
+              "stopped");
+  caf::anon_send_exit(peer.handle, caf::exit_reason::user_shutdown);
+  pump();
+  CAF_CHECK(!peer.handle);
+  for (int i = 0; i < 10; ++i) {
+    mars.sched.advance_time(100ms);
+    pump();
+  }
+  CAF_CHECK(!peer.handle);
+  CAF_CHECK_EQUAL(peer.restarts, 1u);
+  CAF_CHECK_EQUAL(board->get().connects, 2u);
+  CAF_CHECK(checker().is_stale());
+  caf::anon_send_exit(view, caf::exit_reason::user_shutdown);
+  pump();
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST_FIXTURE_SCOPE(small_publisher_tests, small_publisher_fixture)
+
+CAF_TEST(the publisher takes max_subscribers remote subscribers and no more) {
+  push(snap(7, 100, 1));
+  struct remote_subscriber {
+    std::shared_ptr<SnapshotCell> cell = std::make_shared<SnapshotCell>();
+    std::shared_ptr<peer_board> board = std::make_shared<peer_board>();
+    link_actor handle;
+  };
+  std::vector<remote_subscriber> subs(4);
+  auto start = [&](remote_subscriber& s) {
+    auto o = link_opts();
+    o.cell = s.cell;
+    o.board = s.board;
+    s.handle = mars.sys.spawn(peer_link, o);
+    pump();
+    CAF_REQUIRE(s.board->get().connected);
+  };
+  auto sequence = [](const remote_subscriber& s) -> uint64_t {
+    auto x = s.cell->load();
+    return x ? x->sequence : 0;
+  };
+  CAF_MESSAGE("max_subscribers = 2: the first two links are subscribed");
+  start(subs[0]);
+  start(subs[1]);
+  CAF_CHECK_EQUAL(pub_state().subscribers.size(), 2u);
+  CAF_CHECK_EQUAL(sequence(subs[0]), 1u);
+  CAF_CHECK_EQUAL(sequence(subs[1]), 1u);
+  CAF_MESSAGE("the third is connected but refused: it gets nothing");
+  start(subs[2]);
+  CAF_CHECK_EQUAL(pub_state().subscribers.size(), 2u);
+  CAF_CHECK(pub_state().warned_full);
+  CAF_CHECK_EQUAL(sequence(subs[2]), 0u);
+  push(snap(7, 100, 2));
+  CAF_CHECK_EQUAL(sequence(subs[0]), 2u);
+  CAF_CHECK_EQUAL(sequence(subs[1]), 2u);
+  CAF_CHECK_EQUAL(sequence(subs[2]), 0u);
+  CAF_MESSAGE("one subscriber goes away: there is room for one again");
+  caf::anon_send_exit(subs[0].handle, caf::exit_reason::user_shutdown);
+  pump();
+  CAF_CHECK_EQUAL(pub_state().subscribers.size(), 1u);
+  start(subs[3]);
+  CAF_CHECK_EQUAL(pub_state().subscribers.size(), 2u);
+  CAF_CHECK_EQUAL(sequence(subs[3]), 2u);
+  for (auto& s : subs)
+    caf::anon_send_exit(s.handle, caf::exit_reason::kill);
   pump();
 }
 
