@@ -46,9 +46,11 @@ caf::behavior precheck(caf::event_based_actor* self, std::string host,
   return {};
 }
 
+/// One shared message to every local subscriber, spread over the
+/// scheduler's workers (no execution unit: see the aggregator's fan-out).
 void send_to_all(self_ptr self, const caf::message& msg) {
   for (auto& sub : self->state.subscribers)
-    sub->enqueue(self->ctrl(), caf::make_message_id(), msg, self->context());
+    sub->enqueue(self->ctrl(), caf::make_message_id(), msg, nullptr);
 }
 
 /// Marks everything stale and tells the local subscribers.
