@@ -53,14 +53,9 @@ cluster cluster::start(caf::actor_system& sys, cluster_options options) {
   uint64_t seed = options.seed;
   for (auto& p : options.peers) {
     link_options lo;
+    static_cast<link_connect_options&>(lo) = options;
     lo.host = p.host;
     lo.port = p.port;
-    lo.tls = options.tls;
-    lo.precheck_timeout = options.precheck_timeout;
-    lo.connect_timeout = options.connect_timeout;
-    lo.backoff_initial = options.backoff_initial;
-    lo.backoff_max = options.backoff_max;
-    lo.jitter = options.jitter;
     lo.cell = std::make_shared<SnapshotCell>();
     lo.board = std::make_shared<peer_board>();
     lo.board->update([&](PeerStatus& s) {

@@ -24,15 +24,9 @@
 
 namespace tasker::health {
 
-struct cluster_options {
+/// The connect settings (link_connect_options) apply to every peer's link.
+struct cluster_options : link_connect_options {
   std::vector<PeerAddress> peers;
-  /// Connect through caf::openssl (mutual TLS).
-  bool tls = false;
-  std::chrono::milliseconds precheck_timeout{1000};
-  std::chrono::milliseconds connect_timeout{5000};
-  std::chrono::milliseconds backoff_initial{100};
-  std::chrono::milliseconds backoff_max{2000};
-  double jitter = 0.2;
   /// The local node (null: not part of the view).
   std::string local_name = "local";
   std::shared_ptr<const SnapshotCell> local_cell;

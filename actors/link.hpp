@@ -56,9 +56,9 @@ class peer_board {
   PeerStatus status_;
 };
 
-struct link_options {
-  std::string host;
-  uint16_t port = 0;
+/// How a link connects and reconnects; the cluster facade takes the same
+/// settings once for all its links.
+struct link_connect_options {
   /// Connect through caf::openssl (mutual TLS) instead of plain caf::io.
   bool tls = false;
   /// Bound of the TCP pre-check (0: no pre-check, e.g. on the simulated
@@ -70,6 +70,11 @@ struct link_options {
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{2000};
   double jitter = 0.2;
+};
+
+struct link_options : link_connect_options {
+  std::string host;
+  uint16_t port = 0;
   /// Where the peer's snapshots go (kept across reconnections).
   std::shared_ptr<SnapshotCell> cell;
   /// Shared with the cluster facade.

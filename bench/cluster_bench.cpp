@@ -46,6 +46,7 @@
 // daemon's settings) unless CAF options say otherwise.
 #include "actors/health_system.hpp"
 #include "actors/link.hpp"
+#include "bench/memory_parts.hpp"
 #include "core/measure.hpp"
 #include "messages/inspect.hpp"
 #include "messages/registration.hpp"
@@ -84,33 +85,6 @@ using namespace std::chrono_literals;
 using wall = std::chrono::system_clock;
 
 namespace {
-
-class instant_db final : public DatabaseCheck {
- public:
-  DbCheckResult check() override {
-    DbCheckResult r;
-    r.ok = true;
-    return r;
-  }
-};
-
-class memory_queues final : public QueueDepthSource {
- public:
-  QueueHealth measure(const std::vector<QueueDepthRequest>& qs) override {
-    QueueHealth h;
-    h.evaluated = true;
-    int64_t i = 0;
-    for (auto& q : qs) {
-      QueueReport r;
-      r.name = q.name;
-      r.count_cap = q.cap;
-      r.depth = (i++ * 37) % 90;
-      r.visible_length = r.depth;
-      h.queues.push_back(std::move(r));
-    }
-    return h;
-  }
-};
 
 /// Mutual-TLS files of a node (empty: none).
 struct tls_files {
@@ -297,8 +271,8 @@ row_result run_row(const bench_options& o, row_spec spec) {
   node_config pub_cfg{o.caf_args, pub_files};
   caf::actor_system pub_sys{pub_cfg};
   health_parts parts;
-  parts.database = std::make_shared<instant_db>();
-  parts.queues = std::make_shared<memory_queues>();
+  parts.database = std::make_shared<bench::instant_db>();
+  parts.queues = std::make_shared<bench::memory_queues>(37, 90);
   auto bytes = std::make_shared<std::atomic<size_t>>(0);
   parts.on_snapshot = [rec, bytes, &pub_sys](const HealthSnapshot& s) {
     if (rec->win.contains(s.produced_at))

@@ -18,6 +18,7 @@
 // and the aggregator's evaluation_duration (asking to deciding), which shows
 // that a cycle lasts max(probe), not the sum. The first 3 cycles are warm-up.
 #include "actors/health_system.hpp"
+#include "bench/memory_parts.hpp"
 #include "core/channel_monitor.hpp"
 #include "core/measure.hpp"
 #include "messages/registration.hpp"
@@ -96,34 +97,6 @@ caf::behavior slow_probe(caf::event_based_actor*, milliseconds delay,
   };
 }
 
-class instant_db final : public DatabaseCheck {
- public:
-  DbCheckResult check() override {
-    DbCheckResult r;
-    r.ok = true;
-    return r;
-  }
-};
-
-/// 100 queues of various depths, answered from memory.
-class memory_queues final : public QueueDepthSource {
- public:
-  QueueHealth measure(const std::vector<QueueDepthRequest>& qs) override {
-    QueueHealth h;
-    h.evaluated = true;
-    int64_t i = 0;
-    for (auto& q : qs) {
-      QueueReport r;
-      r.name = q.name;
-      r.count_cap = q.cap;
-      r.depth = (i++ * 97) % 900;
-      r.visible_length = r.depth;
-      h.queues.push_back(std::move(r));
-    }
-    return h;
-  }
-};
-
 struct stats {
   double p50 = 0, p99 = 0, max = 0;
 };
@@ -164,8 +137,8 @@ row run_health(caf::actor_system& sys, size_t n, size_t cycles) {
     cfg.queues.push_back({name, std::nullopt});
   }
   health_parts parts;
-  parts.database = std::make_shared<instant_db>();
-  parts.queues = std::make_shared<memory_queues>();
+  parts.database = std::make_shared<bench::instant_db>();
+  parts.queues = std::make_shared<bench::memory_queues>(97, 900);
   parts.channels = {std::make_shared<ChannelMonitor>("commands", 1000)};
   for (auto [name, delay, slowest] : {std::tuple{"slow-20ms", 20ms, false},
                                       std::tuple{"slow-30ms", 30ms, true}}) {

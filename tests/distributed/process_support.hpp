@@ -173,15 +173,11 @@ struct node_config : caf::actor_system_config {
 };
 
 /// Options of a subscribing node's cluster view.
-struct subscriber_options {
+/// (Connect settings as every link's, but the backoff capped at 500 ms.)
+struct subscriber_options : link_connect_options {
+  subscriber_options() { backoff_max = std::chrono::milliseconds{500}; }
   std::vector<uint16_t> ports; ///< peers on 127.0.0.1
-  bool tls = false;
   tls_files_of_node files;
-  std::chrono::milliseconds precheck_timeout{1000};
-  std::chrono::milliseconds connect_timeout{5000};
-  std::chrono::milliseconds backoff_initial{100};
-  std::chrono::milliseconds backoff_max{500};
-  double jitter = 0.2;
 };
 
 /// A node in the test process that watches peers through the cluster
@@ -194,12 +190,7 @@ class subscriber_node {
     cluster_options co;
     for (auto port : o.ports)
       co.peers.push_back({"127.0.0.1", port});
-    co.tls = o.tls;
-    co.precheck_timeout = o.precheck_timeout;
-    co.connect_timeout = o.connect_timeout;
-    co.backoff_initial = o.backoff_initial;
-    co.backoff_max = o.backoff_max;
-    co.jitter = o.jitter;
+    static_cast<link_connect_options&>(co) = o;
     co.checker.stale_threshold = 10s;
     co.seed = 42;
     view_.emplace(cluster::start(sys_, std::move(co)));
