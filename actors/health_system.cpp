@@ -4,6 +4,7 @@
 #include "actors/cache.hpp"
 #include "actors/channel_probe.hpp"
 #include "actors/db_probe.hpp"
+#include "actors/port_guard.hpp"
 #include "actors/publisher.hpp"
 #include "actors/queue_probe.hpp"
 #include "actors/root_supervisor.hpp"
@@ -13,7 +14,9 @@
 #include "messages/inspect.hpp"
 
 #include "caf/actor_cast.hpp"
+#include "caf/actor_registry.hpp"
 #include "caf/actor_system.hpp"
+#include "caf/actor_system_config.hpp"
 #include "caf/io/publish.hpp"
 #include "caf/openssl/publish.hpp"
 #include "caf/send.hpp"
@@ -37,6 +40,8 @@ struct health_system::impl {
   uint64_t incarnation = 0;
   size_t caches = 1;
   bool stopped = false;
+  /// Owns the published port (null: not published, or not guarded).
+  std::unique_ptr<port_guard> guard;
 };
 
 namespace {
@@ -93,6 +98,14 @@ caf::expected<health_system> health_system::start(caf::actor_system& sys,
   }
   if (cfg.node_id.empty()) // CAF's node id is only meaningful with networking
     cfg.node_id = sys.node() == caf::none ? "local" : to_string(sys.node());
+  // CAF's utility actors answer remote lookups by name (ConfigServ stores
+  // whatever a peer sends it, SpawnServ spawns). Nothing of this component
+  // needs them; without their names no peer can reach them, on any
+  // connection. The port guard refuses messages by name as well.
+  if (sys.has_middleman()) {
+    sys.registry().erase(caf::atom("ConfigServ"));
+    sys.registry().erase(caf::atom("SpawnServ"));
+  }
   auto st = std::make_unique<impl>();
   st->sys = &sys;
   st->config = cfg;
@@ -287,17 +300,48 @@ caf::expected<uint16_t> health_system::publish(const publish_options& options) {
   po.bind = options.bind;
   po.tls = options.tls;
   po.max_subscribers = options.max_subscribers;
-  auto first = sys.spawn(tasker::health::publisher, po);
-  auto bind = options.bind.empty() ? nullptr : options.bind.c_str();
-  auto port = options.tls
-                  ? caf::openssl::publish(first, options.port, bind, true)
-                  : caf::io::publish(first, options.port, bind, true);
-  if (!port) {
-    caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
-    return std::move(port.error());
+  if (options.guarded) {
+    // The middleman listens on loopback only, plain BASP; the guard owns
+    // the public port (and TLS).
+    po.bind = "127.0.0.1";
+    po.tls = false;
   }
-  // A restarted publisher publishes itself on the port just bound.
-  po.port = *port;
+  auto first = sys.spawn(tasker::health::publisher, po);
+  auto bind = po.bind.empty() ? nullptr : po.bind.c_str();
+  auto mm_port = po.tls ? caf::openssl::publish(first, options.port, bind, true)
+                 : options.guarded
+                     ? caf::io::publish(first, 0, bind, true)
+                     : caf::io::publish(first, options.port, bind, true);
+  if (!mm_port) {
+    caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
+    return std::move(mm_port.error());
+  }
+  auto port = *mm_port;
+  if (options.guarded) {
+    port_guard_options go;
+    go.bind = options.bind;
+    go.port = options.port;
+    go.upstream_port = *mm_port;
+    go.max_connections = options.max_connections;
+    go.max_per_address = options.max_connections_per_address;
+    go.handshake_timeout = options.handshake_timeout;
+    go.max_message_bytes = options.max_message_bytes;
+    go.tls = options.tls;
+    auto& cfg = sys.config();
+    go.tls_files
+        = {cfg.openssl_certificate, cfg.openssl_key, cfg.openssl_passphrase,
+           cfg.openssl_cafile, cfg.openssl_capath};
+    auto guard = port_guard::start(std::move(go));
+    if (!guard) {
+      caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
+      return std::move(guard.error());
+    }
+    port = (*guard)->port();
+    impl_->guard = std::move(*guard);
+  }
+  // A restarted publisher publishes itself on the port just bound (the
+  // middleman's loopback port when guarded).
+  po.port = *mm_port;
   child_spec spec;
   spec.name = "publisher";
   spec.role = child_spec::independent_role;
@@ -308,9 +352,10 @@ caf::expected<uint16_t> health_system::publish(const publish_options& options) {
   impl_->view->set_child(spec.name, handle);
   caf::anon_send(impl_->root, atom::adopt_v, std::move(spec), handle);
   logger()->info("event=publisher_published port={} bind={} tls={} "
-                 "max_subscribers={}",
-                 *port, options.bind, options.tls, options.max_subscribers);
-  return *port;
+                 "max_subscribers={} guarded={}",
+                 port, options.bind, options.tls, options.max_subscribers,
+                 options.guarded);
+  return port;
 }
 
 publisher_actor health_system::publisher() const {
@@ -321,6 +366,8 @@ void health_system::stop() {
   if (!impl_ || impl_->stopped)
     return;
   impl_->stopped = true;
+  // No new peers: the guard closes the public port and every connection.
+  impl_->guard.reset();
   // The root stops its children (and the probe supervisor its probes).
   caf::anon_send_exit(impl_->root, caf::exit_reason::user_shutdown);
   logger()->info("event=health_system_stopped");

@@ -20,6 +20,7 @@
 #include "core/snapshot_cell.hpp"
 #include "messages/interfaces.hpp"
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -76,6 +77,17 @@ struct publish_options {
   bool tls = false;
   /// Remote subscribers at most.
   size_t max_subscribers = 1000;
+  /// The port guard (actors/port_guard.hpp) owns the port: CAF's middleman
+  /// publishes on an ephemeral loopback port behind it, and with `tls` the
+  /// guard terminates mutual TLS with the openssl.* files of the actor
+  /// system's config. False: CAF's own port as in CAF 0.17 (no connection
+  /// limit, no handshake deadline, no payload bound; for comparisons only).
+  bool guarded = true;
+  /// The guard's limits (cluster.max-connections, ...).
+  size_t max_connections = 256;
+  size_t max_connections_per_address = 32;
+  std::chrono::milliseconds handshake_timeout{5000};
+  uint32_t max_message_bytes = 1024 * 1024;
 };
 
 class health_system {

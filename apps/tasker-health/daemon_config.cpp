@@ -110,6 +110,10 @@ daemon_config::daemon_config() {
   cluster_connect_timeout = span(milliseconds{5000});
   cluster_reconnect_initial = span(milliseconds{100});
   cluster_reconnect_max = span(milliseconds{2000});
+  cluster_max_connections = 256;
+  cluster_max_connections_per_address = 32;
+  cluster_handshake_timeout = span(milliseconds{5000});
+  cluster_max_message_bytes = 1024 * 1024;
   opt_group{custom_options_, "health"}
       .add(node_id, "node-id",
            "name of this node in snapshots (empty: the host name)")
@@ -216,7 +220,19 @@ daemon_config::daemon_config() {
       .add(cluster_reconnect_initial, "reconnect-initial",
            "first delay before reconnecting to a lost peer (doubling)")
       .add(cluster_reconnect_max, "reconnect-max",
-           "largest delay before reconnecting to a lost peer");
+           "largest delay before reconnecting to a lost peer")
+      .add(cluster_max_connections, "max-connections",
+           "connections to cluster.port at most; at the limit a new one "
+           "displaces the oldest without a completed handshake (1..100000)")
+      .add(cluster_max_connections_per_address, "max-connections-per-address",
+           "connections to cluster.port from one address at most "
+           "(1..cluster.max-connections)")
+      .add(cluster_handshake_timeout, "handshake-timeout",
+           "a connection to cluster.port must complete TLS and the BASP "
+           "handshake within this time")
+      .add(cluster_max_message_bytes, "max-message-bytes",
+           "largest BASP payload accepted on cluster.port; a larger "
+           "declared one closes the connection (1024..1073741824)");
   opt_group{custom_options_, "debug"}.add(
       debug_fault_signals, "fault-signals",
       "for tests only: SIGUSR1 kills the aggregator, SIGUSR2 the probe "
@@ -669,6 +685,34 @@ cluster_settings to_cluster_settings(const daemon_config& cfg,
                             + std::to_string(hb.count())
                             + "ms), or idle peers are dropped"});
   }
+  // The port guard's limits.
+  if (cfg.cluster_max_connections < 1 || cfg.cluster_max_connections > 100000)
+    errors.push_back({"cluster.max-connections",
+                      "must be between 1 and 100000 (got "
+                          + std::to_string(cfg.cluster_max_connections) + ")"});
+  else
+    c.max_connections = static_cast<size_t>(cfg.cluster_max_connections);
+  if (cfg.cluster_max_connections_per_address < 1
+      || cfg.cluster_max_connections_per_address
+             > static_cast<int64_t>(c.max_connections))
+    errors.push_back(
+        {"cluster.max-connections-per-address",
+         "must be between 1 and cluster.max-connections ("
+             + std::to_string(c.max_connections) + ") (got "
+             + std::to_string(cfg.cluster_max_connections_per_address) + ")"});
+  else
+    c.max_connections_per_address
+        = static_cast<size_t>(cfg.cluster_max_connections_per_address);
+  positive("cluster.handshake-timeout", cfg.cluster_handshake_timeout,
+           c.handshake_timeout);
+  if (cfg.cluster_max_message_bytes < 1024
+      || cfg.cluster_max_message_bytes > (int64_t{1} << 30))
+    errors.push_back({"cluster.max-message-bytes",
+                      "must be between 1024 and 1073741824 (got "
+                          + std::to_string(cfg.cluster_max_message_bytes)
+                          + ")"});
+  else
+    c.max_message_bytes = static_cast<uint32_t>(cfg.cluster_max_message_bytes);
   tls_files files{cfg.openssl_certificate, cfg.openssl_key,
                   cfg.openssl_passphrase, cfg.openssl_cafile,
                   cfg.openssl_capath};

@@ -87,6 +87,10 @@ struct daemon_config : caf::actor_system_config {
   caf::timespan cluster_connect_timeout;
   caf::timespan cluster_reconnect_initial;
   caf::timespan cluster_reconnect_max;
+  int64_t cluster_max_connections;
+  int64_t cluster_max_connections_per_address;
+  caf::timespan cluster_handshake_timeout;
+  int64_t cluster_max_message_bytes;
   // [http]
   std::string http_address;
   int64_t http_port;
@@ -146,6 +150,11 @@ struct cluster_settings {
   std::chrono::milliseconds reconnect_max{2000};
   /// openssl.* set: publish and connect over mutual TLS only.
   bool tls = false;
+  /// The port guard's limits (actors/port_guard.hpp).
+  size_t max_connections = 256;
+  size_t max_connections_per_address = 32;
+  std::chrono::milliseconds handshake_timeout{5000};
+  uint32_t max_message_bytes = 1024 * 1024;
   bool enabled() const noexcept { return port != 0 || !peers.empty(); }
 };
 

@@ -189,6 +189,10 @@ int main(int argc, char** argv) {
     po.bind = cluster_cfg.bind;
     po.tls = cluster_cfg.tls;
     po.max_subscribers = cluster_cfg.max_subscribers;
+    po.max_connections = cluster_cfg.max_connections;
+    po.max_connections_per_address = cluster_cfg.max_connections_per_address;
+    po.handshake_timeout = cluster_cfg.handshake_timeout;
+    po.max_message_bytes = cluster_cfg.max_message_bytes;
     auto published = hs->publish(po);
     if (!published) {
       auto why = sys.render(published.error());
