@@ -57,6 +57,9 @@ constexpr size_t buffer_size = 32 * 1024;
 constexpr int accepts_per_round = 64;
 /// Pause of the listener when even the reserve descriptor cannot be had.
 constexpr auto accept_pause = std::chrono::milliseconds{100};
+/// Descriptors the guard leaves free for the middleman and the rest of the
+/// process before it relays another connection.
+constexpr size_t descriptor_headroom = 8;
 /// One log line per kind of refusal at most this often.
 constexpr auto log_every = std::chrono::seconds{60};
 
@@ -121,6 +124,10 @@ struct connection {
   bool tls_ready = true;
   bool up_connecting = false;
   bool up_ready = false;
+  /// The middleman has not accepted the upstream connection yet (no byte
+  /// came from it): it sits in the kernel's queue of the middleman's
+  /// listener and takes a descriptor when the middleman accepts it.
+  bool counted_unaccepted = false;
   bool ssl_wants_write = false;
   bool down_eof = false;
   bool up_eof = false;
@@ -182,12 +189,15 @@ struct port_guard::impl {
   std::thread thread;
   std::atomic<bool> stopping{false};
   std::list<connection> conns;
+  std::vector<int> probe;
   /// What one read from a peer lands in before the parser.
   std::array<char, 16 * 1024> scratch;
   std::map<std::string, size_t> per_address;
   /// Connections not closed (conns also holds closed ones until the end of
   /// a poll round).
   size_t open_conns = 0;
+  /// Upstream connections the middleman has not accepted yet.
+  size_t unaccepted = 0;
   steady::time_point paused_until{};
   mutable std::mutex counts_mtx;
   port_guard_counts counts;
@@ -263,6 +273,10 @@ struct port_guard::impl {
       return;
     c.dead = true;
     --open_conns;
+    if (c.counted_unaccepted) {
+      c.counted_unaccepted = false;
+      --unaccepted;
+    }
     release(c);
     auto i = per_address.find(c.address);
     if (i != per_address.end() && --i->second == 0)
@@ -274,24 +288,33 @@ struct port_guard::impl {
     close_conn(c);
   }
 
-  /// At least two descriptors free (the upstream socket here and the
-  /// middleman's accepted one): probe with dup().
+  /// At least `descriptor_headroom` descriptors free: probed with dup().
+  /// A relayed connection needs two more (the upstream socket here and the
+  /// middleman's accepted one), and the middleman accepts on its own thread
+  /// a moment later: were the process out of descriptors then, CAF's accept
+  /// loop would spin (it has no reserve). The headroom keeps the guard from
+  /// taking the last ones.
+  /// The middleman's accepts still to come count as taken.
   bool descriptors_left() {
-    int a = ::fcntl(reserve, F_DUPFD_CLOEXEC, 0);
-    if (a < 0)
-      return false;
-    int b = ::fcntl(reserve, F_DUPFD_CLOEXEC, 0);
-    ::close(a);
-    if (b < 0)
-      return false;
-    ::close(b);
-    return true;
+    auto need = descriptor_headroom + unaccepted;
+    probe.clear();
+    while (probe.size() < need) {
+      int fd = ::fcntl(reserve, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0)
+        break;
+      probe.push_back(fd);
+    }
+    auto ok = probe.size() == need;
+    for (int fd : probe)
+      ::close(fd);
+    return ok;
   }
 
   bool connect_upstream(connection& c) {
     if (!descriptors_left()) {
       refuse(c, refusal::descriptors,
-             "no descriptor left for the middleman's side");
+             "fewer than " + std::to_string(descriptor_headroom)
+                 + " descriptors left (RLIMIT_NOFILE)");
       return false;
     }
     c.up = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -305,6 +328,8 @@ struct port_guard::impl {
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     addr.sin_port = htons(options.upstream_port);
+    c.counted_unaccepted = true;
+    ++unaccepted;
     if (::connect(c.up, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
         == 0) {
       c.up_ready = true;
@@ -482,8 +507,6 @@ struct port_guard::impl {
           auto name
               = caf::to_string(static_cast<caf::atom_value>(be(h + 24, 8)));
           why = "a message to the actor named '" + name + "' (dropped)";
-          if (name != "SpawnServ")
-            note(refusal::forbidden, c.address, why);
           return verdict::drop;
         }
         return verdict::pass;
@@ -544,7 +567,11 @@ struct port_guard::impl {
       std::string why;
       switch (check(c, kind, why)) {
         case verdict::refuse: refuse(c, kind, why); return false;
-        case verdict::drop: c.dropping = true; break;
+        case verdict::drop:
+          if (why.find("'SpawnServ'") == std::string::npos)
+            note(kind, c.address, why);
+          c.dropping = true;
+          break;
         case verdict::pass: append(c, c.header.data(), basp_header_size); break;
       }
       c.payload_left = be(c.header.data() + 4, 4);
@@ -686,6 +713,10 @@ struct port_guard::impl {
         auto n = ::recv(c.up, c.u2c.tail(), c.u2c.space(), 0);
         if (n > 0) {
           c.u2c.end += static_cast<size_t>(n);
+          if (c.counted_unaccepted) {
+            c.counted_unaccepted = false;
+            --unaccepted;
+          }
           progress = true;
         } else if (n == 0
                    || (errno != EAGAIN && errno != EWOULDBLOCK

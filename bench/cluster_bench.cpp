@@ -14,7 +14,9 @@
 // one subscribing node, each subscribed to the remote publisher), nodes (N
 // subscribing nodes, one link and one cache each), link (one link, N caches
 // behind it), local (N caches on the publishing node); e.g.
-// --rows=remote:100,remote:100:tls,link:1000.
+// --rows=remote:100,remote:100:tls,link:1000. A suffix :direct publishes on
+// CAF's own port instead of through the port guard (actors/port_guard.hpp),
+// the path before the guard, for a side-by-side comparison.
 //
 // Method. Each row starts fresh actor systems in this process, one per node,
 // talking over loopback TCP like separate processes (each has its own
@@ -200,6 +202,9 @@ struct row_spec {
   mode how;
   size_t caches;
   bool tls;
+  /// Published on CAF's own port (no port guard): the path before the
+  /// guard, for side-by-side rows (suffix ":direct").
+  bool direct = false;
 };
 
 struct row_result {
@@ -320,6 +325,7 @@ row_result run_row(const bench_options& o, row_spec spec) {
     publish_options po;
     po.tls = spec.tls;
     po.max_subscribers = 1000;
+    po.guarded = !spec.direct;
     auto published = hs->publish(po);
     if (!published) {
       r.error = "publish: " + pub_sys.render(published.error());
@@ -429,6 +435,12 @@ const char* mode_name(mode m) {
   return "?";
 }
 
+const char* port_name(const row_spec& spec) {
+  if (spec.how == mode::local)
+    return "-";
+  return spec.direct ? "CAF (direct)" : "guard";
+}
+
 /// Ten subscribing nodes at most by default: every node is an actor system
 /// of its own (about 7 threads), and a hundred of them in one process on a
 /// 2-core machine measure its scheduler, not the delivery (`--rows=nodes:100`
@@ -461,6 +473,7 @@ std::vector<row_spec> parse_rows(const std::string& text) {
                               : mode::remote;
     r.caches = std::stoul(rest);
     r.tls = rest.find(":tls") != std::string::npos;
+    r.direct = rest.find(":direct") != std::string::npos;
     rows.push_back(r);
   }
   return rows;
@@ -514,17 +527,17 @@ int main(int argc, char** argv) {
   for (size_t k = 0; k < repeat; ++k)
     for (size_t i = 0; i < rows.size(); ++i) {
       auto r = run_row(o, rows[i]);
-      std::fprintf(stderr, "run %zu/%zu: %s %zu%s: %s p50 %.3f p99 %.3f\n",
+      std::fprintf(stderr, "run %zu/%zu: %s %zu%s%s: %s p50 %.3f p99 %.3f\n",
                    k + 1, repeat, mode_name(rows[i].how), rows[i].caches,
-                   rows[i].tls ? " tls" : "",
+                   rows[i].tls ? " tls" : "", rows[i].direct ? " direct" : "",
                    r.error.empty() ? "ok" : r.error.c_str(), r.latency.p50,
                    r.latency.p99);
       results[i].push_back(std::move(r));
     }
-  std::printf("| delivery | caches | TLS | snapshot bytes | snapshots | "
-              "samples | missed | p50 ms | p99 ms | max ms | load |\n");
-  std::printf("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | "
-              "---: | ---: |\n");
+  std::printf("| delivery | caches | TLS | port | snapshot bytes | snapshots "
+              "| samples | missed | p50 ms | p99 ms | max ms | load |\n");
+  std::printf("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | "
+              "---: | ---: | ---: |\n");
   for (size_t i = 0; i < rows.size(); ++i) {
     auto& spec = rows[i];
     std::vector<double> p50, p99;
@@ -547,16 +560,18 @@ int main(int argc, char** argv) {
       bytes = r.snapshot_bytes;
     }
     if (p50.empty()) {
-      std::printf("| %s | %zu | %s | failed: %s |\n", mode_name(spec.how),
-                  spec.caches, spec.tls ? "yes" : "no", errors.c_str());
+      std::printf("| %s | %zu | %s | %s | failed: %s |\n", mode_name(spec.how),
+                  spec.caches, spec.tls ? "yes" : "no", port_name(spec),
+                  errors.c_str());
       continue;
     }
     auto [lo50, hi50] = std::minmax_element(p50.begin(), p50.end());
     auto [lo99, hi99] = std::minmax_element(p99.begin(), p99.end());
-    std::printf("| %s | %zu | %s | %zu | %llu | %llu | %llu | %.2f [%.2f - "
-                "%.2f] | %.2f [%.2f - %.2f] | %.2f | %.1f |\n",
+    std::printf("| %s | %zu | %s | %s | %zu | %llu | %llu | %llu | %.2f [%.2f "
+                "- %.2f] | %.2f [%.2f - %.2f] | %.2f | %.1f |\n",
                 mode_name(spec.how), spec.caches, spec.tls ? "yes" : "no",
-                bytes, static_cast<unsigned long long>(snapshots),
+                port_name(spec), bytes,
+                static_cast<unsigned long long>(snapshots),
                 static_cast<unsigned long long>(samples),
                 static_cast<unsigned long long>(
                     expected > samples ? expected - samples : 0),

@@ -155,7 +155,13 @@ CAF_TEST(
   subscriber_node sub{o};
   TH_REQUIRE(poll_until([&] { return sub.fresh(0); }, 10s),
              "never connected: " << sub.peer(0).last_error);
-  auto idle = idle_connections(port, cap + 100);
+  // From six addresses, 20 each: no address exceeds its own cap, the total
+  // does.
+  std::vector<socket_fd> idle;
+  for (auto source : {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5",
+                      "127.0.0.6", "127.0.0.7"})
+    for (auto& s : idle_connections(port, cap, source))
+      idle.push_back(std::move(s));
   CAF_REQUIRE_EQUAL(idle.size(), cap + 100);
   auto open = still_open(idle);
   CAF_MESSAGE(idle.size() << " idle connections at a cap of " << cap << ": "
