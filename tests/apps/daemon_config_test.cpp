@@ -427,3 +427,38 @@ CAF_TEST(tls files are checked at start naming the option) {
     CAF_CHECK(!p->has("cluster.bind"));
   }
 }
+
+CAF_TEST(the port guard limits have defaults and are validated) {
+  parsed p{{"--database.url=host=a", "--cluster.port=7400"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.errors.empty());
+  CAF_CHECK_EQUAL(p.cluster.max_connections, 256u);
+  CAF_CHECK_EQUAL(p.cluster.max_connections_per_address, 32u);
+  CAF_CHECK_EQUAL(p.cluster.handshake_timeout.count(), 5000);
+  CAF_CHECK_EQUAL(p.cluster.max_message_bytes, 1048576u);
+  parsed q{{"--database.url=host=a", "--cluster.port=7400",
+            "--cluster.max-connections=100",
+            "--cluster.max-connections-per-address=10",
+            "--cluster.handshake-timeout=2s",
+            "--cluster.max-message-bytes=65536"}};
+  CAF_REQUIRE(!q.parse_error);
+  CAF_CHECK(q.errors.empty());
+  CAF_CHECK_EQUAL(q.cluster.max_connections, 100u);
+  CAF_CHECK_EQUAL(q.cluster.max_connections_per_address, 10u);
+  CAF_CHECK_EQUAL(q.cluster.handshake_timeout.count(), 2000);
+  CAF_CHECK_EQUAL(q.cluster.max_message_bytes, 65536u);
+  parsed bad{
+      {"--database.url=host=a", "--cluster.port=7400",
+       "--cluster.max-connections=0", "--cluster.max-connections-per-address=0",
+       "--cluster.handshake-timeout=0s", "--cluster.max-message-bytes=100"}};
+  CAF_REQUIRE(!bad.parse_error);
+  CAF_CHECK(bad.has("cluster.max-connections", "between 1 and 100000"));
+  CAF_CHECK(bad.has("cluster.max-connections-per-address"));
+  CAF_CHECK(bad.has("cluster.handshake-timeout", "greater than 0"));
+  CAF_CHECK(bad.has("cluster.max-message-bytes", "between 1024"));
+  parsed over{{"--database.url=host=a", "--cluster.max-connections=10",
+               "--cluster.max-connections-per-address=11"}};
+  CAF_REQUIRE(!over.parse_error);
+  CAF_CHECK(over.has("cluster.max-connections-per-address",
+                     "cluster.max-connections (10)"));
+}

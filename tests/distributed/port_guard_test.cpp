@@ -12,6 +12,8 @@
 
 #include "process_support.hpp"
 
+#include "../support/tls_certs.hpp"
+
 #include "actors/health_system.hpp"
 #include "messages/interfaces.hpp"
 
@@ -227,6 +229,43 @@ CAF_TEST(a handshake that never completes is closed at the deadline) {
   }
   CAF_CHECK_EQUAL(pub.count_in_log("reason=handshake_timeout"), 1u);
   // The subscription completed its handshake long ago: no deadline for it.
+  auto seq = sub.peer(0).sequence;
+  CAF_CHECK(poll_until([&] { return sub.peer(0).sequence >= seq + 3; }, 5s));
+  CAF_CHECK_EQUAL(sub.status(0).connects, 1u);
+}
+
+CAF_TEST(with mutual TLS the deadline covers the TLS handshake) {
+  std::string why;
+  auto pki = test_pki::make(&why);
+  TH_REQUIRE(pki, "cannot make the test certificates: " << why);
+  auto port = free_port();
+  daemon_process pub{guard_args(
+      port, {"--openssl.certificate=" + pki->node_cert,
+             "--openssl.key=" + pki->node_key, "--openssl.cafile=" + pki->ca,
+             "--cluster.handshake-timeout=300ms"})};
+  wait_published(pub);
+  subscriber_options o;
+  o.ports = {port};
+  o.tls = true;
+  o.files = {pki->client_cert, pki->client_key, pki->ca};
+  subscriber_node sub{o};
+  TH_REQUIRE(poll_until([&] { return sub.fresh(0); }, 10s),
+             "never connected: " << sub.peer(0).last_error);
+  // A TCP connection that never starts TLS, and one that sends a BASP header
+  // in the clear (not a TLS record: refused at once).
+  socket_fd silent{connect_loopback(port, 5000ms)};
+  socket_fd clear{connect_loopback(port, 5000ms)};
+  CAF_REQUIRE(silent && clear);
+  auto t0 = steady::now();
+  CAF_REQUIRE(send_all(clear.fd, basp_header(0x01, 0xFFFFFFFFu)));
+  CAF_CHECK(closed_by_peer(clear.fd));
+  CAF_CHECK(closed_by_peer(silent.fd));
+  auto ms = ms_between(t0, steady::now());
+  CAF_MESSAGE("a silent TCP connection to the TLS port closed after "
+              << fmt_ms(ms) << " (deadline 300 ms)");
+  CAF_CHECK_GREATER_OR_EQUAL(ms, 250.0);
+  CAF_CHECK_EQUAL(pub.count_in_log("reason=handshake_timeout"), 1u);
+  CAF_CHECK_EQUAL(pub.count_in_log("reason=tls_handshake_failed"), 1u);
   auto seq = sub.peer(0).sequence;
   CAF_CHECK(poll_until([&] { return sub.peer(0).sequence >= seq + 3; }, 5s));
   CAF_CHECK_EQUAL(sub.status(0).connects, 1u);
