@@ -658,8 +658,17 @@ struct port_guard::impl {
           c.ssl_wants_write = true;
           return;
         }
-        refuse(c, refusal::tls_failed,
-               err == SSL_ERROR_SSL ? ssl_errors() : "connection closed");
+        // A peer that closes before or during the handshake (e.g. a link's
+        // TCP reachability check) is no failure worth a log line.
+        auto eof = err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL
+                   || ERR_GET_REASON(ERR_peek_error())
+                          == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+        if (eof) {
+          ERR_clear_error();
+          close_conn(c);
+          return;
+        }
+        refuse(c, refusal::tls_failed, ssl_errors());
         return;
       }
     }
