@@ -13,14 +13,18 @@
 //     included) is not complete within `handshake_timeout`;
 //   - a header declares a payload above `max_message_bytes` (the middleman
 //     would allocate and zero-fill what it declares, up to 4 GiB);
-//   - a message names its receiver (the only way to reach CAF's ConfigServ
-//     and SpawnServ, or any actor registered by name) or is routed (a
-//     message a peer forwards for a third node: this cluster's links are
-//     direct, and a routed message is how a peer speaks for another node);
+//   - a message is routed (a message a peer forwards for a third node: this
+//     cluster's links are direct, and a routed message is how a peer
+//     speaks for another node);
 //   - a server handshake or an unknown operation arrives.
-// The way out (node -> peer) is relayed unparsed. Each connection owns two
-// fixed buffers (32 KiB each); a full buffer stops reading from its source,
-// so a peer that reads nothing cannot make the guard grow.
+// A message that names its receiver (the only way to reach CAF's ConfigServ
+// and SpawnServ, or any actor registered by name) is dropped: never relayed,
+// logged unless it is CAF's own SpawnServ probe after each handshake.
+// The way out (node -> peer) is relayed unparsed. Before relaying a new
+// connection the guard leaves 8 descriptors free plus one per connection
+// the middleman has yet to accept (CAF's accept loop spins on EMFILE). Each
+// connection owns two fixed buffers (32 KiB each); a full buffer stops reading
+// from its source, so a peer that reads nothing cannot make the guard grow.
 //
 // Limits: at most `max_connections` connections, at most `max_per_address`
 // from one source address. At a limit a new connection displaces the oldest
