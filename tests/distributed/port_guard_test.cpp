@@ -151,7 +151,7 @@ CAF_TEST(
       port, {"--cluster.max-connections=" + std::to_string(cap),
              "--cluster.max-connections-per-address=" + std::to_string(cap),
              "--cluster.handshake-timeout=60s"})};
-  wait_published(pub);
+  auto http = wait_published(pub);
   subscriber_options o;
   o.ports = {port};
   subscriber_node sub{o};
@@ -174,8 +174,12 @@ CAF_TEST(
   CAF_MESSAGE("daemon CPU with " << open << " idle connections held: "
                                  << cpu * 100 << " % of a core over 2 s");
   CAF_CHECK_LESS(cpu, 0.25);
-  // A genuine client displaces an idle connection and gets its answer.
+  // A genuine client displaces an idle connection and gets its answer; the
+  // HTTP side answers as before.
   CAF_CHECK_EQUAL(status_connect(port), 0);
+  auto ready = request_once(http, "GET", "/readyz");
+  CAF_REQUIRE(ready);
+  CAF_CHECK_EQUAL(ready->status, 200);
   auto seq = sub.peer(0).sequence;
   CAF_CHECK(poll_until([&] { return sub.peer(0).sequence >= seq + 3; }, 5s));
   CAF_CHECK(sub.fresh(0));
