@@ -739,7 +739,7 @@ grpc_settings to_grpc_settings(const daemon_config& cfg,
          "'" + g.address
              + "' is not a loopback address: serving gRPC beyond loopback "
                "needs mutual TLS (openssl.certificate, openssl.key, "
-               "openssl.cafile) or grpc.allow-plaintext=true"});
+               "openssl.cafile) or grpc.allow-plaintext"});
   return g;
 }
 
