@@ -428,7 +428,7 @@ CAF_TEST(tls files are checked at start naming the option) {
   }
 }
 
-CAF_TEST(grpc options : loopback unless TLS or allow - plaintext, bounds) {
+CAF_TEST(grpc options are loopback unless TLS or allowed and bounded) {
   auto grpc_errors = [](std::vector<std::string> args) {
     args.push_back("--database.url=host=a");
     parsed p{std::move(args)};
