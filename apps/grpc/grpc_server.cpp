@@ -29,6 +29,7 @@ constexpr const char* database_service = "tasker.health.database";
 constexpr const char* queues_service = "tasker.health.queues";
 constexpr const char* channels_service = "tasker.health.channels";
 constexpr const char* tasker_service = "tasker.v1.HealthService";
+constexpr const char* liveness_service = "tasker.health.liveness";
 
 bool queues_serving(const QueueHealth& q) {
   if (!q.evaluated)
@@ -247,6 +248,8 @@ std::string decrypt_key(const std::string& pem, const std::string& passphrase,
 serving status_of(const health_source& src, const std::string& service) {
   if (service.empty() || service == tasker_service)
     return readiness(src) ? serving::not_serving : serving::serving;
+  if (service == liveness_service)
+    return !src.alive || src.alive() ? serving::serving : serving::not_serving;
   bool known = false;
   for (const auto& d : src.dimensions)
     known = known || d == service;
@@ -470,8 +473,10 @@ class watch_hub {
   /// Retry-After, fail-closed staleness): compare it every tick.
   bool readiness_changed() {
     bool ready = !readiness(src_).has_value();
-    bool changed = ready != last_ready_;
+    bool alive = !src_.alive || src_.alive();
+    bool changed = ready != last_ready_ || alive != last_alive_;
     last_ready_ = ready;
+    last_alive_ = alive;
     return changed;
   }
 
@@ -483,6 +488,7 @@ class watch_hub {
   std::unordered_set<watcher*> watchers_;
   bool stopping_ = false;
   bool last_ready_ = false;
+  bool last_alive_ = true;
   std::thread thread_;
 };
 

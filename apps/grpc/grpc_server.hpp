@@ -6,6 +6,9 @@
 //                                NOT_SERVING under backpressure or when
 //                                stale (the same answer as GET /readyz)
 //     tasker.v1.HealthService    the same as ""
+//     tasker.health.liveness     SERVING while the process measures (the
+//                                answer of GET /livez): for liveness probes,
+//                                which must not fail under backpressure
 //     tasker.health.database     reachable, answering, breaker not open
 //     tasker.health.queues       every queue measured, none Critical or worse
 //     tasker.health.channels     measured, no channel critical

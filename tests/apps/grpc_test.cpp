@@ -8,6 +8,7 @@
 
 #include "../support/daemon_process.hpp"
 #include "../support/pg_test_env.hpp"
+#include "../support/raw_http.hpp"
 #include "../support/tls_certs.hpp"
 
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <fstream>
 #include <mutex>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -427,6 +429,87 @@ CAF_TEST(a non - loopback address without TLS is refused with exit 2) {
   wait_grpc(allowed);
   auto stub = Health::NewStub(plain_channel(grpc_port));
   CAF_CHECK(eventually([&] { return check_is(*stub, "", serving); }));
+}
+
+CAF_TEST(the Kubernetes example of the README works as written) {
+  auto readme = slurp(std::string{TASKER_HEALTH_SOURCE_DIR} + "/README.md");
+  auto begin = readme.find("<!-- kubernetes-example:begin -->");
+  auto end = readme.find("<!-- kubernetes-example:end -->");
+  CAF_REQUIRE(begin != std::string::npos && end != std::string::npos);
+  auto example = readme.substr(begin, end - begin);
+  CAF_MESSAGE("the daemon's configuration: the ConfigMap's INI file");
+  std::string ini;
+  {
+    std::istringstream in{example.substr(example.find("tasker-health.ini: |"))};
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line) && line.rfind("    ", 0) == 0)
+      ini += line.substr(4) + "\n";
+  }
+  CAF_REQUIRE(ini.find("[grpc]") != std::string::npos);
+  char path[] = "/tmp/tasker-health-k8s-XXXXXX";
+  int fd = mkstemp(path);
+  CAF_REQUIRE(fd >= 0);
+  CAF_REQUIRE(::write(fd, ini.data(), ini.size())
+              == static_cast<ssize_t>(ini.size()));
+  ::close(fd);
+  CAF_MESSAGE("the probes: gRPC services and the HTTP alternative's paths");
+  std::smatch m;
+  static const std::regex live_re{
+      R"(livenessProbe:\s*\n\s*grpc: \{port: (\d+), service: ([^}]*)\})"};
+  static const std::regex ready_re{
+      R"(readinessProbe:\s*\n\s*grpc: \{port: (\d+), service: ([^}]*)\})"};
+  static const std::regex http_live_re{
+      R"(# livenessProbe:\s*\n\s*#\s*httpGet: \{port: (\d+), path: (\S+)\})"};
+  static const std::regex http_ready_re{
+      R"(# readinessProbe:\s*\n\s*#\s*httpGet: \{port: (\d+), path: (\S+)\})"};
+  auto unquote = [](std::string x) {
+    if (x.size() >= 2 && x.front() == '"' && x.back() == '"')
+      x = x.substr(1, x.size() - 2);
+    return x;
+  };
+  CAF_REQUIRE(std::regex_search(example, m, live_re));
+  auto grpc_probe_port = m[1].str();
+  auto live_service = unquote(m[2].str());
+  CAF_REQUIRE(std::regex_search(example, m, ready_re));
+  CAF_CHECK_EQUAL(m[1].str(), grpc_probe_port);
+  auto ready_service = unquote(m[2].str());
+  CAF_REQUIRE(std::regex_search(example, m, http_live_re));
+  auto http_probe_port = m[1].str();
+  auto live_path = m[2].str();
+  CAF_REQUIRE(std::regex_search(example, m, http_ready_re));
+  auto ready_path = m[2].str();
+  CAF_MESSAGE("the probes point at the ports the configuration serves");
+  CAF_CHECK(ini.find("port=" + grpc_probe_port) != std::string::npos);
+  CAF_CHECK(ini.find("port=" + http_probe_port) != std::string::npos);
+  CAF_MESSAGE("run it (addresses and ports moved to loopback and free ports)");
+  daemon_process d{
+      {"--config-file=" + std::string{path}, "--database.url=" + db.conninfo(),
+       "--queues.thresholds=[\"orders=100/200/400\"]",
+       "--health.evaluation-interval=500ms", "--health.probe-timeout=400ms",
+       "--database.query-timeout=300ms", "--database.connect-timeout=300ms",
+       "--http.address=127.0.0.1", "--http.port=0", "--grpc.address=127.0.0.1",
+       "--grpc.port=" + std::to_string(grpc_port)}};
+  auto http_port = d.port();
+  wait_grpc(d);
+  std::remove(path);
+  auto stub = Health::NewStub(plain_channel(grpc_port));
+  auto http_status = [&](const std::string& p) {
+    auto r = request_once(http_port, "GET", p);
+    return r ? r->status : 0;
+  };
+  CAF_CHECK(
+      eventually([&] { return check_is(*stub, ready_service, serving); }));
+  CAF_CHECK(check_is(*stub, live_service, serving));
+  CAF_CHECK_EQUAL(http_status(ready_path), 200);
+  CAF_CHECK_EQUAL(http_status(live_path), 200);
+  CAF_MESSAGE("Overflow: not ready, and still alive (no restart)");
+  fill(450);
+  CAF_CHECK(
+      eventually([&] { return check_is(*stub, ready_service, not_serving); }));
+  CAF_CHECK(check_is(*stub, live_service, serving));
+  CAF_CHECK_EQUAL(http_status(ready_path), 503);
+  CAF_CHECK_EQUAL(http_status(live_path), 200);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
