@@ -3,11 +3,13 @@
 // (spread over 20 connections, at most 100 streams each as the server
 // allows), the daemon's RSS and threads before and with them, and the time
 // until every watcher has seen a change (the state flipped by a command,
-// e.g. filling a queue past Overflow with psql, and flipped back).
+// e.g. filling a queue past Overflow with psql, and flipped back), also
+// with F more watchers held by a client process that is stopped (SIGSTOP:
+// it reads nothing, not even keepalive pings).
 //
 //   bench/grpc-bench.sh                  # builds, starts PostgreSQL + daemon
 //   grpc-bench --port P --pid PID [--calls N] [--watchers W]
-//              [--flip CMD --unflip CMD]
+//              [--frozen F] [--flip CMD --unflip CMD]
 //
 // Bounded: N calls (default 20,000) per row, W watchers (default 1,000, at
 // most 10,000), each wait at most 30 s; only 127.0.0.1.
@@ -27,6 +29,11 @@
 #include <thread>
 #include <vector>
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 using namespace tasker::health::test;
 using namespace std::chrono_literals;
 using grpc::health::v1::Health;
@@ -42,6 +49,7 @@ struct options {
   int watchers = 1000;
   std::string flip;
   std::string unflip;
+  int frozen = 0;
 };
 
 std::shared_ptr<grpc::Channel> channel(uint16_t port, int id) {
@@ -151,11 +159,46 @@ int main(int argc, char** argv) {
       o.flip = v;
     else if (k == "--unflip")
       o.unflip = v;
+    else if (k == "--frozen")
+      o.frozen = std::clamp(std::atoi(v.c_str()), 0, 5000);
   }
   if (o.port == 0 || o.pid == 0) {
     std::fprintf(stderr, "usage: grpc-bench --port P --pid PID [--calls N] "
                          "[--watchers W] [--flip CMD --unflip CMD]\n");
     return 2;
+  }
+  // A client process that opens --frozen watchers and is then stopped
+  // (SIGSTOP): it reads nothing and answers no keepalive ping. Forked before
+  // this process touches gRPC.
+  int go[2] = {-1, -1};
+  int ready[2] = {-1, -1};
+  pid_t frozen_pid = -1;
+  if (o.frozen > 0) {
+    if (::pipe(go) != 0 || ::pipe(ready) != 0)
+      return 1;
+    frozen_pid = ::fork();
+    if (frozen_pid == 0) {
+      char c;
+      if (::read(go[0], &c, 1) != 1)
+        _exit(1);
+      std::vector<std::unique_ptr<Health::Stub>> fs;
+      std::vector<std::unique_ptr<watch_reader>> fw;
+      for (int i = 0; i < o.frozen; ++i) {
+        if (i % 50 == 0)
+          fs.push_back(Health::NewStub(channel(o.port, 1000 + i / 50)));
+        fw.push_back(std::make_unique<watch_reader>(*fs.back()));
+      }
+      wait_for([&] {
+        for (auto& w : fw)
+          if (w->messages() == 0)
+            return false;
+        return true;
+      });
+      if (::write(ready[1], "r", 1) != 1)
+        _exit(1);
+      for (;;)
+        ::pause();
+    }
   }
   auto rss_kb = [&] {
     return proc_status(o.pid, "VmRSS");
@@ -208,6 +251,21 @@ int main(int argc, char** argv) {
   auto threads1 = threads();
   print_row((std::to_string(o.watchers) + " watchers open").c_str(),
             check_latency(*stub, o.calls));
+  long rss2 = -1;
+  if (frozen_pid > 0) {
+    bool frozen_ok = ::write(go[1], "g", 1) == 1;
+    char c;
+    pollfd pfd{ready[0], POLLIN, 0};
+    frozen_ok = frozen_ok && ::poll(&pfd, 1, 30000) == 1
+                && ::read(ready[0], &c, 1) == 1;
+    ::kill(frozen_pid, SIGSTOP);
+    std::this_thread::sleep_for(1s);
+    rss2 = rss_kb();
+    auto name = std::to_string(o.watchers) + " watchers + "
+                + std::to_string(o.frozen) + " in a frozen (SIGSTOP) client"
+                + (frozen_ok ? "" : " (NOT ALL OPENED)");
+    print_row(name.c_str(), check_latency(*stub, o.calls));
+  }
   std::printf("\n%d watchers over %zu connections: all had their first "
               "message: %s (%.0f ms after the first was opened), ended "
               "early: %d\n",
@@ -217,6 +275,10 @@ int main(int argc, char** argv) {
               "per watcher); threads: %ld before, %ld with them\n",
               rss0, rss1, static_cast<double>(rss1 - rss0) / o.watchers,
               threads0, threads1);
+  if (rss2 >= 0)
+    std::printf("daemon RSS with the frozen client's %d watchers too: %ld "
+                "kB\n",
+                o.frozen, rss2);
   if (!o.flip.empty()) {
     auto fan_out = [&](const char* name, const std::string& cmd, int want) {
       auto start = std::chrono::steady_clock::now();
@@ -245,6 +307,10 @@ int main(int argc, char** argv) {
     std::printf("\n");
     fan_out("--flip", o.flip, HealthCheckResponse::NOT_SERVING);
     fan_out("--unflip", o.unflip, HealthCheckResponse::SERVING);
+  }
+  if (frozen_pid > 0) {
+    ::kill(frozen_pid, SIGKILL);
+    ::waitpid(frozen_pid, nullptr, 0);
   }
   for (auto& w : ws)
     w->cancel();
