@@ -1,6 +1,7 @@
 // tasker-health: the daemon. Watches PostgreSQL (through a circuit breaker)
 // and PGMQ queue depths, decides on backpressure, and serves the decision
-// over HTTP (/livez, /readyz, /health, /metrics).
+// over HTTP (/livez, /readyz, /health, /metrics) and, with [grpc] port, over
+// gRPC (grpc.health.v1.Health, tasker.v1.HealthService; apps/grpc).
 //
 // `tasker-health status --connect=HOST:PORT ...` is a client instead: it
 // reads a node's snapshots over CAF networking (status_cli.hpp).
