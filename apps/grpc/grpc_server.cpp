@@ -284,7 +284,10 @@ HealthCheckResponse::ServingStatus to_proto(serving s) {
 class watch_hub;
 
 /// One Watch stream. At most one write in flight; `latest_` holds the state
-/// to send next, so changes coalesce while the client is slow.
+/// to send next, so changes coalesce while the client is slow. gRPC is
+/// called only outside `mtx_` (a completion may run inline on the calling
+/// thread); the `writing_` flag makes the thread that set it the only one
+/// to start a write.
 class watcher final : public grpc::ServerWriteReactor<HealthCheckResponse> {
  public:
   watcher(watch_hub* hub, std::string service)
@@ -294,29 +297,47 @@ class watcher final : public grpc::ServerWriteReactor<HealthCheckResponse> {
 
   /// Sends `s` unless it was the last state sent (any thread).
   void push(HealthCheckResponse::ServingStatus s) {
-    std::lock_guard<std::mutex> guard{mtx_};
+    std::unique_lock<std::mutex> guard{mtx_};
     latest_ = s;
-    write_if_due();
+    if (!claim_write())
+      return;
+    guard.unlock();
+    StartWrite(&msg_);
   }
 
-  /// Ends the stream with `status` (any thread, at most once effective).
+  /// Ends the stream with `status` (any thread; the first call counts).
   void end(grpc::Status status) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    end_locked(std::move(status));
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (ended_)
+      return;
+    ended_ = true;
+    end_status_ = std::move(status);
+    if (writing_) {
+      pending_end_ = true; // finished in OnWriteDone
+      return;
+    }
+    guard.unlock();
+    Finish(end_status_);
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> guard{mtx_};
+    std::unique_lock<std::mutex> guard{mtx_};
     writing_ = false;
-    if (!ok) {
-      end_locked(grpc::Status::CANCELLED);
-      return;
+    if (!ok && !ended_) {
+      ended_ = true;
+      end_status_ = grpc::Status::CANCELLED;
+      pending_end_ = true;
     }
     if (pending_end_) {
-      finish_locked();
+      pending_end_ = false;
+      guard.unlock();
+      Finish(end_status_);
       return;
     }
-    write_if_due();
+    if (!claim_write())
+      return;
+    guard.unlock();
+    StartWrite(&msg_);
   }
 
   void OnCancel() override { end(grpc::Status::CANCELLED); }
@@ -324,29 +345,14 @@ class watcher final : public grpc::ServerWriteReactor<HealthCheckResponse> {
   void OnDone() override;
 
  private:
-  void write_if_due() {
+  /// True (and `msg_` set) when the caller must start a write.
+  bool claim_write() {
     if (writing_ || ended_ || latest_ == sent_)
-      return;
+      return false;
     sent_ = latest_;
     msg_.set_status(static_cast<HealthCheckResponse::ServingStatus>(sent_));
     writing_ = true;
-    StartWrite(&msg_);
-  }
-
-  void end_locked(grpc::Status status) {
-    if (ended_)
-      return;
-    ended_ = true;
-    end_status_ = std::move(status);
-    if (writing_)
-      pending_end_ = true; // finished in OnWriteDone
-    else
-      finish_locked();
-  }
-
-  void finish_locked() {
-    pending_end_ = false;
-    Finish(end_status_);
+    return true;
   }
 
   watch_hub* hub_;
@@ -369,7 +375,9 @@ class refused_watch final
   void OnDone() override { delete this; }
 };
 
-/// Every open watcher, and the thread that feeds them.
+/// Every open watcher, and the thread that feeds them. The lock is
+/// recursive: a watcher's OnDone (which removes it) may run inline in a
+/// gRPC call the hub makes while holding it; the hub iterates over copies.
 class watch_hub {
  public:
   watch_hub(const health_source& src, size_t max_watchers,
@@ -382,7 +390,7 @@ class watch_hub {
   grpc::ServerWriteReactor<HealthCheckResponse>*
   open(const std::string& service) {
     auto initial = to_proto(status_of(src_, service));
-    std::unique_lock<std::mutex> guard{mtx_};
+    std::unique_lock<std::recursive_mutex> guard{mtx_};
     if (stopping_)
       return new refused_watch(
           grpc::Status{grpc::StatusCode::UNAVAILABLE, "shutting down"});
@@ -405,22 +413,26 @@ class watch_hub {
   }
 
   void remove(watcher* w) {
-    std::lock_guard<std::mutex> guard{mtx_};
+    std::lock_guard<std::recursive_mutex> guard{mtx_};
     watchers_.erase(w);
     cv_.notify_all();
   }
 
   size_t size() const {
-    std::lock_guard<std::mutex> guard{mtx_};
+    std::lock_guard<std::recursive_mutex> guard{mtx_};
     return watchers_.size();
   }
 
   /// Ends every watcher and waits until all are done.
   void shutdown() {
-    std::unique_lock<std::mutex> guard{mtx_};
+    std::unique_lock<std::recursive_mutex> guard{mtx_};
     if (!stopping_) {
       stopping_ = true;
-      for (auto* w : watchers_)
+      // A watcher leaves the set only in its OnDone, which needs this lock
+      // (another thread waits; this thread, inline, removes only the one it
+      // just ended): every pointer of the copy is alive when it is ended.
+      std::vector<watcher*> all{watchers_.begin(), watchers_.end()};
+      for (auto* w : all)
         w->end(grpc::Status{grpc::StatusCode::UNAVAILABLE, "shutting down"});
       cv_.notify_all();
     }
@@ -434,7 +446,7 @@ class watch_hub {
  private:
   /// Polls while watchers exist; sleeps on the condition otherwise.
   void run() {
-    std::unique_lock<std::mutex> guard{mtx_};
+    std::unique_lock<std::recursive_mutex> guard{mtx_};
     uint64_t seen_publications = ~uint64_t{0};
     bool seen_stale = false;
     while (!stopping_) {
@@ -453,7 +465,8 @@ class watch_hub {
         seen_stale = stale;
         std::vector<std::pair<std::string, HealthCheckResponse::ServingStatus>>
             states;
-        for (auto* w : watchers_) {
+        std::vector<watcher*> all{watchers_.begin(), watchers_.end()};
+        for (auto* w : all) {
           auto it = std::find_if(states.begin(), states.end(), [&](auto& x) {
             return x.first == w->service();
           });
@@ -483,8 +496,8 @@ class watch_hub {
   const health_source& src_;
   size_t max_;
   std::chrono::milliseconds interval_;
-  mutable std::mutex mtx_;
-  std::condition_variable cv_;
+  mutable std::recursive_mutex mtx_;
+  std::condition_variable_any cv_;
   std::unordered_set<watcher*> watchers_;
   bool stopping_ = false;
   bool last_ready_ = false;

@@ -382,6 +382,19 @@ CAF_TEST(watcher N + 1 is refused with RESOURCE_EXHAUSTED) {
     return eventually([&] { return again.first(serving) || again.done(); }, 2s)
            && !again.done();
   }));
+  CAF_MESSAGE("SIGTERM with watchers open: they end UNAVAILABLE, exit 0");
+  auto sent = std::chrono::steady_clock::now();
+  d.signal(SIGTERM);
+  CAF_CHECK_EQUAL(d.wait_exit(10s), 0);
+  CAF_MESSAGE("exit after "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - sent)
+                     .count()
+              << " ms");
+  for (size_t i = 1; i < ws.size(); ++i) {
+    CAF_CHECK(eventually([&] { return ws[i]->done(); }));
+    CAF_CHECK_EQUAL(ws[i]->final_code(), grpc::StatusCode::UNAVAILABLE);
+  }
 }
 
 CAF_TEST(mutual TLS with the cluster certificates) {
