@@ -19,6 +19,8 @@ packages=(
   postgresql-15-partman
   procps iproute2 curl
   clang-format
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  prometheus
 )
 
 missing=()

@@ -261,12 +261,29 @@ daemon_config::daemon_config() {
            "(0..1048576)");
   opt_group{custom_options_, "log"}.add(
       log_level, "level", "trace, debug, info, warn, error, critical or off");
+  opt_group{custom_options_, "grpc"}
+      .add(grpc_port, "port",
+           "port of the gRPC health services (grpc.health.v1.Health, "
+           "tasker.v1.HealthService; 0: off)")
+      .add(grpc_address, "address",
+           "address of grpc.port; not loopback only with mutual TLS "
+           "(openssl.*) or grpc.allow-plaintext")
+      .add(grpc_allow_plaintext, "allow-plaintext",
+           "serve gRPC without TLS on a non-loopback address (Kubernetes "
+           "grpc probes speak no TLS; the answers are read-only)")
+      .add(grpc_max_watchers, "max-watchers",
+           "open Watch streams at most; more: RESOURCE_EXHAUSTED (1..100000)")
+      .add(grpc_max_concurrent_calls, "max-concurrent-calls",
+           "unary calls in progress at most; more: RESOURCE_EXHAUSTED "
+           "(1..100000)")
+      .add(grpc_watch_interval, "watch-interval",
+           "how often Watch streams look for a change (10ms..10s)");
 }
 
 const std::vector<std::string>& daemon_config::own_sections() {
   static const std::vector<std::string> xs{
-      "health",     "database", "breaker", "channel", "queues", "retry-after",
-      "supervisor", "http",     "log",     "debug",   "cluster"};
+      "health",     "database", "breaker", "channel", "queues",  "retry-after",
+      "supervisor", "http",     "log",     "debug",   "cluster", "grpc"};
   return xs;
 }
 
@@ -728,6 +745,46 @@ cluster_settings to_cluster_settings(const daemon_config& cfg,
                "openssl.cafile), because CAF's BASP trusts every peer that "
                "completes a handshake"});
   return c;
+}
+
+grpc_settings to_grpc_settings(const daemon_config& cfg,
+                               std::vector<ConfigError>& errors) {
+  grpc_settings g;
+  g.port = in_range<uint16_t>(cfg.grpc_port, 0, 65535, "grpc.port", errors);
+  g.address = cfg.grpc_address;
+  if (g.address.empty())
+    errors.push_back({"grpc.address", "must not be empty"});
+  g.max_watchers = in_range<size_t>(cfg.grpc_max_watchers, 1, 100000,
+                                    "grpc.max-watchers", errors);
+  g.max_concurrent_calls
+      = in_range<size_t>(cfg.grpc_max_concurrent_calls, 1, 100000,
+                         "grpc.max-concurrent-calls", errors);
+  g.watch_interval = ms(cfg.grpc_watch_interval);
+  if (g.watch_interval.count() < 10 || g.watch_interval.count() > 10000)
+    errors.push_back({"grpc.watch-interval",
+                      "must be between 10ms and 10s (got "
+                          + std::to_string(g.watch_interval.count()) + "ms)"});
+  g.certificate = cfg.openssl_certificate;
+  g.key = cfg.openssl_key;
+  g.passphrase = cfg.openssl_passphrase;
+  g.cafile = cfg.openssl_cafile;
+  g.tls = !g.certificate.empty() || !g.key.empty() || !g.cafile.empty()
+          || !cfg.openssl_capath.empty() || !g.passphrase.empty();
+  if (g.port == 0)
+    return g;
+  // The files themselves are checked by to_cluster_settings (openssl.*).
+  if (g.tls && g.cafile.empty())
+    errors.push_back({"openssl.cafile",
+                      "gRPC's mutual TLS needs the CA as a file "
+                      "(openssl.capath alone serves only CAF networking)"});
+  if (!g.tls && !cfg.grpc_allow_plaintext && !is_loopback(g.address))
+    errors.push_back(
+        {"grpc.address",
+         "'" + g.address
+             + "' is not a loopback address: serving gRPC beyond loopback "
+               "needs mutual TLS (openssl.certificate, openssl.key, "
+               "openssl.cafile) or grpc.allow-plaintext"});
+  return g;
 }
 
 } // namespace tasker::health::app

@@ -104,6 +104,13 @@ struct daemon_config : caf::actor_system_config {
   int64_t http_max_body;
   // [log]
   std::string log_level;
+  // [grpc]
+  int64_t grpc_port = 0;
+  std::string grpc_address = "127.0.0.1";
+  bool grpc_allow_plaintext = false;
+  int64_t grpc_max_watchers = 1000;
+  int64_t grpc_max_concurrent_calls = 256;
+  caf::timespan grpc_watch_interval{std::chrono::milliseconds{100}};
 
   /// Every registered option (ours and CAF's).
   const caf::config_option_set& options() const { return custom_options_; }
@@ -174,6 +181,25 @@ bool is_loopback(const std::string& address);
 
 http::server_options to_server_options(const daemon_config& cfg,
                                        std::vector<ConfigError>& errors);
+
+/// The gRPC health server as the daemon runs it ([grpc], TLS from the
+/// cluster's openssl.* files).
+struct grpc_settings {
+  /// 0: no gRPC server.
+  uint16_t port = 0;
+  std::string address = "127.0.0.1";
+  size_t max_watchers = 1000;
+  size_t max_concurrent_calls = 256;
+  std::chrono::milliseconds watch_interval{100};
+  /// openssl.* set: mutual TLS with the cluster's files.
+  bool tls = false;
+  std::string certificate, key, passphrase, cafile;
+};
+
+/// The [grpc] options, checked: a non-loopback address only with mutual TLS
+/// (openssl.*) or grpc.allow-plaintext; TLS needs openssl.cafile.
+grpc_settings to_grpc_settings(const daemon_config& cfg,
+                               std::vector<ConfigError>& errors);
 
 /// Parses "name=warning/critical/overflow".
 bool parse_queue_thresholds(const std::string& text, QueueSpec& out,

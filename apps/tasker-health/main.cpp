@@ -1,6 +1,7 @@
 // tasker-health: the daemon. Watches PostgreSQL (through a circuit breaker)
 // and PGMQ queue depths, decides on backpressure, and serves the decision
-// over HTTP (/livez, /readyz, /health, /metrics).
+// over HTTP (/livez, /readyz, /health, /metrics) and, with [grpc] port, over
+// gRPC (grpc.health.v1.Health, tasker.v1.HealthService; apps/grpc).
 //
 // `tasker-health status --connect=HOST:PORT ...` is a client instead: it
 // reads a node's snapshots over CAF networking (status_cli.hpp).
@@ -11,6 +12,7 @@
 
 #include "actors/cluster.hpp"
 #include "actors/health_system.hpp"
+#include "apps/grpc/grpc_server.hpp"
 #include "apps/tasker-health/daemon_config.hpp"
 #include "apps/tasker-health/http_api.hpp"
 #include "apps/tasker-health/metrics.hpp"
@@ -33,6 +35,7 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <regex>
 
 #include <unistd.h>
@@ -133,6 +136,7 @@ int main(int argc, char** argv) {
   auto hc = to_health_config(cfg, errors);
   auto http_options = to_server_options(cfg, errors);
   auto cluster_cfg = to_cluster_settings(cfg, errors);
+  auto grpc_cfg = to_grpc_settings(cfg, errors);
   if (errors.empty()) {
     // Refuse connections beyond the limit rather than run out of
     // descriptors: the limit must fit the process's descriptor budget.
@@ -260,6 +264,48 @@ int main(int argc, char** argv) {
   log->info("event=listening address={} port={} max_connections={} "
             "endpoints=\"{}\"",
             cfg.http_address, *port, http_options.max_connections, endpoints);
+  // gRPC health (grpc.health.v1 and tasker.v1), answered from the same cache.
+  std::atomic<bool> running{true};
+  std::unique_ptr<grpc_api::server> grpc_server;
+  if (grpc_cfg.port != 0) {
+    grpc_api::server_options go;
+    go.address = grpc_cfg.address;
+    go.port = grpc_cfg.port;
+    go.max_watchers = grpc_cfg.max_watchers;
+    go.max_concurrent_calls = grpc_cfg.max_concurrent_calls;
+    go.watch_interval = grpc_cfg.watch_interval;
+    if (grpc_cfg.tls) {
+      go.tls_certificate = grpc_cfg.certificate;
+      go.tls_key = grpc_cfg.key;
+      go.tls_key_passphrase = grpc_cfg.passphrase;
+      go.tls_cafile = grpc_cfg.cafile;
+    }
+    grpc_api::health_source src{hs->checker(),
+                                hs->cell(),
+                                hc.retry_after.stale,
+                                [&hs] { return !hs->failed(); },
+                                [&running] { return running.load(); },
+                                {"tasker.health.database"},
+                                {}};
+    if (!hc.queues.empty())
+      src.dimensions.push_back("tasker.health.queues");
+    grpc_server = std::make_unique<grpc_api::server>(go, std::move(src));
+    std::string grpc_error;
+    auto grpc_port = grpc_server->start(grpc_error);
+    if (!grpc_port) {
+      log->error("event=grpc_failed option=grpc.port error={}",
+                 tasker::health::quoted(grpc_error));
+      std::cerr << "tasker-health: grpc.port: " << grpc_error << "\n";
+      server.stop();
+      cluster.stop();
+      hs->stop();
+      return exit_runtime;
+    }
+    log->info("event=grpc_listening address={} port={} tls={} "
+              "max_watchers={} max_concurrent_calls={}",
+              grpc_cfg.address, *grpc_port, grpc_cfg.tls, grpc_cfg.max_watchers,
+              grpc_cfg.max_concurrent_calls);
+  }
   // Until a signal arrives: poll the supervisors for the restart metrics
   // (short timeouts, so that a signal is handled within a second).
   caf::scoped_actor self{sys};
@@ -315,6 +361,9 @@ int main(int argc, char** argv) {
   log->info("event=shutdown signal={}",
             signal == SIGINT ? "SIGINT" : "SIGTERM");
   api.set_alive(false);
+  running = false;
+  if (grpc_server)
+    grpc_server->stop();
   server.stop();
   cluster.stop();
   hs->stop();

@@ -462,3 +462,43 @@ CAF_TEST(the port guard limits have defaults and are validated) {
   CAF_CHECK(over.has("cluster.max-connections-per-address",
                      "cluster.max-connections (10)"));
 }
+
+CAF_TEST(grpc options are loopback unless TLS or allowed and bounded) {
+  auto grpc_errors = [](std::vector<std::string> args) {
+    args.push_back("--database.url=host=a");
+    parsed p{std::move(args)};
+    CAF_REQUIRE(!p.parse_error);
+    auto errors = p.errors;
+    auto g = to_grpc_settings(p.cfg, errors);
+    return std::make_pair(g, errors);
+  };
+  auto has = [](const std::vector<ConfigError>& xs, const std::string& option) {
+    return std::any_of(xs.begin(), xs.end(), [&](const ConfigError& e) {
+      return e.option == option;
+    });
+  };
+  auto [off, e0] = grpc_errors({"--grpc.address=0.0.0.0"});
+  CAF_CHECK_EQUAL(off.port, 0u);
+  CAF_CHECK(e0.empty()); // off: the address does not matter
+  auto [g1, e1] = grpc_errors({"--grpc.port=9090", "--grpc.address=0.0.0.0"});
+  CAF_CHECK(has(e1, "grpc.address"));
+  auto [g2, e2] = grpc_errors(
+      {"--grpc.port=9090", "--grpc.address=0.0.0.0", "--grpc.allow-plaintext"});
+  CAF_CHECK(e2.empty());
+  CAF_CHECK_EQUAL(g2.address, "0.0.0.0");
+  auto [g3, e3] = grpc_errors({"--grpc.port=70000", "--grpc.max-watchers=0",
+                               "--grpc.max-concurrent-calls=0",
+                               "--grpc.watch-interval=1ms"});
+  CAF_CHECK(has(e3, "grpc.port"));
+  CAF_CHECK(has(e3, "grpc.max-watchers"));
+  CAF_CHECK(has(e3, "grpc.max-concurrent-calls"));
+  CAF_CHECK(has(e3, "grpc.watch-interval"));
+  test_certs t;
+  auto [g4, e4]
+      = grpc_errors({"--grpc.port=9090", "--grpc.address=0.0.0.0",
+                     "--openssl.certificate=" + t.cert,
+                     "--openssl.key=" + t.key, "--openssl.cafile=" + t.ca});
+  CAF_CHECK(e4.empty());
+  CAF_CHECK(g4.tls);
+  CAF_CHECK_EQUAL(g4.cafile, t.ca);
+}
