@@ -262,6 +262,9 @@ int main(int argc, char** argv) {
   int signal = 0;
   bool reported_failure = false;
   auto poll_status = [&] {
+    // The root writes its children's statuses at every change: the metric
+    // counts the same restarts as the log, also after the root gave up.
+    metrics->observe(hs->actor_statuses());
     if (hs->failed()) {
       if (!reported_failure) {
         reported_failure = true;
@@ -281,13 +284,6 @@ int main(int argc, char** argv) {
                 log->debug("event=supervisor_status_failed error={}",
                            tasker::health::quoted(sys.render(err)));
               });
-    self->request(hs->root(), std::chrono::milliseconds(300), atom::status_v)
-        .receive(
-            [&](std::vector<ActorStatus>& actors) { metrics->observe(actors); },
-            [&](caf::error& err) {
-              log->debug("event=root_status_failed error={}",
-                         tasker::health::quoted(sys.render(err)));
-            });
     metrics->observe(cluster.summary());
   };
   for (;;) {
