@@ -9,9 +9,11 @@
 
 #include "apps/http/http_server.hpp"
 #include "core/config.hpp"
+#include "core/snapshot_auth.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -87,6 +89,9 @@ struct daemon_config : caf::actor_system_config {
   caf::timespan cluster_connect_timeout;
   caf::timespan cluster_reconnect_initial;
   caf::timespan cluster_reconnect_max;
+  std::string cluster_auth_key_file;
+  caf::timespan cluster_max_clock_skew;
+  int64_t cluster_max_sequence_jump;
   // [http]
   std::string http_address;
   int64_t http_port;
@@ -146,6 +151,12 @@ struct cluster_settings {
   std::chrono::milliseconds reconnect_max{2000};
   /// openssl.* set: publish and connect over mutual TLS only.
   bool tls = false;
+  /// How snapshots are signed and verified: the node's certificate with
+  /// mutual TLS, else the shared key of cluster.auth-key-file, else null
+  /// (unauthenticated; the daemon warns once).
+  std::shared_ptr<const SnapshotAuth> auth;
+  /// cluster.max-clock-skew, cluster.max-sequence-jump.
+  AdmissionBounds admission;
   bool enabled() const noexcept { return port != 0 || !peers.empty(); }
 };
 
@@ -155,6 +166,12 @@ struct cluster_settings {
 /// interval, and readable, matching, current TLS files.
 cluster_settings to_cluster_settings(const daemon_config& cfg,
                                      std::vector<ConfigError>& errors);
+
+/// With certificate authentication the node's name must be one its
+/// certificate binds (CN or SAN DNS): an empty health.node-id becomes the
+/// certificate's first name, another one is an error naming the option.
+void check_node_name(const cluster_settings& c, std::string& node_id,
+                     std::vector<ConfigError>& errors);
 
 /// The component's logger (core/log.hpp) on stderr at `level` (trace ...
 /// off), with the daemon's line format.

@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
   auto hc = to_health_config(cfg, errors);
   auto http_options = to_server_options(cfg, errors);
   auto cluster_cfg = to_cluster_settings(cfg, errors);
+  check_node_name(cluster_cfg, hc.node_id, errors);
   if (errors.empty()) {
     // Refuse connections beyond the limit rather than run out of
     // descriptors: the limit must fit the process's descriptor budget.
@@ -189,6 +190,7 @@ int main(int argc, char** argv) {
     po.bind = cluster_cfg.bind;
     po.tls = cluster_cfg.tls;
     po.max_subscribers = cluster_cfg.max_subscribers;
+    po.auth = cluster_cfg.auth;
     auto published = hs->publish(po);
     if (!published) {
       auto why = sys.render(published.error());
@@ -209,6 +211,8 @@ int main(int argc, char** argv) {
   co.backoff_initial = cluster_cfg.reconnect_initial;
   co.backoff_max = cluster_cfg.reconnect_max;
   co.local_name = hc.node_id;
+  co.auth = cluster_cfg.auth;
+  co.admission = cluster_cfg.admission;
   co.local_cell = hs->cell();
   co.checker = CheckerOptions::from(hc);
   auto cluster = cluster::start(sys, std::move(co));
@@ -224,6 +228,17 @@ int main(int argc, char** argv) {
         std::chrono::duration_cast<std::chrono::milliseconds>(
             caf::get_or(cfg, "middleman.connection-timeout", caf::timespan{0}))
             .count());
+  if (cluster_cfg.enabled() && !cluster_cfg.auth)
+    log->warn("event=cluster_unauthenticated note=\"snapshots between nodes "
+              "are not authenticated: any process that reaches a cluster port "
+              "can forge them; set cluster.auth-key-file or mutual TLS "
+              "(openssl.*)\"");
+  else if (cluster_cfg.enabled())
+    log->info("event=cluster_authenticated auth={} max_clock_skew_ms={} "
+              "max_sequence_jump={}",
+              to_string(cluster_cfg.auth->scheme()),
+              cluster_cfg.admission.max_clock_skew.count(),
+              cluster_cfg.admission.max_sequence_jump);
   http_api api{hs->checker(), metrics, hc.retry_after.stale};
   // /livez fails once the supervision tree gave up: the process no longer
   // measures anything and must be restarted (an atomic read, no I/O).
