@@ -107,17 +107,18 @@ class test_pki {
   /// "ed25519" or "rsa". Empty paths if openssl failed.
   issued issue(const std::string& name, const std::string& key_type = "ec",
                bool foreign = false) const {
-    issued out{dir + "/" + name + ".pem", dir + "/" + name + ".key"};
+    auto base = (foreign ? "foreign-" : "") + name + "-" + key_type;
+    issued out{dir + "/" + base + ".pem", dir + "/" + base + ".key"};
     std::string newkey = key_type == "ed25519" ? "-newkey ed25519"
                          : key_type == "rsa"
                              ? "-newkey rsa:2048"
                              : "-newkey ec -pkeyopt ec_paramgen_curve:P-256";
-    auto ext = dir + "/" + name + ".ext";
+    auto ext = dir + "/" + base + ".ext";
     std::ofstream{ext} << "subjectAltName=DNS:" << name << "\n";
     auto ca_name = std::string{foreign ? "other-ca" : "ca"};
     auto cmd = "cd '" + dir + "' && openssl req " + newkey + " -nodes -keyout '"
-               + out.key + "' -out '" + name + ".csr' -subj '/CN=" + name
-               + "' >/dev/null 2>&1 && openssl x509 -req -in '" + name
+               + out.key + "' -out '" + base + ".csr' -subj '/CN=" + name
+               + "' >/dev/null 2>&1 && openssl x509 -req -in '" + base
                + ".csr' -CA " + ca_name + ".pem -CAkey " + ca_name
                + ".key -CAcreateserial -days 2 -extfile '" + ext + "' -out '"
                + out.cert + "' >/dev/null 2>&1";
