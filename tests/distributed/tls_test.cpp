@@ -17,9 +17,12 @@ using namespace tasker::health::test;
 
 namespace {
 
-std::vector<std::string> tls_args(const test_pki& pki) {
-  return {"--openssl.certificate=" + pki.node_cert,
-          "--openssl.key=" + pki.node_key, "--openssl.cafile=" + pki.ca};
+/// The publishing daemon's TLS options: a certificate of the CA for its
+/// node name ("publisher"), which it also signs its snapshots with.
+std::vector<std::string> tls_args(const test_pki& pki, bool foreign = false) {
+  auto files = pki.issue("publisher", "ec", foreign);
+  return {"--openssl.certificate=" + files.cert, "--openssl.key=" + files.key,
+          "--openssl.cafile=" + (foreign ? pki.other_ca : pki.ca)};
 }
 
 subscriber_options tls_subscriber(uint16_t port, tls_files_of_node files) {
@@ -108,9 +111,7 @@ CAF_TEST(a peer failing the TLS handshake does not disturb the good links) {
   auto bad_port = free_port();
   auto good_port = free_port();
   daemon_process bad{
-      publisher_args(bad_port, {"--openssl.certificate=" + pki->other_cert,
-                                "--openssl.key=" + pki->other_key,
-                                "--openssl.cafile=" + pki->other_ca})};
+      publisher_args(bad_port, tls_args(*pki, true))};
   daemon_process good{publisher_args(good_port, tls_args(*pki))};
   wait_published(bad);
   wait_published(good);
