@@ -110,8 +110,7 @@ CAF_TEST(a peer failing the TLS handshake does not disturb the good links) {
   // then a node of this node's CA.
   auto bad_port = free_port();
   auto good_port = free_port();
-  daemon_process bad{
-      publisher_args(bad_port, tls_args(*pki, true))};
+  daemon_process bad{publisher_args(bad_port, tls_args(*pki, true))};
   daemon_process good{publisher_args(good_port, tls_args(*pki))};
   wait_published(bad);
   wait_published(good);
