@@ -465,7 +465,10 @@ CAF_TEST(a peer facing child killed 100 times never makes the root give up) {
   spec.role = child_spec::independent_role;
   spec.peer_facing = true;
   spec.spawn = [](caf::actor_system& s, const aggregator_actor&, uint32_t) {
-    return s.spawn([]() -> caf::behavior { return {[](int) {}}; });
+    return s.spawn([]() -> caf::behavior {
+      return {[](int) {
+      }};
+    });
   };
   auto first = spec.spawn(sys, aggregator_actor{}, 0);
   caf::anon_send(hs->root(), atom::adopt_v, spec, first);
