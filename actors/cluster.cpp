@@ -64,6 +64,7 @@ cluster cluster::start(caf::actor_system& sys, cluster_options options) {
     });
     lo.seed = ++seed;
     lo.stale_after = options.checker.stale_threshold;
+    lo.expected_node = p.name;
     st->cells.push_back(lo.cell);
     st->boards.push_back(lo.board);
     vo.peers.push_back(std::move(lo));

@@ -271,6 +271,10 @@ std::string health_system::failure() const {
   return impl_->view->failure();
 }
 
+std::vector<ActorStatus> health_system::actor_statuses() const {
+  return impl_->view->statuses();
+}
+
 uint64_t health_system::incarnation() const noexcept {
   return impl_->incarnation;
 }
@@ -300,6 +304,7 @@ caf::expected<uint16_t> health_system::publish(const publish_options& options) {
   po.bind = options.bind;
   po.tls = options.tls;
   po.max_subscribers = options.max_subscribers;
+  po.auth = options.auth;
   if (options.guarded) {
     // The middleman listens on loopback only, plain BASP; the guard owns
     // the public port (and TLS).
@@ -345,6 +350,7 @@ caf::expected<uint16_t> health_system::publish(const publish_options& options) {
   child_spec spec;
   spec.name = "publisher";
   spec.role = child_spec::independent_role;
+  spec.peer_facing = true;
   spec.spawn = [po](caf::actor_system& s, const aggregator_actor&, uint32_t) {
     return caf::actor_cast<caf::actor>(s.spawn(tasker::health::publisher, po));
   };

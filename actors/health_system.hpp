@@ -17,6 +17,7 @@
 #include "core/circuit_breaker.hpp"
 #include "core/config.hpp"
 #include "core/measure.hpp"
+#include "core/snapshot_auth.hpp"
 #include "core/snapshot_cell.hpp"
 #include "messages/interfaces.hpp"
 
@@ -88,6 +89,8 @@ struct publish_options {
   size_t max_connections_per_address = 32;
   std::chrono::milliseconds handshake_timeout{5000};
   uint32_t max_message_bytes = 1024 * 1024;
+  /// Signs the snapshots for remote links (null: unsigned).
+  std::shared_ptr<const SnapshotAuth> auth;
 };
 
 class health_system {
@@ -128,6 +131,10 @@ class health_system {
 
   /// Why failed() is true (empty otherwise).
   std::string failure() const;
+
+  /// Every supervised actor's status as the root last wrote it (restart
+  /// counts as logged; readable also after the root gave up).
+  std::vector<ActorStatus> actor_statuses() const;
 
   /// Incarnation stamped into every snapshot of this system.
   uint64_t incarnation() const noexcept;

@@ -5,6 +5,7 @@
 #include "core/log.hpp"
 #include "messages/errors.hpp"
 #include "messages/inspect.hpp"
+#include "messages/signed_snapshot.hpp"
 
 #include "caf/actor_cast.hpp"
 #include "caf/actor_system.hpp"
@@ -83,9 +84,69 @@ void check_age(self_ptr self, const HealthSnapshot& snap) {
   lost(self, why);
 }
 
+// -- phases -------------------------------------------------------------------
+
+link_actor::behavior_type connecting(self_ptr self);
+link_actor::behavior_type connected(self_ptr self);
+link_actor::behavior_type waiting(self_ptr self);
+
+/// Serves local subscribers the same way in every phase; `phase` holds the
+/// four handlers that differ: (snapshot, signed_snapshot), (stale, string),
+/// (connect), (connect, attempt, error).
+template<class... Phase>
+link_actor::behavior_type with_local(self_ptr self, Phase... phase) {
+  return {
+      std::move(phase)...,
+      [=](atom::subscribe, subscriber_actor sub) {
+        auto& st = self->state;
+        if (!sub || !st.subscribers.add(sub))
+          return;
+        self->monitor(sub);
+        if (st.current && st.publisher)
+          self->send(sub, atom::snapshot_v, st.current);
+      },
+      [=](atom::unsubscribe, subscriber_actor sub) {
+        if (self->state.subscribers.remove(sub.address()))
+          self->demonitor(sub.address());
+      },
+      [=](atom::snapshot) -> caf::result<HealthSnapshot> {
+        auto& st = self->state;
+        if (!st.current)
+          return caf::make_error(health_errc::no_snapshot);
+        return *st.current;
+      },
+      [=](atom::status) { return self->state.options.board->get(); },
+  };
+}
+
+/// Whatever the publisher sends outside the connected phase is late (an
+/// earlier connection's) or forged: dropped.
+auto drop_snapshot(self_ptr self) {
+  return [=](atom::snapshot, const signed_snapshot&) {
+    ++self->state.refused;
+  };
+}
+
+auto drop_stale(self_ptr) {
+  return [=](atom::stale, const std::string&) {
+  };
+}
+
+/// A retry timer that fires outside the waiting phase has nothing to do.
+auto ignore_timer(self_ptr) {
+  return [=](atom::connect) {
+  };
+}
+
+/// A pre-check result outside the connecting phase belongs to an attempt
+/// given up already.
+auto ignore_precheck(self_ptr) {
+  return [=](atom::connect, uint64_t, const std::string&) {
+  };
+}
+
 void schedule_retry(self_ptr self, std::string why) {
   auto& st = self->state;
-  st.connecting = false;
   st.options.board->update([&](PeerStatus& p) {
     p.connected = false;
     ++p.failed_attempts;
@@ -114,31 +175,37 @@ void schedule_retry(self_ptr self, std::string why) {
                     delay.count(), health::quoted(why));
   }
   self->delayed_send(self, delay, atom::connect_v);
+  self->become(waiting(self));
 }
 
-void connected(self_ptr self, const caf::node_id& node,
-               caf::strong_actor_ptr ptr, const std::set<std::string>& ifs) {
+void on_connected(self_ptr self, const caf::node_id& node,
+                  caf::strong_actor_ptr ptr, const std::set<std::string>& ifs) {
   auto& st = self->state;
   auto& sys = self->system();
   if (!ptr) {
     schedule_retry(self, "no actor published at " + st.peer);
     return;
   }
-  auto expected
-      = sys.message_types(caf::detail::type_list<snapshot_source_actor>{});
+  // A publisher of this wire version takes a signed subscription.
+  auto expected = sys.message_types(
+      caf::detail::type_list<caf::typed_actor<
+          caf::reacts_to<atom::subscribe, signed_subscriber_actor>,
+          caf::reacts_to<atom::unsubscribe, signed_subscriber_actor>>>{});
   if (!sys.assignable(ifs, expected)) {
     schedule_retry(self, "the actor at " + st.peer
-                             + " is not a tasker-health publisher "
-                               "(interface mismatch)");
+                             + " is not a tasker-health publisher of wire "
+                               "version "
+                             + std::to_string(snapshot_wire_version)
+                             + " (interface mismatch)");
     return;
   }
-  st.connecting = false;
   st.backoff_step = 0;
   st.reconnected = true;
+  st.last_refusal.clear();
   st.publisher = caf::actor_cast<snapshot_source_actor>(std::move(ptr));
   self->monitor(st.publisher);
-  self->send(st.publisher, atom::subscribe_v,
-             caf::actor_cast<subscriber_actor>(self));
+  self->send(caf::actor_cast<publisher_actor>(st.publisher), atom::subscribe_v,
+             caf::actor_cast<signed_subscriber_actor>(self));
   auto node_text = to_string(node);
   st.options.board->update([&](PeerStatus& p) {
     p.connected = true;
@@ -148,8 +215,9 @@ void connected(self_ptr self, const caf::node_id& node,
     p.last_error.clear();
   });
   st.last_logged.clear();
-  logger()->info("event=link_connected peer={} node={} tls={}", st.peer,
-                 node_text, st.options.tls);
+  logger()->info("event=link_connected peer={} node={} tls={} auth={}", st.peer,
+                 node_text, st.options.tls, to_string(st.auth.scheme()));
+  self->become(connected(self));
 }
 
 void connect_via_middleman(self_ptr self) {
@@ -165,7 +233,7 @@ void connect_via_middleman(self_ptr self) {
               const std::set<std::string>& ifs) {
             if (attempt != self->state.attempt)
               return;
-            connected(self, node, std::move(ptr), ifs);
+            on_connected(self, node, std::move(ptr), ifs);
           },
           [=](caf::error& err) {
             if (attempt != self->state.attempt)
@@ -174,11 +242,9 @@ void connect_via_middleman(self_ptr self) {
           });
 }
 
-void start_attempt(self_ptr self) {
+/// Starts the next attempt; the caller enters the connecting phase.
+void begin_attempt(self_ptr self) {
   auto& st = self->state;
-  if (st.publisher || st.connecting)
-    return;
-  st.connecting = true;
   auto attempt = ++st.attempt;
   logger()->debug("event=link_connecting peer={} attempt={} precheck_ms={}",
                   st.peer, attempt, st.options.precheck_timeout.count());
@@ -189,6 +255,147 @@ void start_attempt(self_ptr self) {
   self->spawn<caf::detached>(precheck, st.options.host, st.options.port,
                              st.options.precheck_timeout, attempt,
                              caf::actor_cast<link_actor>(self));
+}
+
+void start_attempt(self_ptr self) {
+  self->become(connecting(self));
+  begin_attempt(self);
+}
+
+/// A refused snapshot: counted, logged at warn when the reason changes
+/// (debug for repeats), and never remembered. Authentication failures also
+/// become the peer's last_error.
+void refuse(self_ptr self, const std::string& kind, const std::string& why,
+            bool to_board) {
+  auto& st = self->state;
+  ++st.refused;
+  if (kind != st.last_refusal) {
+    st.last_refusal = kind;
+    logger()->warn("event=snapshot_refused peer={} kind={} reason={} "
+                   "note=\"repeats are logged at debug\"",
+                   st.peer, kind, health::quoted(why));
+  } else {
+    logger()->debug("event=snapshot_refused peer={} kind={} reason={}", st.peer,
+                    kind, health::quoted(why));
+  }
+  if (to_board)
+    st.options.board->update(
+        [&](PeerStatus& p) { p.last_error = "snapshot refused: " + why; });
+}
+
+/// Only the connected publisher speaks for the peer (checked here, once).
+bool from_publisher(self_ptr self) {
+  return self->current_sender()
+         == caf::actor_cast<caf::strong_actor_ptr>(self->state.publisher);
+}
+
+void on_snapshot(self_ptr self, const signed_snapshot& env) {
+  auto& st = self->state;
+  auto now = std::chrono::system_clock::now();
+  HealthSnapshot value;
+  // Verified before parsed.
+  auto why = open_snapshot(self->system(), env, st.auth, now, value);
+  if (!why.empty()) {
+    auto kind = env.version != snapshot_wire_version ? "wire_version"
+                                                     : "not_authentic";
+    refuse(self, kind, why, true);
+    return;
+  }
+  if (!st.node_name.empty() && value.node_id != st.node_name) {
+    refuse(self, "other_node",
+           "claims node '" + value.node_id + "', this link's peer is '"
+               + st.node_name + "'",
+           true);
+    return;
+  }
+  auto stamp = SnapshotStamp::of(value);
+  if (st.reconnected && st.last && stamp == *st.last
+      && value.produced_at == st.current->produced_at) {
+    // The publisher's current snapshot right after a reconnect: the one
+    // held, vouched for again by a live publisher (it forgets its snapshot
+    // when its aggregator goes away).
+    st.reconnected = false;
+    st.options.cell->publish(st.current.ptr());
+    send_to_all(self, caf::make_message(atom::snapshot_v, st.current));
+    check_age(self, *st.current);
+    return;
+  }
+  auto verdict = admit(stamp, value.produced_at, st.last ? &*st.last : nullptr,
+                       st.options.admission, now, !st.reconnected);
+  if (!accepted(verdict)) {
+    if (verdict == Admission::reject_future
+        || verdict == Admission::reject_sequence_jump)
+      refuse(self, std::string{to_string(verdict)},
+             "node " + value.node_id + " incarnation "
+                 + std::to_string(stamp.incarnation) + " sequence "
+                 + std::to_string(stamp.sequence) + ": "
+                 + std::string{to_string(verdict)},
+             false);
+    else {
+      ++st.refused;
+      logger()->debug("event=snapshot_refused peer={} verdict={} "
+                      "sequence={}",
+                      st.peer, to_string(verdict), stamp.sequence);
+    }
+    return;
+  }
+  st.reconnected = false;
+  if (st.node_name.empty() && st.auth.scheme() != AuthScheme::none) {
+    st.node_name = value.node_id;
+    logger()->info("event=link_peer_named peer={} node={} auth={} "
+                   "note=\"only this node's snapshots are accepted from now "
+                   "on\"",
+                   st.peer, st.node_name, to_string(st.auth.scheme()));
+  }
+  if (verdict == Admission::accept_new_incarnation && st.last)
+    logger()->info("event=peer_restarted peer={} node={} sequence={}", st.peer,
+                   value.node_id, stamp.sequence);
+  st.last = stamp;
+  st.current = shared_snapshot{std::move(value)};
+  st.options.cell->publish(st.current.ptr());
+  send_to_all(self, caf::make_message(atom::snapshot_v, st.current));
+  check_age(self, *st.current);
+}
+
+link_actor::behavior_type connecting(self_ptr self) {
+  return with_local(
+      self, drop_snapshot(self), drop_stale(self), ignore_timer(self),
+      [=](atom::connect, uint64_t attempt, const std::string& error) {
+        if (attempt != self->state.attempt)
+          return;
+        if (!error.empty()) {
+          schedule_retry(self, "TCP pre-check: " + error);
+          return;
+        }
+        connect_via_middleman(self);
+      });
+}
+
+link_actor::behavior_type connected(self_ptr self) {
+  return with_local(
+      self,
+      [=](atom::snapshot, const signed_snapshot& env) {
+        if (!from_publisher(self)) {
+          ++self->state.refused;
+          return;
+        }
+        on_snapshot(self, env);
+      },
+      [=](atom::stale, const std::string& why) {
+        if (!from_publisher(self))
+          return;
+        auto& st = self->state;
+        logger()->warn("event=peer_stale peer={} reason={}", st.peer,
+                       health::quoted(why));
+        lost(self, st.peer + ": " + why);
+      },
+      ignore_timer(self), ignore_precheck(self));
+}
+
+link_actor::behavior_type waiting(self_ptr self) {
+  return with_local(
+      self, drop_snapshot(self), drop_stale(self),
+      [=](atom::connect) { start_attempt(self); }, ignore_precheck(self));
 }
 
 } // namespace
@@ -202,6 +409,9 @@ peer_link(link_actor::stateful_pointer<link_state> self, link_options options) {
     st.options.cell = std::make_shared<SnapshotCell>();
   if (!st.options.board)
     st.options.board = std::make_shared<peer_board>();
+  if (st.options.auth)
+    st.auth = *st.options.auth;
+  st.node_name = st.options.expected_node;
   st.options.board->update([&](PeerStatus& p) { p.peer = st.peer; });
   st.rng.seed(st.options.seed);
   // TLS: one failed handshake must not close the healthy connections.
@@ -220,89 +430,8 @@ peer_link(link_actor::stateful_pointer<link_state> self, link_options options) {
     }
     st.subscribers.remove(dm.source);
   });
-  start_attempt(self);
-  return {
-      // -- from the remote publisher --
-      [=](atom::snapshot, const shared_snapshot& snap) {
-        auto& st = self->state;
-        if (!st.publisher || !snap
-            || self->current_sender()
-                   != caf::actor_cast<caf::strong_actor_ptr>(st.publisher)) {
-          ++st.refused;
-          return;
-        }
-        auto stamp = SnapshotStamp::of(*snap);
-        auto verdict = admit(stamp, st.last ? &*st.last : nullptr);
-        if (st.reconnected && st.last && stamp == *st.last) {
-          // The publisher's current snapshot right after a reconnect: the
-          // one held, vouched for again by a live publisher (it forgets its
-          // snapshot when its aggregator goes away).
-          st.reconnected = false;
-          st.options.cell->publish(snap.ptr());
-          send_to_all(self, caf::make_message(atom::snapshot_v, snap));
-          check_age(self, *snap);
-          return;
-        }
-        st.reconnected = false;
-        if (!accepted(verdict)) {
-          ++st.refused;
-          logger()->debug("event=snapshot_refused peer={} verdict={} "
-                          "sequence={}",
-                          st.peer, to_string(verdict), stamp.sequence);
-          return;
-        }
-        if (verdict == Admission::accept_new_incarnation && st.last)
-          logger()->info("event=peer_restarted peer={} node={} sequence={}",
-                         st.peer, snap->node_id, stamp.sequence);
-        st.last = stamp;
-        st.current = snap;
-        st.options.cell->publish(snap.ptr());
-        send_to_all(self, caf::make_message(atom::snapshot_v, snap));
-        check_age(self, *snap);
-      },
-      [=](atom::stale, const std::string& why) {
-        auto& st = self->state;
-        if (!st.publisher
-            || self->current_sender()
-                   != caf::actor_cast<caf::strong_actor_ptr>(st.publisher))
-          return;
-        logger()->warn("event=peer_stale peer={} reason={}", st.peer,
-                       health::quoted(why));
-        lost(self, st.peer + ": " + why);
-      },
-      // -- local subscribers --
-      [=](atom::subscribe, subscriber_actor sub) {
-        auto& st = self->state;
-        if (!sub || !st.subscribers.add(sub))
-          return;
-        self->monitor(sub);
-        if (st.current && st.publisher)
-          self->send(sub, atom::snapshot_v, st.current);
-      },
-      [=](atom::unsubscribe, subscriber_actor sub) {
-        if (self->state.subscribers.remove(sub.address()))
-          self->demonitor(sub.address());
-      },
-      [=](atom::snapshot) -> caf::result<HealthSnapshot> {
-        auto& st = self->state;
-        if (!st.current)
-          return caf::make_error(health_errc::no_snapshot);
-        return *st.current;
-      },
-      [=](atom::status) { return self->state.options.board->get(); },
-      // -- connecting --
-      [=](atom::connect) { start_attempt(self); },
-      [=](atom::connect, uint64_t attempt, const std::string& error) {
-        auto& st = self->state;
-        if (attempt != st.attempt || !st.connecting)
-          return;
-        if (!error.empty()) {
-          schedule_retry(self, "TCP pre-check: " + error);
-          return;
-        }
-        connect_via_middleman(self);
-      },
-  };
+  begin_attempt(self);
+  return connecting(self);
 }
 
 } // namespace tasker::health

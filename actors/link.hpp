@@ -9,10 +9,22 @@
 // It is the one remote subscription of this node to that peer: it keeps the
 // peer's latest snapshot in a SnapshotCell that lives across reconnections
 // and is itself a snapshot source for any number of local subscribers (local
-// fan-out behind one remote subscription). Snapshots are accepted from the
-// connected publisher only and only when admit() says so: a restarted node
-// (new incarnation, sequence from 1) is accepted, a replayed or out-of-order
-// snapshot of the same incarnation is not.
+// fan-out behind one remote subscription). Snapshots arrive as signed
+// envelopes (messages/signed_snapshot.hpp) and are accepted from the
+// connected publisher only, only when the envelope is authentic (checked
+// before its bytes are parsed; with certificates, the snapshot's node must
+// be a name of the signer's certificate), only from the node this link
+// expects (configured as name@host:port, or the first authentic one), and
+// only when the bounded admit() says so: a restarted node (new incarnation,
+// sequence from 1) is accepted; a replayed or out-of-order snapshot, one
+// from beyond the clock-skew bound, or a sequence jump beyond the bound is
+// refused and never remembered.
+//
+// Phases, one behavior each (`become`):
+//   connecting  -- pre-check, then the middleman's connect (one attempt)
+//   connected   -- subscribed to the publisher, which is monitored
+//   waiting     -- between attempts (backoff timer)
+// Local subscribers are served the same way in every phase.
 //
 // On node loss (down message: the connection closed, or the heartbeat's
 // connection timeout for a frozen peer) the cell turns stale at once, local
@@ -21,6 +33,7 @@
 #pragma once
 
 #include "actors/subscriber_list.hpp"
+#include "core/snapshot_auth.hpp"
 #include "core/snapshot_cell.hpp"
 #include "messages/interfaces.hpp"
 
@@ -70,6 +83,11 @@ struct link_connect_options {
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{2000};
   double jitter = 0.2;
+  /// How the peers' snapshots are authenticated (null: not at all, today's
+  /// behaviour; the daemon says so at start).
+  std::shared_ptr<const SnapshotAuth> auth;
+  /// What a peer's snapshot may claim (clock skew, sequence jump).
+  AdmissionBounds admission;
 };
 
 struct link_options : link_connect_options {
@@ -83,6 +101,10 @@ struct link_options : link_connect_options {
   /// stale on arrival: a publisher whose aggregator hangs without dying
   /// still hands out its last snapshot. 0: no check.
   std::chrono::milliseconds stale_after{0};
+  /// The node name the peer's snapshots must carry (empty: with
+  /// authentication, the name of the first authentic snapshot, kept for the
+  /// link's life; without, any).
+  std::string expected_node;
   uint64_t seed = 0;
 };
 
@@ -97,14 +119,20 @@ struct link_state {
   link_options options;
   std::string peer; ///< "host:port"
   snapshot_source_actor publisher;
+  /// How snapshots are verified (options.auth, or none).
+  SnapshotAuth auth;
+  /// The node whose snapshots this link accepts (see expected_node).
+  std::string node_name;
   std::optional<SnapshotStamp> last;
   shared_snapshot current;
   subscriber_list subscribers;
   /// Identifies the attempt a pre-check result belongs to.
   uint64_t attempt = 0;
-  bool connecting = false;
-  /// Just (re)connected: the publisher's first snapshot may be the one held.
+  /// Just (re)connected: the publisher's first snapshot may be the one held,
+  /// and its sequence may be any distance from the last one held.
   bool reconnected = false;
+  /// The refusal last logged at warn level (repeats go to debug).
+  std::string last_refusal;
   uint32_t backoff_step = 0;
   std::mt19937_64 rng;
   uint64_t refused = 0;

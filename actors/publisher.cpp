@@ -4,6 +4,7 @@
 #include "core/log.hpp"
 #include "messages/errors.hpp"
 #include "messages/inspect.hpp"
+#include "messages/signed_snapshot.hpp"
 
 #include "caf/actor_cast.hpp"
 #include "caf/actor_system.hpp"
@@ -52,9 +53,44 @@ void refuse(self_ptr self, std::string_view what) {
                  peer_of(self, sender), health::quoted(what));
 }
 
-void send_to_all(self_ptr self, const caf::message& msg) {
-  for (auto& sub : self->state.subscribers)
+void send_to(self_ptr self, const subscriber_list& subs,
+             const caf::message& msg) {
+  for (auto& sub : subs)
     sub->enqueue(self->ctrl(), caf::make_message_id(), msg, self->context());
+}
+
+/// The current snapshot as one signed envelope for every remote link,
+/// serialized and signed once.
+const caf::message& current_signed(self_ptr self) {
+  auto& st = self->state;
+  if (st.current_signed.empty() && st.current)
+    st.current_signed = caf::make_message(
+        atom::snapshot_v, seal_snapshot(self->system(), *st.current, st.auth));
+  return st.current_signed;
+}
+
+void send_to_all(self_ptr self, const caf::message& msg) {
+  send_to(self, self->state.subscribers, msg);
+  send_to(self, self->state.signed_subscribers, msg);
+}
+
+size_t subscriber_count(self_ptr self) {
+  return self->state.subscribers.size() + self->state.signed_subscribers.size();
+}
+
+/// Room for one more subscriber (logs the refusal once).
+bool has_room(self_ptr self, const caf::actor_addr& addr) {
+  auto& st = self->state;
+  if (subscriber_count(self) < st.options.max_subscribers
+      || st.subscribers.contains(addr) || st.signed_subscribers.contains(addr))
+    return true;
+  if (!st.warned_full) {
+    st.warned_full = true;
+    logger()->error("event=publisher_full max_subscribers={} "
+                    "action=\"refused; logged once\"",
+                    st.options.max_subscribers);
+  }
+  return false;
 }
 
 void resolve(self_ptr self);
@@ -129,6 +165,8 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
   st.options = std::move(options);
   st.sys = &self->system();
   st.self_addr = self->address();
+  if (st.options.auth)
+    st.auth = *st.options.auth;
   // TLS: one failed handshake must not close the healthy connections.
   if (st.options.tls)
     openssl_error_queue_guard_active();
@@ -140,6 +178,7 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
       // Nobody vouches for it anymore: new subscribers get nothing until
       // the next aggregator's first snapshot.
       st.current = shared_snapshot{};
+      st.current_signed = caf::message{};
       auto why = "aggregator down: " + self->system().render(dm.reason);
       logger()->warn("event=publisher_source_lost reason={} subscribers={}",
                      health::quoted(why), st.subscribers.size());
@@ -147,10 +186,11 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
       resolve(self);
       return;
     }
-    if (st.subscribers.remove(dm.source))
+    if (st.subscribers.remove(dm.source)
+        || st.signed_subscribers.remove(dm.source))
       logger()->info("event=subscriber_dropped reason={} subscribers={}",
                      health::quoted(self->system().render(dm.reason)),
-                     st.subscribers.size());
+                     subscriber_count(self));
   });
   // A peer may send anything to a published actor: what the interface does
   // not hold is dropped (and logged once per peer), never answered with the
@@ -161,15 +201,23 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
         refuse(self, "a message outside the publisher's interface");
         return caf::sec::unexpected_message;
       });
-  // Exit messages from other nodes are ignored (kill cannot be: the trust
-  // model in the README explains why a published port needs loopback or
-  // mutual TLS).
+  // Exit messages from other nodes are ignored: judged by the sender the
+  // transport names, not by the message's own (forgeable) source. Kill
+  // cannot be: CAF 0.17 quits on it before any handler runs; the root
+  // restarts the publisher on a budget of its own (child_spec::peer_facing).
   self->set_exit_handler([=](caf::exit_msg& em) {
-    if (em.source && em.source.node() != self->node()) {
-      refuse(self, "an exit message");
+    auto sender = self->current_sender();
+    if (!sender || sender->node() != self->node()) {
+      refuse(self,
+             "an exit message (" + self->system().render(em.reason) + ")");
       return;
     }
     self->quit(em.reason);
+  });
+  // No peer has a reason to send it an error: every asynchronous one is
+  // ignored (CAF's default handler would quit with it).
+  self->set_error_handler([=](caf::error& err) {
+    refuse(self, "an error message (" + self->system().render(err) + ")");
   });
   if (st.options.port != 0)
     publish_self(self);
@@ -177,30 +225,39 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
   return {
       [=](atom::subscribe, subscriber_actor sub) {
         auto& st = self->state;
-        if (!sub)
-          return;
-        if (st.subscribers.size() >= st.options.max_subscribers
-            && !st.subscribers.contains(sub.address())) {
-          if (!st.warned_full) {
-            st.warned_full = true;
-            logger()->error("event=publisher_full max_subscribers={} "
-                            "action=\"refused; logged once\"",
-                            st.options.max_subscribers);
-          }
-          return;
-        }
-        if (!st.subscribers.add(sub))
+        if (!sub || !has_room(self, sub.address()) || !st.subscribers.add(sub))
           return;
         self->monitor(sub);
         logger()->info(
             "event=subscriber_added peer={} subscribers={}",
             peer_of(self, caf::actor_cast<caf::strong_actor_ptr>(sub)),
-            st.subscribers.size());
+            subscriber_count(self));
         if (st.current)
           self->send(sub, atom::snapshot_v, st.current);
       },
       [=](atom::unsubscribe, subscriber_actor sub) {
         if (self->state.subscribers.remove(sub.address()))
+          self->demonitor(sub.address());
+      },
+      [=](atom::subscribe, signed_subscriber_actor sub) {
+        auto& st = self->state;
+        if (!sub || !has_room(self, sub.address())
+            || !st.signed_subscribers.add(
+                caf::actor_cast<subscriber_actor>(sub)))
+          return;
+        self->monitor(sub);
+        logger()->info(
+            "event=subscriber_added peer={} subscribers={} signed=true "
+            "auth={}",
+            peer_of(self, caf::actor_cast<caf::strong_actor_ptr>(sub)),
+            subscriber_count(self), to_string(st.auth.scheme()));
+        if (st.current)
+          caf::actor_cast<caf::strong_actor_ptr>(sub)->enqueue(
+              self->ctrl(), caf::make_message_id(), current_signed(self),
+              self->context());
+      },
+      [=](atom::unsubscribe, signed_subscriber_actor sub) {
+        if (self->state.signed_subscribers.remove(sub.address()))
           self->demonitor(sub.address());
       },
       [=](atom::snapshot) -> caf::result<HealthSnapshot> {
@@ -217,7 +274,11 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
           return;
         }
         st.current = snap;
-        send_to_all(self, caf::make_message(atom::snapshot_v, snap));
+        st.current_signed = caf::message{};
+        send_to(self, st.subscribers,
+                caf::make_message(atom::snapshot_v, snap));
+        if (!st.signed_subscribers.empty())
+          send_to(self, st.signed_subscribers, current_signed(self));
       },
       [=](atom::stale, const std::string&) {
         // Only sources send this; the publisher watches its aggregator.

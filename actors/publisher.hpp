@@ -11,13 +11,26 @@
 // away it tells its subscribers at once (`stale`), so that remote caches do
 // not wait for their stale threshold.
 //
-// Bounds: at most `max_subscribers` subscribers; a frozen subscriber is
-// dropped by the heartbeat's connection timeout (its queued snapshots with
-// the connection), so it cannot grow this node's memory without bound.
+// Remote links subscribe for signed envelopes (messages/signed_snapshot.hpp):
+// each snapshot is serialized and signed once (only while a link listens)
+// and the same envelope goes to every link; local-style subscribers (a
+// remote cache, status --connect) still get the plain snapshot.
+//
+// No peer can stop it: asynchronous errors are ignored (logged once per peer
+// node), exit messages from outside its node as well; `exit` with reason
+// kill cannot be trapped in CAF 0.17 (the scheduler quits before any
+// handler runs), so the root restarts it on a restart budget of its own
+// that never makes the root give up (child_spec::peer_facing).
+//
+// Bounds: at most `max_subscribers` subscribers (plain and signed); a frozen
+// subscriber is dropped by the heartbeat's connection timeout (its queued
+// snapshots with the connection), so it cannot grow this node's memory without
+// bound.
 #pragma once
 
 #include "actors/root_supervisor.hpp"
 #include "actors/subscriber_list.hpp"
+#include "core/snapshot_auth.hpp"
 #include "messages/interfaces.hpp"
 
 #include <chrono>
@@ -26,6 +39,7 @@
 #include <set>
 #include <string>
 
+#include "caf/message.hpp"
 #include "caf/node_id.hpp"
 
 namespace tasker::health {
@@ -42,6 +56,8 @@ struct publisher_options {
   bool tls = false;
   /// Refuse subscriptions beyond this many.
   size_t max_subscribers = 1000;
+  /// Signs the envelopes for remote links (null: unsigned, scheme none).
+  std::shared_ptr<const SnapshotAuth> auth;
   /// How often to look for a new aggregator while there is none.
   std::chrono::milliseconds resolve_interval{100};
 };
@@ -62,7 +78,12 @@ struct publisher_state {
   /// The aggregator that went away last (never attached to again).
   caf::actor_addr lost;
   shared_snapshot current;
+  /// `current` sealed for remote links (made when first needed).
+  caf::message current_signed;
+  SnapshotAuth auth;
   subscriber_list subscribers;
+  /// Remote links (handles cast: only the message differs).
+  subscriber_list signed_subscribers;
   /// Peers already logged for sending what they may not.
   std::set<caf::node_id> warned;
   bool warned_full = false;

@@ -52,6 +52,16 @@ void tree_view::set_failed(std::string why) {
   failed_ = true;
 }
 
+std::vector<ActorStatus> tree_view::statuses() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return statuses_;
+}
+
+void tree_view::set_statuses(std::vector<ActorStatus> xs) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  statuses_ = std::move(xs);
+}
+
 // -- the root supervisor ------------------------------------------------------
 
 root_supervisor_state::~root_supervisor_state() {
@@ -103,14 +113,18 @@ void announce_aggregator(self_ptr self) {
   }
 }
 
-void give_up(self_ptr self, const std::string& why) {
+/// Writes every child's status to the view (after each change).
+void publish_statuses(self_ptr self) {
+  std::vector<ActorStatus> xs;
+  for (auto& c : self->state.children)
+    xs.push_back(c.status);
+  self->state.view->set_statuses(std::move(xs));
+}
+
+/// Stops every child with the root as the sender (a peer-facing child obeys
+/// no exit message from anyone else), then quits.
+void stop_children(self_ptr self) {
   auto& st = self->state;
-  st.gave_up = true;
-  logger()->critical("event=root_given_up restarts_in_window={} window_ms={} "
-                     "reason={} action=\"stop the tree; liveness fails\"",
-                     st.restarts.size(), st.config.restart_window.count(),
-                     quoted(why));
-  st.view->set_failed(why);
   for (auto& c : st.children) {
     if (c.handle) {
       self->demonitor(c.handle);
@@ -120,6 +134,18 @@ void give_up(self_ptr self, const std::string& why) {
     c.status.running = false;
     ++c.generation;
   }
+  publish_statuses(self);
+}
+
+void give_up(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  st.gave_up = true;
+  logger()->critical("event=root_given_up restarts_in_window={} window_ms={} "
+                     "reason={} action=\"stop the tree; liveness fails\"",
+                     st.restarts.size(), st.config.restart_window.count(),
+                     quoted(why));
+  st.view->set_failed(why);
+  stop_children(self);
   self->quit(caf::exit_reason::user_shutdown);
 }
 
@@ -134,27 +160,38 @@ void on_failure(self_ptr self, size_t i, std::string reason) {
   auto now = self->clock().now();
   if (now - c.started_at >= st.config.reset_after)
     c.backoff_step = 0;
-  // Restart intensity over all children.
-  while (!st.restarts.empty()
-         && now - st.restarts.front() >= st.config.restart_window)
-    st.restarts.pop_front();
-  if (st.restarts.size() >= st.config.max_restarts) {
+  // Restart intensity over all children, or of a peer-facing child alone.
+  auto& window = c.spec.peer_facing ? c.own_restarts : st.restarts;
+  while (!window.empty() && now - window.front() >= st.config.restart_window)
+    window.pop_front();
+  bool over_budget = window.size() >= st.config.max_restarts;
+  if (over_budget && !c.spec.peer_facing) {
     give_up(self, c.spec.name + " failed too often; last failure: "
                       + c.status.last_failure);
     return;
   }
-  st.restarts.push_back(now);
-  auto delay = backoff_delay(st.config, c.backoff_step++);
+  if (!over_budget)
+    window.push_back(now);
+  auto delay = over_budget ? st.config.max_backoff
+                           : backoff_delay(st.config, c.backoff_step++);
   if (st.config.jitter > 0.0) {
     std::uniform_real_distribution<double> dist{1.0 - st.config.jitter,
                                                 1.0 + st.config.jitter};
     delay = milliseconds{static_cast<int64_t>(static_cast<double>(delay.count())
                                               * dist(st.rng))};
   }
+  // restarts_done: the count the metrics show (restarts completed so far).
   logger()->error("event=actor_restart_scheduled actor={} delay_ms={} "
-                  "restarts_in_window={} reason={}",
-                  c.spec.name, delay.count(), st.restarts.size(),
+                  "restarts_done={} restarts_in_window={}{} reason={}",
+                  c.spec.name, delay.count(), c.status.restarts, window.size(),
+                  c.spec.peer_facing ? " budget=own" : "",
                   quoted(c.status.last_failure));
+  if (over_budget)
+    logger()->error("event=actor_restart_budget_exhausted actor={} "
+                    "action=\"restart at the longest backoff; the root "
+                    "goes on\"",
+                    c.spec.name);
+  publish_statuses(self);
   self->delayed_send(self, delay, atom::restart_v, static_cast<uint32_t>(i),
                      c.generation);
 }
@@ -186,6 +223,7 @@ void restart(self_ptr self, size_t i) {
   logger()->warn("event=actor_restarted actor={} restarts={}{}", c.spec.name,
                  c.status.restarts,
                  is_aggregator ? " epoch=" + std::to_string(epoch) : "");
+  publish_statuses(self);
   if (is_aggregator) {
     st.epoch = epoch;
     st.aggregator = caf::actor_cast<aggregator_actor>(h);
@@ -206,6 +244,15 @@ root_supervisor_actor::behavior_type root_supervisor(
   st.rng.seed(options.seed);
   for (auto& c : options.children)
     adopt(self, std::move(c.spec), std::move(c.handle));
+  publish_statuses(self);
+  // Asked to stop: the children are stopped by the root itself (in the
+  // state's destructor only as a fallback, anonymously).
+  self->set_exit_handler([=](caf::exit_msg& em) {
+    if (!em.reason)
+      return; // as CAF's default: a normal exit of a linked actor
+    stop_children(self);
+    self->quit(em.reason);
+  });
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& children = self->state.children;
     for (size_t i = 0; i < children.size(); ++i) {
@@ -213,7 +260,10 @@ root_supervisor_actor::behavior_type root_supervisor(
       if (!c.handle || c.handle.address() != dm.source)
         continue;
       auto reason = self->system().render(dm.reason);
-      if (!dm.reason || dm.reason == caf::exit_reason::user_shutdown) {
+      // A peer-facing child stops on purpose only when the root stops it
+      // (then it is no longer monitored): any other stop is a failure.
+      if ((!dm.reason || dm.reason == caf::exit_reason::user_shutdown)
+          && !c.spec.peer_facing) {
         // Stopped on purpose: not a failure, not restarted.
         logger()->info("event=actor_stopped actor={} reason={}", c.spec.name,
                        quoted(reason));
@@ -221,6 +271,7 @@ root_supervisor_actor::behavior_type root_supervisor(
         c.status.running = false;
         ++c.generation;
         self->state.view->set_child(c.spec.name, nullptr);
+        publish_statuses(self);
         return;
       }
       logger()->error("event=actor_down actor={} reason={}", c.spec.name,
@@ -245,6 +296,7 @@ root_supervisor_actor::behavior_type root_supervisor(
               caf::actor_cast<resubscribable_actor>(handle), atom::source_v,
               caf::actor_cast<snapshot_source_actor>(self->state.aggregator));
         adopt(self, std::move(spec), std::move(handle));
+        publish_statuses(self);
       },
       [=](atom::restart, uint32_t i, uint64_t generation) {
         auto& st = self->state;

@@ -16,7 +16,14 @@
 // counted. Restart intensity: more than `max_restarts` restarts of all
 // children together within `restart_window` and the root gives up: it stops
 // every child (their cells turn stale), marks the tree failed (the facade's
-// failed(), the daemon's /livez 503) and quits.
+// failed(), the daemon's /livez 503) and quits. A peer-facing child (the
+// publisher) is not counted there: it has a budget of its own and is
+// restarted at the longest backoff beyond it, so that no peer can make the
+// root give up the decision.
+//
+// Every child status (and its restart count) is also written to the tree
+// view at each change, so that the metrics read the same count as the log,
+// also after the root gave up.
 #pragma once
 
 #include "core/config.hpp"
@@ -57,11 +64,16 @@ class tree_view {
   void set_child(const std::string& name, caf::actor handle);
   void set_failed(std::string why);
 
+  /// Every child's status as the root last wrote it.
+  std::vector<ActorStatus> statuses() const;
+  void set_statuses(std::vector<ActorStatus> xs);
+
  private:
   std::atomic<bool> failed_{false};
   mutable std::mutex mtx_;
   std::string failure_;
   std::map<std::string, caf::actor> children_;
+  std::vector<ActorStatus> statuses_;
 };
 
 /// A child that is already running, with the spec to restart it from.
@@ -94,6 +106,8 @@ struct root_supervisor_state {
     uint64_t generation = 0;
     caf::actor_clock::time_point started_at;
     uint32_t backoff_step = 0;
+    /// Restarts within the window of a peer-facing child (its own budget).
+    std::deque<caf::actor_clock::time_point> own_restarts;
   };
 
   root_supervisor_state() = default;

@@ -94,6 +94,13 @@ std::optional<PeerAddress> parse_peer(std::string_view text,
     return std::nullopt;
   };
   PeerAddress result;
+  // "name@host:port": the node name its snapshots must carry.
+  if (auto at = text.find('@'); at != std::string_view::npos) {
+    result.name = std::string{text.substr(0, at)};
+    if (result.name.empty())
+      return fail("the node name before '@' is empty");
+    text = text.substr(at + 1);
+  }
   std::string_view port;
   if (!text.empty() && text.front() == '[') {
     auto close = text.find(']');

@@ -169,10 +169,14 @@ milliseconds max_probe_timeout(milliseconds interval) noexcept;
 struct PeerAddress {
   std::string host;
   uint16_t port = 0;
+  /// The node name the peer's snapshots must carry (empty: the name of the
+  /// first authentic snapshot, kept for the link's life).
+  std::string name;
   friend bool operator==(const PeerAddress&, const PeerAddress&) = default;
 };
 
-/// Parses "host:port" or "[ipv6]:port" (port 1..65535); the error names
+/// Parses "host:port" or "[ipv6]:port" (port 1..65535), optionally
+/// preceded by "name@" (the peer's node name); the error names
 /// what is wrong with `text`.
 std::optional<PeerAddress> parse_peer(std::string_view text,
                                       std::string* error = nullptr);

@@ -117,6 +117,8 @@ std::string_view to_string(Admission x) noexcept {
     case Admission::accept_new_incarnation: return "accept_new_incarnation";
     case Admission::reject_replay: return "reject_replay";
     case Admission::reject_old_incarnation: return "reject_old_incarnation";
+    case Admission::reject_future: return "reject_future";
+    case Admission::reject_sequence_jump: return "reject_sequence_jump";
   }
   return "invalid";
 }
@@ -130,6 +132,22 @@ Admission admit(const SnapshotStamp& next, const SnapshotStamp* last) noexcept {
   return next.incarnation_started >= last->incarnation_started
              ? Admission::accept_new_incarnation
              : Admission::reject_old_incarnation;
+}
+
+Admission admit(const SnapshotStamp& next, wall_time produced_at,
+                const SnapshotStamp* last, const AdmissionBounds& bounds,
+                wall_time now, bool bound_jump) noexcept {
+  if (bounds.max_clock_skew.count() > 0) {
+    auto limit = now + bounds.max_clock_skew;
+    if (produced_at > limit || next.incarnation_started > limit)
+      return Admission::reject_future;
+  }
+  auto verdict = admit(next, last);
+  if (verdict == Admission::accept && last != nullptr && bound_jump
+      && bounds.max_sequence_jump > 0
+      && next.sequence - last->sequence > bounds.max_sequence_jump)
+    return Admission::reject_sequence_jump;
+  return verdict;
 }
 
 } // namespace tasker::health

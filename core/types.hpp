@@ -406,6 +406,12 @@ enum class Admission : uint8_t {
   /// Another incarnation that started before the one held: a leftover of
   /// a process that has since been replaced.
   reject_old_incarnation = 3,
+  /// Produced, or its incarnation started, further ahead of the consumer's
+  /// clock than the allowed skew (bounded admit() only).
+  reject_future = 4,
+  /// Same incarnation, sequence further ahead than the allowed jump
+  /// (bounded admit() only).
+  reject_sequence_jump = 5,
 };
 
 std::string_view to_string(Admission x) noexcept;
@@ -413,6 +419,25 @@ std::string_view to_string(Admission x) noexcept;
 /// Decides whether a consumer holding `last` (null: nothing yet) accepts
 /// `next`. Accepting is `admit(...) <= Admission::accept_new_incarnation`.
 Admission admit(const SnapshotStamp& next, const SnapshotStamp* last) noexcept;
+
+/// What a snapshot from the network may claim, so that no single snapshot
+/// (forged, or from a peer with a broken clock) can make the consumer refuse
+/// the genuine stream afterwards: a refused snapshot is never remembered.
+struct AdmissionBounds {
+  /// How far ahead of the consumer's clock `produced_at` and
+  /// `incarnation_started` may be (0: no bound).
+  std::chrono::milliseconds max_clock_skew{60000};
+  /// Largest sequence step within one incarnation (0: no bound).
+  uint64_t max_sequence_jump = 10000;
+};
+
+/// admit() with bounds: refuses what lies beyond `now + max_clock_skew`
+/// (reject_future) and, when `bound_jump`, a sequence more than
+/// `max_sequence_jump` ahead of `last` in the same incarnation
+/// (reject_sequence_jump); otherwise as admit(next, last).
+Admission admit(const SnapshotStamp& next, wall_time produced_at,
+                const SnapshotStamp* last, const AdmissionBounds& bounds,
+                wall_time now, bool bound_jump = true) noexcept;
 
 /// True for accept and accept_new_incarnation.
 constexpr bool accepted(Admission a) noexcept {

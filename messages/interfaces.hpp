@@ -24,6 +24,7 @@
 #include "core/types.hpp"
 #include "messages/atoms.hpp"
 #include "messages/shared_snapshot.hpp"
+#include "messages/signed_snapshot.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -75,6 +76,15 @@ using subscriber_actor = caf::typed_actor<
     // away): the snapshot held is stale now, for `reason`.
     caf::reacts_to<atom::stale, std::string>>;
 
+/// What a publisher pushes to a remote link: every snapshot as one
+/// authenticated envelope (messages/signed_snapshot.hpp), verified before it
+/// is parsed.
+using signed_subscriber_actor = caf::typed_actor<
+    // A new snapshot, serialized and signed by the publishing node.
+    caf::reacts_to<atom::snapshot, signed_snapshot>,
+    // As for subscriber_actor.
+    caf::reacts_to<atom::stale, std::string>>;
+
 /// Anything caches subscribe to: the local aggregator, or a publisher (the
 /// only actor remote nodes may reach).
 using snapshot_source_actor = caf::typed_actor<
@@ -122,6 +132,10 @@ using cache_actor = subscriber_actor::extend<
 /// subscribers. Snapshot pushes are accepted from its own (local)
 /// aggregator only; anything else is dropped and logged once per peer.
 using publisher_actor = snapshot_source_actor::extend<
+    // Add (remove) a remote link: it receives signed envelopes (the
+    // current snapshot at once, if any).
+    caf::reacts_to<atom::subscribe, signed_subscriber_actor>,
+    caf::reacts_to<atom::unsubscribe, signed_subscriber_actor>,
     // A new snapshot from the local aggregator (from anyone else: dropped).
     caf::reacts_to<atom::snapshot, shared_snapshot>,
     // The local aggregator's snapshot went stale (ignored: the publisher
@@ -134,9 +148,9 @@ using publisher_actor = snapshot_source_actor::extend<
 /// holds its latest snapshot in a cell that outlives the connection, and is
 /// itself a snapshot source for local subscribers.
 using link_actor = snapshot_source_actor::extend<
-    // A new snapshot from the connected publisher (from anyone else:
-    // dropped).
-    caf::reacts_to<atom::snapshot, shared_snapshot>,
+    // A new snapshot from the connected publisher, verified before it is
+    // parsed (from anyone else, or not authentic: dropped).
+    caf::reacts_to<atom::snapshot, signed_snapshot>,
     // The publisher's own aggregator went away.
     caf::reacts_to<atom::stale, std::string>,
     // The connection as the link sees it.
@@ -213,6 +227,11 @@ struct child_spec {
   /// "aggregator", "probe-supervisor", "cache", "cache-2", "publisher", ...
   std::string name;
   role_t role = subscriber_role;
+  /// Reachable from other nodes (the publisher), so its failures may be a
+  /// peer's doing: it has a restart budget of its own (max_restarts within
+  /// the window, then restarts at the longest backoff) and never makes the
+  /// root give up; a stop it did not get from the root counts as a failure.
+  bool peer_facing = false;
   /// Spawns the child. `current` is the aggregator in charge (invalid when
   /// the aggregator itself is spawned), `epoch` the epoch to spawn it with.
   std::function<caf::actor(caf::actor_system&, const aggregator_actor& current,

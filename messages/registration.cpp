@@ -3,6 +3,7 @@
 #include "messages/errors.hpp"
 #include "messages/inspect.hpp"
 #include "messages/interfaces.hpp"
+#include "messages/signed_snapshot.hpp"
 
 #include "caf/actor_system_config.hpp"
 
@@ -44,6 +45,7 @@ void register_types(caf::actor_system_config& cfg) {
       "tasker::health::BackpressureDecision");
   cfg.add_message_type<HealthSnapshot>("tasker::health::HealthSnapshot");
   cfg.add_message_type<shared_snapshot>("tasker::health::shared_snapshot");
+  cfg.add_message_type<signed_snapshot>("tasker::health::signed_snapshot");
   cfg.add_message_type<ProbeStatus>("tasker::health::ProbeStatus");
   cfg.add_message_type<ActorStatus>("tasker::health::ActorStatus");
   cfg.add_message_type<PeerStatus>("tasker::health::PeerStatus");
@@ -55,6 +57,8 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<custom_probe_actor>(
       "tasker::health::custom_probe_actor");
   cfg.add_message_type<subscriber_actor>("tasker::health::subscriber_actor");
+  cfg.add_message_type<signed_subscriber_actor>(
+      "tasker::health::signed_subscriber_actor");
   cfg.add_message_type<snapshot_source_actor>(
       "tasker::health::snapshot_source_actor");
   cfg.add_message_type<cache_actor>("tasker::health::cache_actor");

@@ -114,6 +114,8 @@ daemon_config::daemon_config() {
   cluster_max_connections_per_address = 32;
   cluster_handshake_timeout = span(milliseconds{5000});
   cluster_max_message_bytes = 1024 * 1024;
+  cluster_max_clock_skew = span(milliseconds{60000});
+  cluster_max_sequence_jump = 10000;
   opt_group{custom_options_, "health"}
       .add(node_id, "node-id",
            "name of this node in snapshots (empty: the host name)")
@@ -210,7 +212,8 @@ daemon_config::daemon_config() {
            "address of cluster.port; not loopback only with mutual TLS "
            "(openssl.*)")
       .add(cluster_peers, "peers",
-           "other nodes to watch, [\"host:port\", ...] (GET /cluster)")
+           "other nodes to watch, [\"host:port\", ...] (GET /cluster); "
+           "\"name@host:port\" also names the node its snapshots must carry")
       .add(cluster_max_subscribers, "max-subscribers",
            "remote subscribers at most (1..100000)")
       .add(cluster_precheck_timeout, "precheck-timeout",
@@ -232,7 +235,17 @@ daemon_config::daemon_config() {
            "handshake within this time")
       .add(cluster_max_message_bytes, "max-message-bytes",
            "largest BASP payload accepted on cluster.port; a larger "
-           "declared one closes the connection (1024..1073741824)");
+           "declared one closes the connection (1024..1073741824)")
+      .add(cluster_auth_key_file, "auth-key-file",
+           "file with the cluster's shared key (HMAC-SHA256 over every "
+           "snapshot; mode 600, at least 16 bytes); not with mutual TLS, "
+           "which signs with each node's certificate")
+      .add(cluster_max_clock_skew, "max-clock-skew",
+           "a peer's snapshot produced, or its incarnation started, further "
+           "ahead of this node's clock is refused (1ms..24h)")
+      .add(cluster_max_sequence_jump, "max-sequence-jump",
+           "a peer's sequence further ahead than this on one connection is "
+           "refused (1..1000000000)");
   opt_group{custom_options_, "debug"}.add(
       debug_fault_signals, "fault-signals",
       "for tests only: SIGUSR1 kills the aggregator, SIGUSR2 the probe "
@@ -744,6 +757,41 @@ cluster_settings to_cluster_settings(const daemon_config& cfg,
                "needs mutual TLS (openssl.certificate, openssl.key, "
                "openssl.cafile), because CAF's BASP trusts every peer that "
                "completes a handshake"});
+  // Snapshot authentication and admission bounds.
+  c.admission.max_clock_skew = ms(cfg.cluster_max_clock_skew);
+  if (c.admission.max_clock_skew.count() < 1
+      || c.admission.max_clock_skew > std::chrono::hours{24})
+    errors.push_back({"cluster.max-clock-skew",
+                      "must be between 1ms and 24h (got "
+                          + std::to_string(c.admission.max_clock_skew.count())
+                          + "ms)"});
+  if (cfg.cluster_max_sequence_jump < 1
+      || cfg.cluster_max_sequence_jump > 1000000000)
+    errors.push_back({"cluster.max-sequence-jump",
+                      "must be between 1 and 1000000000 (got "
+                          + std::to_string(cfg.cluster_max_sequence_jump)
+                          + ")"});
+  else
+    c.admission.max_sequence_jump
+        = static_cast<uint64_t>(cfg.cluster_max_sequence_jump);
+  std::string why;
+  if (!cfg.cluster_auth_key_file.empty() && c.tls) {
+    errors.push_back({"cluster.auth-key-file",
+                      "not with mutual TLS (openssl.*): each node then signs "
+                      "its snapshots with its own certificate"});
+  } else if (!cfg.cluster_auth_key_file.empty()) {
+    if (auto auth = SnapshotAuth::from_key_file(cfg.cluster_auth_key_file, why))
+      c.auth = std::make_shared<const SnapshotAuth>(std::move(*auth));
+    else
+      errors.push_back({"cluster.auth-key-file", why});
+  } else if (c.tls && errors.empty()) {
+    if (auto auth = SnapshotAuth::from_certificate(
+            cfg.openssl_certificate, cfg.openssl_key, cfg.openssl_passphrase,
+            cfg.openssl_cafile, cfg.openssl_capath, why))
+      c.auth = std::make_shared<const SnapshotAuth>(std::move(*auth));
+    else
+      errors.push_back({"openssl.certificate", why});
+  }
   return c;
 }
 
@@ -785,6 +833,29 @@ grpc_settings to_grpc_settings(const daemon_config& cfg,
                "needs mutual TLS (openssl.certificate, openssl.key, "
                "openssl.cafile) or grpc.allow-plaintext"});
   return g;
+}
+
+void check_node_name(const cluster_settings& c, std::string& node_id,
+                     std::vector<ConfigError>& errors) {
+  if (!c.auth || c.auth->scheme() != AuthScheme::certificate)
+    return;
+  auto& names = c.auth->names();
+  if (node_id.empty() && !names.empty()) {
+    node_id = names.front();
+    return;
+  }
+  if (SnapshotAuth::binds(names, node_id))
+    return;
+  std::string list;
+  for (auto& n : names)
+    list += (list.empty() ? "" : ", ") + n;
+  errors.push_back(
+      {"health.node-id",
+       "'" + node_id + "' is not a name of openssl.certificate (it binds: "
+           + (list.empty() ? std::string{"none"} : list)
+           + "): with mutual TLS the node signs its snapshots with that "
+             "certificate, and other nodes accept them only under a name it "
+             "binds"});
 }
 
 } // namespace tasker::health::app

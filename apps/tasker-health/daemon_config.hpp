@@ -9,9 +9,11 @@
 
 #include "apps/http/http_server.hpp"
 #include "core/config.hpp"
+#include "core/snapshot_auth.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -91,6 +93,9 @@ struct daemon_config : caf::actor_system_config {
   int64_t cluster_max_connections_per_address;
   caf::timespan cluster_handshake_timeout;
   int64_t cluster_max_message_bytes;
+  std::string cluster_auth_key_file;
+  caf::timespan cluster_max_clock_skew;
+  int64_t cluster_max_sequence_jump;
   // [http]
   std::string http_address;
   int64_t http_port;
@@ -162,6 +167,12 @@ struct cluster_settings {
   size_t max_connections_per_address = 32;
   std::chrono::milliseconds handshake_timeout{5000};
   uint32_t max_message_bytes = 1024 * 1024;
+  /// How snapshots are signed and verified: the node's certificate with
+  /// mutual TLS, else the shared key of cluster.auth-key-file, else null
+  /// (unauthenticated; the daemon warns once).
+  std::shared_ptr<const SnapshotAuth> auth;
+  /// cluster.max-clock-skew, cluster.max-sequence-jump.
+  AdmissionBounds admission;
   bool enabled() const noexcept { return port != 0 || !peers.empty(); }
 };
 
@@ -171,6 +182,12 @@ struct cluster_settings {
 /// interval, and readable, matching, current TLS files.
 cluster_settings to_cluster_settings(const daemon_config& cfg,
                                      std::vector<ConfigError>& errors);
+
+/// With certificate authentication the node's name must be one its
+/// certificate binds (CN or SAN DNS): an empty health.node-id becomes the
+/// certificate's first name, another one is an error naming the option.
+void check_node_name(const cluster_settings& c, std::string& node_id,
+                     std::vector<ConfigError>& errors);
 
 /// The component's logger (core/log.hpp) on stderr at `level` (trace ...
 /// off), with the daemon's line format.

@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
   auto http_options = to_server_options(cfg, errors);
   auto cluster_cfg = to_cluster_settings(cfg, errors);
   auto grpc_cfg = to_grpc_settings(cfg, errors);
+  check_node_name(cluster_cfg, hc.node_id, errors);
   if (errors.empty()) {
     // Refuse connections beyond the limit rather than run out of
     // descriptors: the limit must fit the process's descriptor budget.
@@ -197,6 +198,7 @@ int main(int argc, char** argv) {
     po.max_connections_per_address = cluster_cfg.max_connections_per_address;
     po.handshake_timeout = cluster_cfg.handshake_timeout;
     po.max_message_bytes = cluster_cfg.max_message_bytes;
+    po.auth = cluster_cfg.auth;
     auto published = hs->publish(po);
     if (!published) {
       auto why = sys.render(published.error());
@@ -217,6 +219,8 @@ int main(int argc, char** argv) {
   co.backoff_initial = cluster_cfg.reconnect_initial;
   co.backoff_max = cluster_cfg.reconnect_max;
   co.local_name = hc.node_id;
+  co.auth = cluster_cfg.auth;
+  co.admission = cluster_cfg.admission;
   co.local_cell = hs->cell();
   co.checker = CheckerOptions::from(hc);
   auto cluster = cluster::start(sys, std::move(co));
@@ -232,6 +236,17 @@ int main(int argc, char** argv) {
         std::chrono::duration_cast<std::chrono::milliseconds>(
             caf::get_or(cfg, "middleman.connection-timeout", caf::timespan{0}))
             .count());
+  if (cluster_cfg.enabled() && !cluster_cfg.auth)
+    log->warn("event=cluster_unauthenticated note=\"snapshots between nodes "
+              "are not authenticated: any process that reaches a cluster port "
+              "can forge them; set cluster.auth-key-file or mutual TLS "
+              "(openssl.*)\"");
+  else if (cluster_cfg.enabled())
+    log->info("event=cluster_authenticated auth={} max_clock_skew_ms={} "
+              "max_sequence_jump={}",
+              to_string(cluster_cfg.auth->scheme()),
+              cluster_cfg.admission.max_clock_skew.count(),
+              cluster_cfg.admission.max_sequence_jump);
   http_api api{hs->checker(), metrics, hc.retry_after.stale};
   // /livez fails once the supervision tree gave up: the process no longer
   // measures anything and must be restarted (an atomic read, no I/O).
@@ -312,6 +327,9 @@ int main(int argc, char** argv) {
   int signal = 0;
   bool reported_failure = false;
   auto poll_status = [&] {
+    // The root writes its children's statuses at every change: the metric
+    // counts the same restarts as the log, also after the root gave up.
+    metrics->observe(hs->actor_statuses());
     if (hs->failed()) {
       if (!reported_failure) {
         reported_failure = true;
@@ -331,13 +349,6 @@ int main(int argc, char** argv) {
                 log->debug("event=supervisor_status_failed error={}",
                            tasker::health::quoted(sys.render(err)));
               });
-    self->request(hs->root(), std::chrono::milliseconds(300), atom::status_v)
-        .receive(
-            [&](std::vector<ActorStatus>& actors) { metrics->observe(actors); },
-            [&](caf::error& err) {
-              log->debug("event=root_status_failed error={}",
-                         tasker::health::quoted(sys.render(err)));
-            });
     metrics->observe(cluster.summary());
   };
   for (;;) {

@@ -273,6 +273,8 @@ status_options parse_status_args(const std::vector<std::string>& args,
       value(o.cafile);
     } else if (name == "--openssl.capath") {
       value(o.capath);
+    } else if (name == "--cluster.auth-key-file") {
+      value(o.auth_key_file);
     } else if (name == "--log.level") {
       std::string level;
       if (!value(level))
@@ -305,8 +307,28 @@ status_options parse_status_args(const std::vector<std::string>& args,
                           + ms_text(o.connection_timeout) + ", interval "
                           + ms_text(o.heartbeat_interval) + ")"});
   tls_files files{o.certificate, o.key, o.passphrase, o.cafile, o.capath};
+  auto before = errors.size();
   for (auto& e : check_tls_files(files))
     errors.push_back(std::move(e));
+  // The node signs its snapshots: with its certificate under mutual TLS,
+  // else with the cluster's shared key.
+  std::string why;
+  if (!o.auth_key_file.empty() && files.any()) {
+    errors.push_back({"cluster.auth-key-file",
+                      "not with mutual TLS (openssl.*): the node then signs "
+                      "with its certificate"});
+  } else if (!o.auth_key_file.empty()) {
+    if (auto auth = SnapshotAuth::from_key_file(o.auth_key_file, why))
+      o.auth = std::make_shared<const SnapshotAuth>(std::move(*auth));
+    else
+      errors.push_back({"cluster.auth-key-file", why});
+  } else if (files.any() && errors.size() == before) {
+    if (auto auth = SnapshotAuth::from_certificate(
+            o.certificate, o.key, o.passphrase, o.cafile, o.capath, why))
+      o.auth = std::make_shared<const SnapshotAuth>(std::move(*auth));
+    else
+      errors.push_back({"openssl.certificate", why});
+  }
   return o;
 }
 
@@ -359,6 +381,11 @@ Options (--name=VALUE or --name VALUE):
                           key and cafile or capath required; checked before
                           connecting: readable, the key matches, not
                           expired, signed by the CA); else plain TCP.
+                          The node's snapshots are then verified against
+                          the CA (signed by a certificate of the node's name).
+  --cluster.auth-key-file=FILE  the cluster's shared key (the node's
+                          cluster.auth-key-file): its snapshots are
+                          verified with it. Neither: not verified.
   --log.level=LEVEL       the component's log on stderr (connect attempts,
                           retries): trace, debug, info, warn, error,
                           critical, off (default off)
@@ -795,6 +822,7 @@ int status_main(int argc, char** argv) {
   co.backoff_initial = milliseconds{100};
   co.backoff_max = milliseconds{1000};
   co.local_cell = nullptr;
+  co.auth = o.auth;
   co.checker.stale_threshold = o.stale_after;
   auto c = cluster::start(sys, std::move(co));
   auto target = o.peer.host.find(':') != std::string::npos

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "core/config.hpp"
+#include "core/snapshot_auth.hpp"
 #include "core/types.hpp"
 
 #include <chrono>
@@ -52,6 +53,11 @@ struct status_options {
   std::string passphrase;
   std::string cafile;
   std::string capath;
+  /// cluster.auth-key-file: the cluster's shared key (HMAC snapshots).
+  std::string auth_key_file;
+  /// How the node's snapshots are verified: the shared key, or with mutual
+  /// TLS the client's certificate store (null: unauthenticated).
+  std::shared_ptr<const SnapshotAuth> auth;
   /// The component's log (link retries etc.) on stderr; "off" by default.
   std::string log_level = "off";
   bool help = false;

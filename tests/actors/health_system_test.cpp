@@ -441,6 +441,11 @@ CAF_TEST(too many restarts make the root give up and the system failed) {
   CAF_CHECK(hs->failed());
   CAF_CHECK_NOT_EQUAL(hs->failure().find("aggregator failed too often"),
                       std::string::npos);
+  CAF_MESSAGE("the restart count the metrics read is the one logged (2)");
+  auto statuses = hs->actor_statuses();
+  CAF_REQUIRE_GREATER(statuses.size(), 0u);
+  CAF_CHECK_EQUAL(statuses[0].name, "aggregator");
+  CAF_CHECK_EQUAL(statuses[0].restarts, 2u);
   CAF_CHECK(hs->checker().is_stale());
   CAF_CHECK(BackpressureChecker(cell2, CheckerOptions{}).is_stale());
   CAF_MESSAGE("nothing is left running and nothing restarts");
@@ -448,6 +453,53 @@ CAF_TEST(too many restarts make the root give up and the system failed) {
   sched.run();
   CAF_CHECK(!hs->aggregator());
   CAF_CHECK_EQUAL(sys.registry().running(), running_before);
+}
+
+CAF_TEST(a peer facing child killed 100 times never makes the root give up) {
+  cfg.supervisor.max_restarts = 2;
+  cfg.supervisor.max_backoff = 1s;
+  start(parts());
+  // What the publisher is to the root: reachable from other nodes.
+  child_spec spec;
+  spec.name = "publisher";
+  spec.role = child_spec::independent_role;
+  spec.peer_facing = true;
+  spec.spawn = [](caf::actor_system& s, const aggregator_actor&, uint32_t) {
+    return s.spawn([]() -> caf::behavior {
+      return {[](int) {
+      }};
+    });
+  };
+  auto first = spec.spawn(sys, aggregator_actor{}, 0);
+  caf::anon_send(hs->root(), atom::adopt_v, spec, first);
+  sched.run();
+  for (int i = 0; i < 100; ++i) {
+    auto h = caf::actor_cast<caf::actor>(hs->publisher());
+    CAF_REQUIRE(h);
+    // Kill cannot be trapped; a stop it did not get from the root is a
+    // failure too (a peer can send it).
+    caf::anon_send_exit(h, i % 2 == 0 ? caf::exit_reason::kill
+                                      : caf::exit_reason::user_shutdown);
+    sched.run();
+    CAF_REQUIRE(!hs->failed());
+    advance(1s);
+  }
+  CAF_CHECK(hs->publisher());
+  auto status = root_status();
+  CAF_REQUIRE_EQUAL(status.size(), 4u); // aggregator, probes, cache, it
+  CAF_CHECK_EQUAL(status[3].name, "publisher");
+  CAF_CHECK_EQUAL(status[3].restarts, 100u);
+  CAF_CHECK(status == hs->actor_statuses());
+  CAF_MESSAGE("the decision goes on, and the others' budget is untouched");
+  auto before = snap()->sequence;
+  next_interval();
+  CAF_CHECK_GREATER(snap()->sequence, before);
+  for (int i = 0; i < 2; ++i) {
+    caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+    sched.run();
+    advance(1s);
+    CAF_CHECK(!hs->failed());
+  }
 }
 
 CAF_TEST(an aggregator stopped on purpose is not restarted) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace tasker::health;
@@ -365,6 +366,60 @@ CAF_TEST(the connection timeout must exceed the heartbeat interval) {
   parsed s{{"--database.url=host=a", "--middleman.heartbeat-interval=0s"}};
   CAF_REQUIRE(!s.parse_error);
   CAF_CHECK(s.errors.empty());
+}
+
+CAF_TEST(snapshot authentication is checked at start naming the option) {
+  char tmpl[] = "/tmp/tasker-health-auth-XXXXXX";
+  CAF_REQUIRE(mkdtemp(tmpl) != nullptr);
+  std::string dir = tmpl;
+  auto key = dir + "/cluster.key";
+  std::ofstream{key} << "a shared key of the whole cluster";
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"--database.url=host=a",
+                                  "--cluster.port=7400"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<parsed>(args);
+  };
+  CAF_MESSAGE("readable by others: refused");
+  chmod(key.c_str(), 0644);
+  auto open = with({"--cluster.auth-key-file=" + key});
+  CAF_CHECK(open->has("cluster.auth-key-file", "group or others"));
+  CAF_CHECK(!open->cluster.auth);
+  CAF_MESSAGE("private: a shared-key HMAC");
+  chmod(key.c_str(), 0600);
+  auto good = with({"--cluster.auth-key-file=" + key});
+  CAF_CHECK(good->errors.empty());
+  CAF_REQUIRE(good->cluster.auth);
+  CAF_CHECK(good->cluster.auth->scheme() == AuthScheme::hmac_sha256);
+  CAF_MESSAGE("missing, and neither: unauthenticated");
+  CAF_CHECK(with({"--cluster.auth-key-file=" + dir + "/none"})
+                ->has("cluster.auth-key-file", "cannot read"));
+  CAF_CHECK(!with({})->cluster.auth);
+  CAF_MESSAGE("the admission bounds: defaults, and out of range");
+  CAF_CHECK_EQUAL(good->cluster.admission.max_clock_skew.count(), 60000);
+  CAF_CHECK_EQUAL(good->cluster.admission.max_sequence_jump, 10000u);
+  auto bad
+      = with({"--cluster.max-clock-skew=0s", "--cluster.max-sequence-jump=0"});
+  CAF_CHECK(bad->has("cluster.max-clock-skew", "between 1ms and 24h"));
+  CAF_CHECK(bad->has("cluster.max-sequence-jump", "between 1 and"));
+  CAF_MESSAGE("mutual TLS: the certificate signs; the node's name is its own");
+  test_certs t;
+  auto tls = with(test_certs::options(t.cert, t.key, t.ca));
+  CAF_REQUIRE(tls->cluster.auth);
+  CAF_CHECK(tls->cluster.auth->scheme() == AuthScheme::certificate);
+  std::vector<ConfigError> errors;
+  std::string name;
+  check_node_name(tls->cluster, name, errors);
+  CAF_CHECK_EQUAL(name, "node"); // empty: the certificate's name
+  name = "node-b";
+  check_node_name(tls->cluster, name, errors);
+  CAF_REQUIRE_EQUAL(errors.size(), 1u);
+  CAF_CHECK_EQUAL(errors[0].option, "health.node-id");
+  CAF_MESSAGE("and not together with a key file");
+  auto both = test_certs::options(t.cert, t.key, t.ca);
+  both.push_back("--cluster.auth-key-file=" + key);
+  CAF_CHECK(with(both)->has("cluster.auth-key-file", "not with mutual TLS"));
+  CAF_CHECK(std::system(("rm -rf '" + dir + "'").c_str()) == 0);
 }
 
 CAF_TEST(tls files are checked at start naming the option) {

@@ -228,7 +228,10 @@ CAF_TEST(watch shows a lost node as unreachable and reconnects by itself) {
 
 CAF_TEST(mutual tls : the status command needs a certificate of the same ca) {
   test_certs t;
-  daemon_process d{args(test_certs::options(t.cert, t.key, t.ca))};
+  // With mutual TLS the node's name is one its certificate binds (CN node).
+  auto tls = test_certs::options(t.cert, t.key, t.ca);
+  tls.push_back("--health.node-id=node");
+  daemon_process d{args(tls)};
   CAF_REQUIRE(readyz_is(d.port(), 200));
   auto ok = run_status({connect(), "--openssl.certificate=" + t.cert,
                         "--openssl.key=" + t.key, "--openssl.cafile=" + t.ca});

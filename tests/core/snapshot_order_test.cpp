@@ -58,3 +58,48 @@ CAF_TEST(stamp of a snapshot) {
   CAF_CHECK(SnapshotStamp::of(s) == stamp(42, 5, 3));
   CAF_CHECK_EQUAL(to_string(Admission::reject_replay), "reject_replay");
 }
+
+CAF_TEST(bounded : a snapshot from the future is refused and not held) {
+  AdmissionBounds b{60s, 1000};
+  auto now = wall_time{} + 1000s;
+  auto held = stamp(7, 100, 10);
+  // produced_at beyond now + skew
+  CAF_CHECK(admit(stamp(7, 100, 11), now + 61s, &held, b, now)
+            == Admission::reject_future);
+  CAF_CHECK(admit(stamp(7, 100, 11), now + 60s, &held, b, now)
+            == Admission::accept);
+  // A new incarnation that claims to start beyond now + skew: refused even
+  // as the first snapshot (it would lock out every genuine one).
+  CAF_CHECK(admit(stamp(8, 1061, 1), now, nullptr, b, now)
+            == Admission::reject_future);
+  CAF_CHECK(admit(stamp(8, 1061, 1), now, &held, b, now)
+            == Admission::reject_future);
+  CAF_CHECK(admit(stamp(8, 1060, 1), now, &held, b, now)
+            == Admission::accept_new_incarnation);
+  // 0: no bound.
+  CAF_CHECK(admit(stamp(8, 5000, 1), now, &held, AdmissionBounds{0s, 0}, now)
+            == Admission::accept_new_incarnation);
+}
+
+CAF_TEST(bounded : a sequence jump beyond the bound is refused) {
+  AdmissionBounds b{60s, 1000};
+  auto now = wall_time{} + 1000s;
+  auto held = stamp(7, 100, 10);
+  CAF_CHECK(admit(stamp(7, 100, 1010), now, &held, b, now)
+            == Admission::accept);
+  CAF_CHECK(admit(stamp(7, 100, 1011), now, &held, b, now)
+            == Admission::reject_sequence_jump);
+  CAF_CHECK(admit(stamp(7, 100, UINT64_MAX), now, &held, b, now)
+            == Admission::reject_sequence_jump);
+  // Not bounded when asked not to (the first snapshot of a new connection),
+  // nor for the first snapshot at all, nor across incarnations.
+  CAF_CHECK(admit(stamp(7, 100, 5000), now, &held, b, now, false)
+            == Admission::accept);
+  CAF_CHECK(admit(stamp(7, 100, 5000), now, nullptr, b, now)
+            == Admission::accept);
+  CAF_CHECK(admit(stamp(8, 200, 5000), now, &held, b, now)
+            == Admission::accept_new_incarnation);
+  // The replay rules still hold.
+  CAF_CHECK(admit(stamp(7, 100, 10), now, &held, b, now)
+            == Admission::reject_replay);
+}

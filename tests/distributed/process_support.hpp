@@ -191,6 +191,12 @@ class subscriber_node {
     for (auto port : o.ports)
       co.peers.push_back({"127.0.0.1", port});
     static_cast<link_connect_options&>(co) = o;
+    // Mutual TLS: verify the peers' signed snapshots against the CA.
+    std::string error;
+    if (!co.auth && o.tls && !o.files.certificate.empty())
+      if (auto auth = SnapshotAuth::from_certificate(
+              o.files.certificate, o.files.key, "", o.files.cafile, "", error))
+        co.auth = std::make_shared<const SnapshotAuth>(std::move(*auth));
     co.checker.stale_threshold = 10s;
     co.seed = 42;
     view_.emplace(cluster::start(sys_, std::move(co)));

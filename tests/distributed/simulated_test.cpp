@@ -14,6 +14,8 @@
 #include "messages/errors.hpp"
 #include "messages/inspect.hpp"
 #include "messages/registration.hpp"
+#include "messages/signed_snapshot.hpp"
+#include "tests/support/tls_certs.hpp"
 
 #include "caf/io/basp_broker.hpp"
 
@@ -112,7 +114,12 @@ struct fixture : point_to_point_fixture<test_coordinator_fixture<node_config>> {
     // nop
   }
 
-  explicit fixture(size_t max_subscribers) {
+  /// How the publisher signs and the link verifies (null: not at all).
+  std::shared_ptr<const SnapshotAuth> auth;
+
+  explicit fixture(size_t max_subscribers,
+                   std::shared_ptr<const SnapshotAuth> with = nullptr)
+      : auth(std::move(with)) {
     earth_acceptor = next_accept_handle();
     std::tie(earth_conn, mars_conn)
         = prepare_connection(earth, mars, "earth", 8080, earth_acceptor);
@@ -120,6 +127,7 @@ struct fixture : point_to_point_fixture<test_coordinator_fixture<node_config>> {
     publisher_options po;
     po.aggregator = agg;
     po.max_subscribers = max_subscribers;
+    po.auth = auth;
     pub = earth.sys.spawn(publisher, po);
     pump();
     earth.publish(pub, 8080);
@@ -159,6 +167,7 @@ struct fixture : point_to_point_fixture<test_coordinator_fixture<node_config>> {
     o.jitter = 0.0;
     o.cell = cell;
     o.board = board;
+    o.auth = auth;
     return o;
   }
 
@@ -182,6 +191,22 @@ struct fixture : point_to_point_fixture<test_coordinator_fixture<node_config>> {
         mars.mm.named_broker<caf::io::basp_broker>(caf::atom("BASP")),
         caf::io::connection_closed_msg{mars_conn});
     pump();
+  }
+
+  /// Sends `env` to the link as if the publisher had sent it: a routed
+  /// forgery (CAF 0.17's BASP lets a peer name any actor as the sender).
+  void forge(signed_snapshot env) {
+    CAF_REQUIRE(!pub_state().signed_subscribers.empty());
+    auto link_on_earth = *pub_state().signed_subscribers.begin();
+    caf::send_as(caf::actor_cast<caf::actor>(pub),
+                 caf::actor_cast<caf::actor>(link_on_earth), atom::snapshot_v,
+                 std::move(env));
+    pump();
+  }
+
+  link_state& link_st() {
+    return mars.template deref<link_actor::stateful_base<link_state>>(lnk)
+        .state;
   }
 
   BackpressureChecker checker() {
@@ -226,6 +251,41 @@ struct small_publisher_fixture : fixture {
   }
 };
 
+/// Publisher and link share the cluster's key.
+struct hmac_fixture : fixture {
+  hmac_fixture()
+      : fixture(publisher_options{}.max_subscribers,
+                std::make_shared<const SnapshotAuth>(
+                    SnapshotAuth::from_key("the key of the earth-mars link"))) {
+    // nop
+  }
+};
+
+/// Made before the fixture (which needs earth's identity).
+struct pki_holder {
+  std::optional<test::test_pki> pki = test::test_pki::make();
+
+  std::shared_ptr<const SnapshotAuth> node(const std::string& name,
+                                           bool foreign = false) {
+    CAF_REQUIRE(pki);
+    auto files = pki->issue(name, "ec", foreign);
+    CAF_REQUIRE(!files.cert.empty());
+    std::string error;
+    auto auth = SnapshotAuth::from_certificate(files.cert, files.key, "",
+                                               pki->ca, "", error);
+    if (!auth)
+      CAF_FAIL(error);
+    return std::make_shared<const SnapshotAuth>(std::move(*auth));
+  }
+};
+
+/// Earth signs with its certificate (CN earth) of the cluster CA.
+struct cert_fixture : pki_holder, fixture {
+  cert_fixture() : fixture(publisher_options{}.max_subscribers, node("earth")) {
+    // nop
+  }
+};
+
 std::shared_ptr<const HealthSnapshot> local_snap(bool active) {
   return std::make_shared<HealthSnapshot>(snap(9, 50, 4, active));
 }
@@ -237,7 +297,7 @@ CAF_TEST_FIXTURE_SCOPE(simulated_tests, fixture)
 CAF_TEST(a snapshot crosses from the publisher to the link) {
   start_link();
   CAF_REQUIRE(board->get().connected);
-  CAF_CHECK_EQUAL(pub_state().subscribers.size(), 1u);
+  CAF_CHECK_EQUAL(pub_state().signed_subscribers.size(), 1u);
   CAF_CHECK(checker().is_stale()); // nothing yet
   push(snap(7, 100, 1, true));
   CAF_REQUIRE(checker().snapshot());
@@ -370,7 +430,7 @@ CAF_TEST(local caches subscribe to the link behind one remote subscription) {
   }
   pump();
   push(snap(7, 100, 1, true));
-  CAF_CHECK_EQUAL(pub_state().subscribers.size(), 1u); // one per node
+  CAF_CHECK_EQUAL(pub_state().signed_subscribers.size(), 1u); // one per node
   for (auto& c : cells) {
     CAF_REQUIRE(c->load());
     CAF_CHECK_EQUAL(c->load()->sequence, 1u);
@@ -574,12 +634,12 @@ CAF_TEST(the publisher takes max_subscribers remote subscribers and no more) {
   CAF_MESSAGE("max_subscribers = 2: the first two links are subscribed");
   start(subs[0]);
   start(subs[1]);
-  CAF_CHECK_EQUAL(pub_state().subscribers.size(), 2u);
+  CAF_CHECK_EQUAL(pub_state().signed_subscribers.size(), 2u);
   CAF_CHECK_EQUAL(sequence(subs[0]), 1u);
   CAF_CHECK_EQUAL(sequence(subs[1]), 1u);
   CAF_MESSAGE("the third is connected but refused: it gets nothing");
   start(subs[2]);
-  CAF_CHECK_EQUAL(pub_state().subscribers.size(), 2u);
+  CAF_CHECK_EQUAL(pub_state().signed_subscribers.size(), 2u);
   CAF_CHECK(pub_state().warned_full);
   CAF_CHECK_EQUAL(sequence(subs[2]), 0u);
   push(snap(7, 100, 2));
@@ -589,13 +649,162 @@ CAF_TEST(the publisher takes max_subscribers remote subscribers and no more) {
   CAF_MESSAGE("one subscriber goes away: there is room for one again");
   caf::anon_send_exit(subs[0].handle, caf::exit_reason::user_shutdown);
   pump();
-  CAF_CHECK_EQUAL(pub_state().subscribers.size(), 1u);
+  CAF_CHECK_EQUAL(pub_state().signed_subscribers.size(), 1u);
   start(subs[3]);
-  CAF_CHECK_EQUAL(pub_state().subscribers.size(), 2u);
+  CAF_CHECK_EQUAL(pub_state().signed_subscribers.size(), 2u);
   CAF_CHECK_EQUAL(sequence(subs[3]), 2u);
   for (auto& s : subs)
     caf::anon_send_exit(s.handle, caf::exit_reason::kill);
   pump();
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+// ---- authenticated snapshots and bounded admission
+// ----------------------------
+
+CAF_TEST_FIXTURE_SCOPE(hmac_tests, hmac_fixture)
+
+CAF_TEST(a forged snapshot is refused and the genuine stream goes on) {
+  start_link();
+  push(snap(7, 100, 1));
+  CAF_REQUIRE(checker().snapshot());
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 1u);
+  CAF_MESSAGE("routed as the publisher's, signed with another key");
+  auto rogue = SnapshotAuth::from_key("not the key of this cluster at all");
+  forge(seal_snapshot(earth.sys, snap(7, 100, 2, true), rogue));
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 1u);
+  CAF_CHECK(!checker().try_check());
+  CAF_CHECK_EQUAL(link_st().refused, 1u);
+  CAF_CHECK_NOT_EQUAL(board->get().last_error.find("snapshot refused: wrong "
+                                                   "MAC"),
+                      std::string::npos);
+  CAF_MESSAGE("unsigned");
+  forge(seal_snapshot(earth.sys, snap(7, 100, 2, true), SnapshotAuth{}));
+  CAF_CHECK_EQUAL(link_st().refused, 2u);
+  CAF_MESSAGE("a genuine envelope with one byte changed");
+  auto env = seal_snapshot(earth.sys, snap(7, 100, 2, true), *auth);
+  env.payload[env.payload.size() / 2] ^= 0x01;
+  forge(env);
+  CAF_CHECK_EQUAL(link_st().refused, 3u);
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 1u);
+  CAF_MESSAGE("none of them was remembered: the genuine stream goes on");
+  push(snap(7, 100, 2));
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 2u);
+  push(snap(7, 100, 3, true));
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 3u);
+  CAF_CHECK(checker().try_check());
+}
+
+CAF_TEST(another wire version is refused with a clear error) {
+  start_link();
+  push(snap(7, 100, 1));
+  auto env = seal_snapshot(earth.sys, snap(7, 100, 2, true), *auth);
+  env.version = snapshot_wire_version + 1;
+  forge(env);
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 1u);
+  CAF_CHECK_NOT_EQUAL(board->get().last_error.find("wire version 2 (this "
+                                                   "node speaks version 1"),
+                      std::string::npos);
+}
+
+CAF_TEST(a link without the key refuses what it cannot check) {
+  auto o = link_opts();
+  o.auth = nullptr;
+  lnk = mars.sys.spawn(peer_link, o);
+  pump();
+  push(snap(7, 100, 1));
+  CAF_CHECK(!checker().snapshot());
+  CAF_CHECK_NOT_EQUAL(board->get().last_error.find("scheme hmac-sha256 where "
+                                                   "this node expects none"),
+                      std::string::npos);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST_FIXTURE_SCOPE(certificate_tests, cert_fixture)
+
+CAF_TEST(a valid certificate cannot speak for another node) {
+  start_link();
+  push(snap(7, 100, 1));
+  CAF_REQUIRE(checker().snapshot());
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 1u);
+  CAF_MESSAGE("venus holds a certificate of the same CA and claims earth");
+  auto venus = node("venus");
+  forge(seal_snapshot(earth.sys, snap(7, 100, 2, true), *venus));
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 1u);
+  CAF_CHECK_NOT_EQUAL(
+      board->get().last_error.find("signed by the certificate of 'venus"),
+      std::string::npos);
+  CAF_MESSAGE("venus speaks as venus, routed as earth's publisher");
+  auto as_venus = snap(7, 100, 2, true);
+  as_venus.node_id = "venus";
+  forge(seal_snapshot(earth.sys, as_venus, *venus));
+  CAF_CHECK_EQUAL(checker().snapshot()->node_id, "earth");
+  CAF_CHECK_NOT_EQUAL(board->get().last_error.find("this link's peer is "
+                                                   "'earth'"),
+                      std::string::npos);
+  CAF_MESSAGE("a certificate named earth from another CA");
+  auto stranger = node("earth", true);
+  forge(seal_snapshot(earth.sys, snap(7, 100, 2, true), *stranger));
+  CAF_CHECK_NOT_EQUAL(board->get().last_error.find("certificate refused"),
+                      std::string::npos);
+  CAF_CHECK_EQUAL(link_st().refused, 3u);
+  CAF_MESSAGE("the genuine stream goes on");
+  push(snap(7, 100, 2));
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 2u);
+  CAF_CHECK(!checker().try_check());
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST_FIXTURE_SCOPE(admission_tests, fixture)
+
+CAF_TEST(a future incarnation or a huge sequence jump is refused and not held) {
+  start_link();
+  push(snap(7, 100, 1));
+  CAF_REQUIRE(checker().snapshot());
+  auto now = std::chrono::system_clock::now();
+  CAF_MESSAGE("an incarnation that starts in an hour");
+  auto future = snap(8, 0, 1, true);
+  future.incarnation_started = now + 1h;
+  forge(seal_snapshot(earth.sys, future, SnapshotAuth{}));
+  CAF_CHECK_EQUAL(checker().snapshot()->incarnation, 7u);
+  CAF_MESSAGE("produced in an hour");
+  auto later = snap(7, 100, 2, true);
+  later.produced_at = now + 1h;
+  forge(seal_snapshot(earth.sys, later, SnapshotAuth{}));
+  CAF_MESSAGE("the sequence a billion ahead");
+  forge(
+      seal_snapshot(earth.sys, snap(7, 100, 1000000000, true), SnapshotAuth{}));
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 1u);
+  CAF_CHECK(!checker().try_check());
+  CAF_CHECK_EQUAL(link_st().refused, 3u);
+  CAF_MESSAGE("none was remembered: the genuine stream goes on");
+  push(snap(7, 100, 2));
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 2u);
+  push(snap(7, 100, 3));
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 3u);
+}
+
+CAF_TEST(errors and exit messages from a peer leave the publisher running) {
+  start_link();
+  push(snap(7, 100, 1));
+  auto proxy = caf::actor_cast<caf::actor>(
+      mars.remote_actor<publisher_actor>("earth", 8080));
+  pump();
+  for (int i = 0; i < 100; ++i) {
+    mars.self->send(proxy, caf::make_error(caf::sec::runtime_error));
+    mars.self->send_exit(proxy, caf::exit_reason::user_shutdown);
+    mars.self->send_exit(proxy, caf::exit_reason::unhandled_exception);
+  }
+  pump();
+  CAF_CHECK_EQUAL(pub_state().dropped, 300u);
+  CAF_MESSAGE("logged once for the peer");
+  CAF_CHECK_EQUAL(pub_state().warned.size(), 1u);
+  push(snap(7, 100, 2));
+  CAF_CHECK_EQUAL(checker().snapshot()->sequence, 2u);
+  CAF_CHECK(board->get().connected);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -12,14 +12,21 @@
 #include "../support/tls_certs.hpp"
 #include "process_support.hpp"
 
+#include <fstream>
+
+#include <sys/stat.h>
+
 using namespace tasker::health;
 using namespace tasker::health::test;
 
 namespace {
 
-std::vector<std::string> tls_args(const test_pki& pki) {
-  return {"--openssl.certificate=" + pki.node_cert,
-          "--openssl.key=" + pki.node_key, "--openssl.cafile=" + pki.ca};
+/// The publishing daemon's TLS options: a certificate of the CA for its
+/// node name ("publisher"), which it also signs its snapshots with.
+std::vector<std::string> tls_args(const test_pki& pki, bool foreign = false) {
+  auto files = pki.issue("publisher", "ec", foreign);
+  return {"--openssl.certificate=" + files.cert, "--openssl.key=" + files.key,
+          "--openssl.cafile=" + (foreign ? pki.other_ca : pki.ca)};
 }
 
 subscriber_options tls_subscriber(uint16_t port, tls_files_of_node files) {
@@ -107,10 +114,7 @@ CAF_TEST(a peer failing the TLS handshake does not disturb the good links) {
   // then a node of this node's CA.
   auto bad_port = free_port();
   auto good_port = free_port();
-  daemon_process bad{
-      publisher_args(bad_port, {"--openssl.certificate=" + pki->other_cert,
-                                "--openssl.key=" + pki->other_key,
-                                "--openssl.cafile=" + pki->other_ca})};
+  daemon_process bad{publisher_args(bad_port, tls_args(*pki, true))};
   daemon_process good{publisher_args(good_port, tls_args(*pki))};
   wait_published(bad);
   wait_published(good);
@@ -161,4 +165,69 @@ CAF_TEST(a bad key file stops the daemon at start naming openssl.key) {
     TH_CHECK(log.find("openssl.key:") != std::string::npos, log);
     CAF_CHECK_EQUAL(d.count_in_log("event=publisher_published"), 0u);
   }
+}
+
+CAF_TEST(a shared key admits snapshots signed with it and no others) {
+  char tmpl[] = "/tmp/tasker-health-keys-XXXXXX";
+  TH_REQUIRE(mkdtemp(tmpl) != nullptr, "mkdtemp failed");
+  std::string dir = tmpl;
+  auto write_key
+      = [&](const std::string& name, const std::string& text, mode_t mode) {
+          auto path = dir + "/" + name;
+          std::ofstream{path} << text;
+          chmod(path.c_str(), mode);
+          return path;
+        };
+  auto key
+      = write_key("cluster.key", "the shared key of this test cluster", 0600);
+  auto other
+      = write_key("other.key", "a key of some other cluster entirely", 0600);
+  auto open
+      = write_key("open.key", "the shared key of this test cluster", 0644);
+  auto port = free_port();
+  CAF_MESSAGE("a key file others can read stops the daemon at start");
+  {
+    daemon_process d{publisher_args(port, {"--cluster.auth-key-file=" + open})};
+    CAF_CHECK_EQUAL(d.wait_exit(10s), 2);
+    TH_CHECK(d.log().find("cluster.auth-key-file:") != std::string::npos,
+             d.log());
+  }
+  daemon_process pub{publisher_args(port, {"--cluster.auth-key-file=" + key})};
+  wait_published(pub);
+  CAF_CHECK_EQUAL(pub.count_in_log("event=cluster_authenticated "
+                                   "auth=hmac-sha256"),
+                  1u);
+  auto with_key = [&](const std::string& path) {
+    subscriber_options o;
+    o.ports = {port};
+    std::string why;
+    auto auth = SnapshotAuth::from_key_file(path, why);
+    TH_REQUIRE(auth, why);
+    o.auth = std::make_shared<const SnapshotAuth>(std::move(*auth));
+    return o;
+  };
+  subscriber_node good{with_key(key)};
+  TH_REQUIRE(poll_until([&] { return good.fresh(0); }, 10s),
+             "the subscriber with the key got nothing: "
+                 << good.peer(0).last_error << "\n"
+                 << pub.log());
+  CAF_MESSAGE("another key, and no key: connected, every snapshot refused");
+  subscriber_node wrong{with_key(other)};
+  subscriber_options plain_options;
+  plain_options.ports = {port};
+  subscriber_node plain{plain_options};
+  auto refused = [](const subscriber_node& n, const std::string& needle) {
+    return n.peer(0).last_error.find(needle) != std::string::npos;
+  };
+  CAF_CHECK(poll_until([&] { return refused(wrong, "wrong MAC"); }, 10s));
+  CAF_CHECK(poll_until(
+      [&] { return refused(plain, "where this node expects none"); }, 10s));
+  CAF_CHECK(!wrong.fresh(0));
+  CAF_CHECK(!plain.fresh(0));
+  CAF_CHECK(wrong.peer(0).connected);
+  CAF_MESSAGE("the one with the key goes on");
+  auto seq = good.peer(0).sequence;
+  CAF_CHECK(poll_until([&] { return good.peer(0).sequence >= seq + 3; }, 5s));
+  CAF_CHECK(good.fresh(0));
+  CAF_CHECK(std::system(("rm -rf '" + dir + "'").c_str()) == 0);
 }

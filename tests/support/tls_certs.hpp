@@ -8,6 +8,9 @@
 //   pki->client_cert, pki->client_key          a second node of the same CA
 //   pki->other_ca, pki->other_cert, ...        a second CA and its node
 //   pki->garbage_key                           a "key" file that is not one
+//   pki->issue("node-a")                       a certificate of `ca` for the
+//                                              node named node-a (CN and SAN
+//                                              DNS), and its key
 //
 // EC P-256 keys (fast to make), certificates valid for two days.
 #pragma once
@@ -93,6 +96,35 @@ class test_pki {
     if (!ok)
       return std::nullopt;
     return p;
+  }
+
+  struct issued {
+    std::string cert, key;
+  };
+
+  /// A certificate for the node named `name` (CN and SAN DNS), signed by
+  /// `ca` (or by `other_ca` with `foreign`); `key_type` is "ec" (P-256),
+  /// "ed25519" or "rsa". Empty paths if openssl failed.
+  issued issue(const std::string& name, const std::string& key_type = "ec",
+               bool foreign = false) const {
+    auto base = (foreign ? "foreign-" : "") + name + "-" + key_type;
+    issued out{dir + "/" + base + ".pem", dir + "/" + base + ".key"};
+    std::string newkey = key_type == "ed25519" ? "-newkey ed25519"
+                         : key_type == "rsa"
+                             ? "-newkey rsa:2048"
+                             : "-newkey ec -pkeyopt ec_paramgen_curve:P-256";
+    auto ext = dir + "/" + base + ".ext";
+    std::ofstream{ext} << "subjectAltName=DNS:" << name << "\n";
+    auto ca_name = std::string{foreign ? "other-ca" : "ca"};
+    auto cmd = "cd '" + dir + "' && openssl req " + newkey + " -nodes -keyout '"
+               + out.key + "' -out '" + base + ".csr' -subj '/CN=" + name
+               + "' >/dev/null 2>&1 && openssl x509 -req -in '" + base
+               + ".csr' -CA " + ca_name + ".pem -CAkey " + ca_name
+               + ".key -CAcreateserial -days 2 -extfile '" + ext + "' -out '"
+               + out.cert + "' >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0)
+      return {};
+    return out;
   }
 
   test_pki() = default;
