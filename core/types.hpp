@@ -166,6 +166,11 @@ struct QueueReport {
   /// partitioned queue without an index on vt, where counting every visible
   /// message would scan the whole queue); empty when it was measured.
   std::string visible_note;
+  /// Not measured in this cycle for want of time (left out for the
+  /// statement budget, or cut off by the deadline or a lost connection):
+  /// no fault of the queue's. The first snapshot waits until every queue
+  /// was reached once (see the aggregator).
+  bool not_reached = false;
   friend bool operator==(const QueueReport&, const QueueReport&) = default;
 };
 

@@ -47,7 +47,9 @@ typename Inspector::result_type inspect(Inspector& f, QueueReport& x) {
            // drain rate (issue 12): keep these three together
            x.drain_rate, x.drain_samples, x.drain_eta_seconds,
            // why visible_length is not measured (issue 10)
-           x.visible_note);
+           x.visible_note,
+           // not measured for want of time (issue 20)
+           x.not_reached);
 }
 
 template<class Inspector>

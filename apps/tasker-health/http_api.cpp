@@ -18,7 +18,7 @@ std::optional<Rejection> http_api::readiness() const {
   auto code
       = checker_.age() ? ReasonCode::snapshot_stale : ReasonCode::no_snapshot;
   return Rejection{BackpressureSource::stale, code, reason_text(code),
-                   stale_retry_after_};
+                   stale_retry_after_, true};
 }
 
 http::response http_api::livez() const {

@@ -164,7 +164,8 @@ json readiness_json(const std::optional<Rejection>& r, HealthStatus status) {
           {"source", str(to_string(r->source))},
           {"code", str(to_string(r->code))},
           {"reason", str(r->reason)},
-          {"retry_after_seconds", r->retry_after.count()}};
+          {"retry_after_seconds", r->retry_after.count()},
+          {"stale", r->stale}};
 }
 
 nlohmann::json cluster_json(const cluster_summary& c) {
