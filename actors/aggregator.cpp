@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <tuple>
 
 namespace tasker::health {
 
@@ -143,6 +144,12 @@ void start_cycle(self_ptr self) {
   std::vector<size_t> to_ask;
   for (size_t i = 0; i < st.slots.size(); ++i) {
     auto& s = st.slots[i];
+    if (s.disabled) {
+      st.slots.set_unknown(st.reports, i,
+                           "check disabled (" + s.disabled_by + " = false)");
+      s.settled_cycle = st.cycle;
+      continue;
+    }
     if (!s.watched) {
       st.slots.set_unwatched(st.reports, i);
       s.settled_cycle = st.cycle;
@@ -219,6 +226,7 @@ bool hold_first(self_ptr self, QueueHealth& q,
   auto& st = self->state;
   auto& mem = *st.memory;
   if (mem.sequence.load() != 0 || !q.watched || st.config.queues.empty()
+      || st.slots[probe_slots::queue].disabled
       || st.first_snapshot_wait.count() <= 0)
     return false;
   for (const auto& r : q.queues)
@@ -284,7 +292,9 @@ void finish_cycle(self_ptr self) {
   st.memory->drain.observe(snap.queues, now);
   // The breaker as it is now, whatever the DB probe did this cycle.
   DecisionContext ctx;
-  if (st.breaker) {
+  // A disabled database check leaves the breaker out (the original's
+  // check_database = false reports no breaker at all).
+  if (st.breaker && !st.slots[probe_slots::database].disabled) {
     ctx.breaker = st.breaker->metrics();
     if (snap.database.watched)
       snap.database.breaker = *ctx.breaker;
@@ -371,6 +381,17 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
   for (auto& c : options.custom)
     st.slots.add(ProbeKind::custom, c.name, true,
                  actor_cast<strong_actor_ptr>(c.handle), c.kind);
+  // The original's check switches: a disabled dimension is Unknown.
+  for (auto [i, on, option] :
+       {std::tuple{probe_slots::database, st.config.check_database,
+                   "database.enabled"},
+        std::tuple{probe_slots::channel, st.config.check_channels,
+                   "channel.enabled"},
+        std::tuple{probe_slots::queue, st.config.check_queues,
+                   "queues.enabled"}}) {
+    st.slots[i].disabled = !on;
+    st.slots[i].disabled_by = option;
+  }
   st.slots.reset(st.reports);
   if (st.memory->sequence.load() == 0
       && st.memory->warmup_started == caf::actor_clock::time_point{})

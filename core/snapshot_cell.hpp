@@ -174,8 +174,16 @@ class BackpressureChecker {
     return reject(v.word, v.age_ns);
   }
 
-  /// Fresh, and every dimension measured with nothing at warning or worse.
+  /// The original's meaning: fresh and no backpressure active (a degraded
+  /// snapshot, e.g. with an Unknown dimension, is healthy in this sense).
   bool is_healthy() const noexcept {
+    auto v = view();
+    return !v.stale && (v.word & PackedDecision::active_bit) == 0;
+  }
+
+  /// Stricter: fresh, no backpressure, and status healthy (every dimension
+  /// measured with nothing at warning or worse).
+  bool is_fully_healthy() const noexcept {
     auto v = view();
     auto d = PackedDecision::decode(v.word);
     return !v.stale && d.status == HealthStatus::healthy && !d.active;

@@ -67,7 +67,9 @@ typename Inspector::result_type inspect(Inspector& f, CustomHealth& x) {
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, BackpressureDecision& x) {
   return f(caf::meta::type_name("backpressure_decision"), x.active, x.source,
-           x.code, x.reason, x.retry_after);
+           x.code, x.reason, x.retry_after,
+           // what fired (issue 20)
+           x.channel, x.saturation_percent, x.queue, x.depth, x.tier);
 }
 
 template<class Inspector>

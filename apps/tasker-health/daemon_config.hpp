@@ -59,6 +59,12 @@ struct daemon_config : caf::actor_system_config {
   int64_t hysteresis_margin;
   bool drain_retry_after;
   caf::timespan drain_window;
+  /// The PGMQ database of a split deployment (empty: database.url).
+  std::string queue_database_url;
+  // [database|channel|queues] enabled: the original's check switches.
+  bool check_database;
+  bool check_channels;
+  bool check_queues;
   // [retry-after]
   caf::timespan retry_breaker_minimum;
   caf::timespan retry_channel_critical;

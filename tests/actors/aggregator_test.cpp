@@ -670,4 +670,35 @@ CAF_TEST(the first snapshot is published at its deadline with the reason) {
                   "2000ms");
 }
 
+CAF_TEST(a disabled check is unknown every cycle and never asked) {
+  cfg.check_queues = false;
+  cfg.check_database = false;
+  q_report->queues[0].depth = 20000; // would be Overflow
+  auto breaker = std::make_shared<CircuitBreaker>(cfg.breaker);
+  for (int i = 0; i < 5; ++i)
+    breaker->record_failure(); // open
+  auto o = options();
+  o.breaker = breaker;
+  o.first_snapshot_wait = std::nullopt; // a disabled check holds nothing
+  start(std::move(o));
+  subscribe_recorder();
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  auto& s = last();
+  CAF_CHECK(s.queues.watched);
+  CAF_CHECK(!s.queues.evaluated);
+  CAF_CHECK_EQUAL(s.queues.error, "check disabled (queues.enabled = false)");
+  CAF_CHECK_EQUAL(s.database.error,
+                  "check disabled (database.enabled = false)");
+  CAF_MESSAGE("no backpressure: neither the queue nor the open breaker");
+  CAF_CHECK(!s.decision.active);
+  CAF_CHECK(s.status == HealthStatus::degraded);
+  CAF_CHECK_EQUAL(q_ctl->requests, 0);
+  CAF_CHECK_EQUAL(db_ctl->requests, 0);
+  CAF_CHECK_EQUAL(ch_ctl->requests, 1);
+  next_interval();
+  CAF_CHECK_EQUAL(seen->size(), 2u);
+  CAF_CHECK_EQUAL(q_ctl->requests, 0);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

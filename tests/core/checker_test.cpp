@@ -95,12 +95,23 @@ CAF_TEST(healthy snapshot accepts and reports healthy) {
   CAF_CHECK_EQUAL(cell->publications(), 1u);
 }
 
-CAF_TEST(degraded snapshot accepts but is not healthy) {
+CAF_TEST(degraded snapshot accepts and is healthy but not fully healthy) {
   cell->publish(snapshot(HealthStatus::degraded));
   auto c = checker();
   CAF_CHECK(!c.try_check());
-  CAF_CHECK(!c.is_healthy());
+  // The original's is_healthy(): not active and not stale.
+  CAF_CHECK(c.is_healthy());
+  CAF_CHECK(!c.is_fully_healthy());
   CAF_CHECK(c.status() == HealthStatus::degraded);
+  CAF_MESSAGE("unhealthy without backpressure (database not answering yet)");
+  cell->publish(snapshot(HealthStatus::unhealthy));
+  CAF_CHECK(c.is_healthy());
+  CAF_CHECK(!c.is_fully_healthy());
+  publish_healthy();
+  CAF_CHECK(c.is_fully_healthy());
+  clock.advance(31s);
+  CAF_CHECK(!c.is_healthy());
+  CAF_CHECK(!c.is_fully_healthy());
 }
 
 CAF_TEST(active decision rejects with static reason and retry after) {
