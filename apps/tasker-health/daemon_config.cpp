@@ -11,6 +11,8 @@
 #include "apps/tasker-health/tls_check.hpp"
 #include "core/log.hpp"
 
+#include <string_view>
+
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -270,6 +272,37 @@ daemon_config::daemon_config() {
       check_queues, "enabled",
       "false: the queue check is Unknown \"check disabled\" (no queue "
       "backpressure); not with fail-closed");
+}
+
+caf::error daemon_config::parse(int argc, char** argv) {
+  const std::pair<const char*, bool daemon_config::*> switches[]
+      = {{"--database.enabled=", &daemon_config::check_database},
+         {"--channel.enabled=", &daemon_config::check_channels},
+         {"--queues.enabled=", &daemon_config::check_queues}};
+  std::vector<char*> rest;
+  std::vector<std::pair<bool daemon_config::*, bool>> given;
+  for (int i = 0; i < argc; ++i) {
+    bool taken = false;
+    for (auto [prefix, member] : switches) {
+      std::string_view arg{argv[i]};
+      if (i == 0 || arg.rfind(prefix, 0) != 0)
+        continue;
+      auto value = arg.substr(std::string_view{prefix}.size());
+      if (value == "true" || value == "false") {
+        given.emplace_back(member, value == "true");
+        taken = true;
+      } // anything else stays for CAF to refuse, naming the option
+    }
+    if (!taken)
+      rest.push_back(argv[i]);
+  }
+  auto n = static_cast<int>(rest.size());
+  rest.push_back(nullptr);
+  auto err = caf::actor_system_config::parse(n, rest.data());
+  if (!err)
+    for (auto [member, value] : given)
+      this->*member = value; // the command line over the file
+  return err;
 }
 
 const std::vector<std::string>& daemon_config::own_sections() {

@@ -113,6 +113,12 @@ struct daemon_config : caf::actor_system_config {
   /// The sections this program defines (CAF's own sections are accepted
   /// too).
   static const std::vector<std::string>& own_sections();
+
+  /// CAF's parse, except that the check switches (database.enabled,
+  /// channel.enabled, queues.enabled) also take `=true` / `=false` on the
+  /// command line: CAF 0.17 accepts a bool there only as a bare flag, and
+  /// these default to true. Hides the base class's parse().
+  caf::error parse(int argc, char** argv);
 };
 
 /// caf::string_view as std::string.

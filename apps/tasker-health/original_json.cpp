@@ -227,7 +227,8 @@ original_reply original_ready(const original_view& v) {
   bool db_off
       = v.snapshot != nullptr && switched_off(v.snapshot->database.error);
   for (auto& [name, c] : checks.items()) {
-    bool db_check = name == "web_database" || name == "orchestration_database";
+    bool db_check = name == "web_database" || name == "orchestration_database"
+                    || name == "circuit_breaker";
     if (!not_had(name) && !(db_off && db_check) && !healthy(c))
       ready = false;
   }

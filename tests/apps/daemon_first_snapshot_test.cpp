@@ -35,10 +35,11 @@ struct fixture {
   void create_queues() {
     db.exec("SELECT count(pgmq.create('q' || g)) FROM generate_series(1, "
             + std::to_string(queue_count) + ") g");
-    db.exec("SELECT count(pgmq.send_batch('q' || g, ARRAY['{}'::jsonb, "
-            "'{}'::jsonb, '{}'::jsonb])) FROM generate_series("
+    db.exec("SELECT count(*) FROM generate_series("
             + std::to_string(queue_count - overflowing + 1) + ", "
-            + std::to_string(queue_count) + ") g");
+            + std::to_string(queue_count)
+            + ") g, LATERAL pgmq.send_batch('q' || g, ARRAY['{}'::jsonb, "
+              "'{}'::jsonb, '{}'::jsonb])");
   }
 
   std::vector<std::string> args() {
@@ -154,9 +155,8 @@ CAF_TEST(a daemon with defaults applies backpressure on task requests) {
                   "check disabled (queues.enabled = false)");
   auto detailed = request_once(off_port, "GET", "/health/detailed");
   CAF_REQUIRE(detailed);
-  CAF_CHECK_EQUAL(
-      json::parse(detailed->body)["checks"]["queue_depth"]["status"],
-      "unknown");
+  auto dj = json::parse(detailed->body);
+  CAF_CHECK_EQUAL(dj["checks"]["queue_depth"]["status"], "unknown");
 }
 
 CAF_TEST(queues in a database of their own are read through its url) {

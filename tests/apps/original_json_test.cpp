@@ -171,6 +171,7 @@ CAF_TEST(not ready is the original api error) {
   r = original_ready(view());
   CAF_CHECK_EQUAL(r.status, 200);
   CAF_CHECK_EQUAL(r.body["checks"]["web_database"]["status"], "unknown");
+  CAF_CHECK_EQUAL(r.body["checks"]["circuit_breaker"]["status"], "unknown");
   snap.database.error = "probe did not answer within 2000ms"; // Unknown
   CAF_CHECK_EQUAL(original_ready(view()).status, 503);
 }
