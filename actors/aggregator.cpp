@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <tuple>
 
 namespace tasker::health {
 
@@ -125,6 +126,8 @@ void ask(self_ptr self, size_t i, Store store) {
 
 void start_cycle(self_ptr self) {
   auto& st = self->state;
+  if (st.cycle_open && st.held_cycles > 0 && st.memory->sequence.load() == 0)
+    return; // cycles run back to back until the first snapshot
   if (st.cycle_open) {
     ++st.skipped_ticks;
     logger()->warn("event=cycle_skipped cycle={} reason=\"previous cycle "
@@ -141,6 +144,12 @@ void start_cycle(self_ptr self) {
   std::vector<size_t> to_ask;
   for (size_t i = 0; i < st.slots.size(); ++i) {
     auto& s = st.slots[i];
+    if (s.disabled) {
+      st.slots.set_unknown(st.reports, i,
+                           "check disabled (" + s.disabled_by + " = false)");
+      s.settled_cycle = st.cycle;
+      continue;
+    }
     if (!s.watched) {
       st.slots.set_unwatched(st.reports, i);
       s.settled_cycle = st.cycle;
@@ -208,10 +217,63 @@ void log_transitions(const HealthSnapshot* prev, const HealthSnapshot& next) {
   }
 }
 
+/// Before the first snapshot: records the queues `q` reached and says
+/// whether this cycle must be held back (some configured queue not reached
+/// yet, the deadline not passed). At the deadline, the queues still not
+/// reached get the reason in their error.
+bool hold_first(self_ptr self, QueueHealth& q,
+                caf::actor_clock::time_point now) {
+  auto& st = self->state;
+  auto& mem = *st.memory;
+  if (mem.sequence.load() != 0 || !q.watched || st.config.queues.empty()
+      || st.slots[probe_slots::queue].disabled
+      || st.first_snapshot_wait.count() <= 0)
+    return false;
+  for (const auto& r : q.queues)
+    if (!r.not_reached)
+      mem.reached.insert(r.name);
+  size_t missing = 0;
+  for (const auto& c : st.config.queues)
+    missing += mem.reached.count(c.name) == 0 ? 1 : 0;
+  auto limit = st.first_snapshot_wait;
+  if (missing == 0) {
+    if (st.held_cycles > 0)
+      logger()->info("event=first_snapshot queues={} held_cycles={}",
+                     st.config.queues.size(), st.held_cycles);
+    return false;
+  }
+  if (now < mem.warmup_started + limit) {
+    ++st.held_cycles;
+    logger()->info("event=first_snapshot_held queues_not_reached={} of={} "
+                   "cycle={}",
+                   missing, st.config.queues.size(), st.cycle);
+    return true;
+  }
+  auto why = "not measured within " + ms_text(limit) + " of start";
+  for (auto& r : q.queues)
+    if (mem.reached.count(r.name) == 0)
+      r.error = r.error.empty() ? why : why + ": " + r.error;
+  if (q.queues.empty() && !q.error.empty())
+    q.error = why + ": " + q.error;
+  logger()->warn("event=first_snapshot queues_not_reached={} of={} "
+                 "reason={}",
+                 missing, st.config.queues.size(), quoted(why));
+  return false;
+}
+
 void finish_cycle(self_ptr self) {
   auto& st = self->state;
   st.cycle_open = false;
   auto now = self->clock().now();
+  if (hold_first(self, st.reports.queues, now)) {
+    // The queue probe answered: ask again at once (it prepares more
+    // statements every cycle); otherwise wait for the next tick.
+    bool answered = !st.reports.queues.queues.empty();
+    st.slots.reset(st.reports);
+    if (answered)
+      start_cycle(self);
+    return;
+  }
   HealthSnapshot snap;
   snap.sequence = st.memory->sequence.fetch_add(1) + 1;
   snap.incarnation = st.incarnation;
@@ -230,7 +292,9 @@ void finish_cycle(self_ptr self) {
   st.memory->drain.observe(snap.queues, now);
   // The breaker as it is now, whatever the DB probe did this cycle.
   DecisionContext ctx;
-  if (st.breaker) {
+  // A disabled database check leaves the breaker out (the original's
+  // check_database = false reports no breaker at all).
+  if (st.breaker && !st.slots[probe_slots::database].disabled) {
     ctx.breaker = st.breaker->metrics();
     if (snap.database.watched)
       snap.database.breaker = *ctx.breaker;
@@ -304,6 +368,8 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
   st.epoch = options.epoch;
   st.memory = options.memory ? std::move(options.memory)
                              : std::make_shared<aggregator_memory>(st.config);
+  st.first_snapshot_wait
+      = options.first_snapshot_wait.value_or(st.config.stale_threshold);
   using caf::actor_cast;
   using caf::strong_actor_ptr;
   st.slots.add(ProbeKind::database, "database", options.watch_database,
@@ -315,7 +381,21 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
   for (auto& c : options.custom)
     st.slots.add(ProbeKind::custom, c.name, true,
                  actor_cast<strong_actor_ptr>(c.handle), c.kind);
+  // The original's check switches: a disabled dimension is Unknown.
+  for (auto [i, on, option] :
+       {std::tuple{probe_slots::database, st.config.check_database,
+                   "database.enabled"},
+        std::tuple{probe_slots::channel, st.config.check_channels,
+                   "channel.enabled"},
+        std::tuple{probe_slots::queue, st.config.check_queues,
+                   "queues.enabled"}}) {
+    st.slots[i].disabled = !on;
+    st.slots[i].disabled_by = option;
+  }
   st.slots.reset(st.reports);
+  if (st.memory->sequence.load() == 0
+      && st.memory->warmup_started == caf::actor_clock::time_point{})
+    st.memory->warmup_started = self->clock().now();
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& subs = self->state.subscribers;
     if (subs.remove(dm.source))

@@ -13,6 +13,15 @@
 // probe did), decides, stamps incarnation, epoch, sequence and time, logs
 // what changed, and sends the one immutable snapshot to every subscriber as
 // one shared message.
+//
+// The first snapshot of an incarnation is not published before every
+// configured queue was reached once (at 1,000 queues preparing the
+// statements takes several query timeouts): until then a finished cycle is
+// dropped and the next one starts at once. At health.stale-threshold after
+// start (aggregator_options::first_snapshot_wait) it is published anyway,
+// the queues still not reached Unknown with that reason. Readers see "no
+// snapshot yet" meanwhile (/readyz 503), never a partial picture that reads
+// ready.
 #pragma once
 
 #include "actors/probe_slots.hpp"
@@ -27,6 +36,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -52,6 +63,13 @@ struct aggregator_memory {
   std::atomic<uint64_t> sequence{0};
   TierTracker tiers;
   DrainTracker drain;
+  // -- before the first snapshot (issue 20) --
+  /// When the first aggregator started: the first snapshot waits at most
+  /// until this + health.stale-threshold for queues not reached yet.
+  caf::actor_clock::time_point warmup_started{};
+  /// Configured queues the probe reached at least once (measured, or
+  /// failed for a reason of their own; not "not reached" for want of time).
+  std::set<std::string> reached;
 };
 
 /// Everything the aggregator starts with.
@@ -81,6 +99,10 @@ struct aggregator_options {
   /// Shared with the aggregators before and after this one (null: a memory
   /// of its own).
   std::shared_ptr<aggregator_memory> memory;
+  /// How long the first snapshot waits for queues not reached yet, from the
+  /// first aggregator's start (nullopt: health.stale-threshold; zero: the
+  /// first cycle is published whatever it measured).
+  std::optional<milliseconds> first_snapshot_wait;
 };
 
 struct aggregator_state {
@@ -115,6 +137,11 @@ struct aggregator_state {
   supervisor_actor supervisor;
   /// Cycles skipped because the previous one was still open.
   uint64_t skipped_ticks = 0;
+  /// Cycles not published because they came before the first snapshot
+  /// and some queue was not reached yet.
+  uint64_t held_cycles = 0;
+  /// See aggregator_options::first_snapshot_wait.
+  milliseconds first_snapshot_wait{0};
 };
 
 /// Spawn with `sys.spawn(aggregator, options)`.

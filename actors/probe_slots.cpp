@@ -28,7 +28,7 @@ size_t probe_slots::find(ProbeKind kind, const std::string& name) const {
 
 bool probe_slots::all_registered() const {
   for (const auto& s : slots_)
-    if (s.watched && !s.handle && !s.failed_permanently)
+    if (s.watched && !s.disabled && !s.handle && !s.failed_permanently)
       return false;
   return true;
 }

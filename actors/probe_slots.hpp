@@ -41,6 +41,11 @@ struct probe_slot {
   uint32_t lost_replies = 0;
   bool failed_permanently = false;
   std::string failure;
+  /// Switched off by the configuration (HealthConfig::check_*): Unknown
+  /// "check disabled" every cycle, never asked; `disabled_by` names the
+  /// option.
+  bool disabled = false;
+  std::string disabled_by;
 };
 
 /// The reports of one cycle, filled in as the probes answer.

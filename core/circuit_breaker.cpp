@@ -180,6 +180,36 @@ void CircuitBreaker::record_failure(Permit p) noexcept {
   }
 }
 
+void CircuitBreaker::force_open() noexcept {
+  auto raw = word_.load(std::memory_order_acquire);
+  for (;;) {
+    auto w = Word::decode(raw);
+    auto next = w;
+    next.state = CircuitState::open;
+    next.in_flight = 0;
+    next.successes = 0;
+    next.epoch = (next.epoch + 1) & 0x3f; // as w.epoch + 1
+    next.opened_ms = static_cast<uint64_t>(now_ms());
+    if (transition(raw, next)) {
+      if (w.state != CircuitState::open)
+        opened_count_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+}
+
+void CircuitBreaker::force_closed() noexcept {
+  auto raw = word_.load(std::memory_order_acquire);
+  for (;;) {
+    auto w = Word::decode(raw);
+    Word next;
+    next.state = CircuitState::closed;
+    next.epoch = w.epoch;
+    if (transition(raw, next))
+      return;
+  }
+}
+
 CircuitState CircuitBreaker::state() const noexcept {
   return Word::decode(word_.load(std::memory_order_acquire)).state;
 }

@@ -63,6 +63,17 @@ class CircuitBreaker {
   /// Reports a failed call.
   void record_failure(Permit p = {}) noexcept;
 
+  /// Opens the breaker now, whatever its state (the original's force_open,
+  /// "for emergency situations"): a fresh open timeout starts, trials in
+  /// flight no longer count, the failure count is kept. Counted in
+  /// opened_count when it was not open already.
+  void force_open() noexcept;
+
+  /// Closes the breaker now, whatever its state (the original's
+  /// force_closed, "for emergency recovery"): failures and half-open
+  /// counters reset to 0.
+  void force_closed() noexcept;
+
   /// The stored state; does not move open -> half-open (that needs a call).
   CircuitState state() const noexcept;
 

@@ -343,6 +343,15 @@ std::vector<ConfigError> HealthConfig::validate() const {
   c.at_least_one_second("retry-after.custom-unhealthy",
                         retry_after.custom_unhealthy);
   c.at_least_one_second("retry-after.stale", retry_after.stale);
+  if (unknown_policy == UnknownPolicy::fail_closed) {
+    for (auto [on, option] : {std::pair{check_database, "database.enabled"},
+                              std::pair{check_channels, "channel.enabled"},
+                              std::pair{check_queues, "queues.enabled"}})
+      if (!on)
+        c.add(option, "false cannot be combined with health.unknown-policy "
+                      "fail-closed: the disabled check is Unknown every cycle "
+                      "and would reject every request");
+  }
   // Supervisor.
   c.positive("supervisor.initial-backoff", supervisor.initial_backoff);
   if (!(supervisor.backoff_factor >= 1.0)

@@ -153,6 +153,15 @@ struct HealthConfig {
   RetryAfterConfig retry_after;
   SupervisorConfig supervisor;
 
+  // -- the original's check switches (check_database, check_channels,
+  // check_queues; issue 20). A disabled dimension is reported Unknown
+  // "check disabled" every cycle: status degraded, no backpressure from it
+  // (a disabled database also leaves the breaker out of the decision), and
+  // it cannot be combined with fail-closed. --
+  bool check_database = true;
+  bool check_channels = true;
+  bool check_queues = true;
+
   /// The thresholds that apply to `queue` (its own or the defaults).
   const QueueThresholds& thresholds_for(std::string_view queue) const;
 

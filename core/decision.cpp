@@ -89,12 +89,15 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
   // 2. Channel critical.
   if (ch.watched && ch.evaluated && ch.any_critical()) {
     const auto& w = ch.channels[ch.worst_index];
-    return active(BackpressureSource::channel, ReasonCode::channel_critical,
-                  "command channel '" + w.name + "' saturation "
-                      + percent(w.saturation_percent)
-                      + " >= emergency threshold "
-                      + percent(cfg.channel.emergency_percent),
-                  ra.channel_critical);
+    auto d = active(BackpressureSource::channel, ReasonCode::channel_critical,
+                    "command channel '" + w.name + "' saturation "
+                        + percent(w.saturation_percent)
+                        + " >= emergency threshold "
+                        + percent(cfg.channel.emergency_percent),
+                    ra.channel_critical);
+    d.channel = w.name;
+    d.saturation_percent = w.saturation_percent;
+    return d;
   }
   if (ch.watched && !ch.evaluated && fail_closed)
     return active(BackpressureSource::channel, ReasonCode::channel_unknown,
@@ -148,7 +151,12 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
           reason += buf;
         }
       }
-      return active(BackpressureSource::queue, code, std::move(reason), retry);
+      auto d
+          = active(BackpressureSource::queue, code, std::move(reason), retry);
+      d.queue = worst->name;
+      d.depth = worst->depth;
+      d.tier = worst->tier;
+      return d;
     };
     if (worst && worst->tier == QueueDepthTier::overflow)
       return queue_decision(ReasonCode::queue_overflow, "overflow",
@@ -158,13 +166,16 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
       return queue_decision(ReasonCode::queue_critical, "critical",
                             cfg.thresholds_for(worst->name).critical,
                             ra.queue_critical);
-    if (unknown && fail_closed)
-      return active(BackpressureSource::queue, ReasonCode::queue_unknown,
-                    "queue '" + unknown->name
-                        + "' depth unknown (fail-closed): "
-                        + (unknown->missing ? std::string{"queue missing"}
-                                            : or_unknown(unknown->error)),
-                    ra.queue_critical);
+    if (unknown && fail_closed) {
+      auto d
+          = active(BackpressureSource::queue, ReasonCode::queue_unknown,
+                   "queue '" + unknown->name + "' depth unknown (fail-closed): "
+                       + (unknown->missing ? std::string{"queue missing"}
+                                           : or_unknown(unknown->error)),
+                   ra.queue_critical);
+      d.queue = unknown->name;
+      return d;
+    }
   } else if (fail_closed) {
     return active(BackpressureSource::queue, ReasonCode::queue_unknown,
                   "queue health unknown (fail-closed): " + or_unknown(q.error),

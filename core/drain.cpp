@@ -86,6 +86,8 @@ void DrainTracker::observe(QueueHealth& q, time_point now) {
     if (h.size() < min_samples)
       continue;
     r.drain_rate = -slope_of(h);
+    if (r.drain_rate == 0.0)
+      r.drain_rate = 0.0; // a flat queue is 0, never -0 (JSON "-0.0")
     if (!(r.drain_rate > 0.0))
       continue; // flat or growing: no estimate
     const auto& t = cfg_.thresholds_for(r.name);

@@ -131,6 +131,11 @@ struct Rejection {
   ReasonCode code = ReasonCode::none;
   std::string_view reason;
   seconds retry_after{1};
+  /// The snapshot behind it is stale (or missing): a rejection its last
+  /// decision made (kept, whatever the policy), or the policy's rejection
+  /// of a stale or missing snapshot (fail-closed). Ask again after
+  /// `retry_after`, when a fresh snapshot may be there.
+  bool stale = false;
 };
 
 /// How the checker treats staleness.
@@ -153,8 +158,11 @@ class BackpressureChecker {
                       CheckerOptions opts);
 
   /// Accept (nullopt) or reject with reason and Retry-After. No lock, no
-  /// allocation, no I/O. A stale or missing snapshot rejects only under
-  /// fail-closed. A breaker Retry-After counts down with the snapshot's age.
+  /// allocation, no I/O. A stale snapshot whose decision rejected still
+  /// rejects (its source and reason, the stale Retry-After, `stale` set):
+  /// a known rejection never turns into an acceptance because time passed.
+  /// Any other stale or missing snapshot rejects only under fail-closed. A
+  /// breaker Retry-After counts down with the snapshot's age.
   /// Inline (with the cell's read()) so that the caller's compiler builds
   /// the result in place: one seqlock read, one coarse clock read.
   std::optional<Rejection> try_check() const noexcept {
@@ -166,8 +174,16 @@ class BackpressureChecker {
     return reject(v.word, v.age_ns);
   }
 
-  /// Fresh, and every dimension measured with nothing at warning or worse.
+  /// The original's meaning: fresh and no backpressure active (a degraded
+  /// snapshot, e.g. with an Unknown dimension, is healthy in this sense).
   bool is_healthy() const noexcept {
+    auto v = view();
+    return !v.stale && (v.word & PackedDecision::active_bit) == 0;
+  }
+
+  /// Stricter: fresh, no backpressure, and status healthy (every dimension
+  /// measured with nothing at warning or worse).
+  bool is_fully_healthy() const noexcept {
     auto v = view();
     auto d = PackedDecision::decode(v.word);
     return !v.stale && d.status == HealthStatus::healthy && !d.active;
@@ -216,15 +232,20 @@ class BackpressureChecker {
   }
 
   /// The rejection (or none, under fail-open) for a stale or missing
-  /// snapshot.
+  /// snapshot. A stale rejection stays a rejection under both policies.
   std::optional<Rejection> on_stale(uint64_t word) const noexcept {
+    if ((word & PackedDecision::active_bit) != 0) [[unlikely]] {
+      auto d = PackedDecision::decode(word);
+      return Rejection{d.source, d.code, reason_text(d.code),
+                       stale_retry_after_, true};
+    }
     if (opts_.policy == UnknownPolicy::fail_open)
       return std::nullopt;
     auto code = (word & PackedDecision::present_bit) != 0
                     ? ReasonCode::snapshot_stale
                     : ReasonCode::no_snapshot;
     return Rejection{BackpressureSource::stale, code, reason_text(code),
-                     stale_retry_after_};
+                     stale_retry_after_, true};
   }
 
   /// The rejection for an active decision `word` of a snapshot `age_ns` old.

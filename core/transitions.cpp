@@ -122,9 +122,12 @@ std::vector<Transition> transitions(const HealthSnapshot* prev,
       auto level = q.tier >= QueueDepthTier::critical ? Transition::warn
                                                       : Transition::info;
       c.add(level, Transition::queue_tier_changed,
-            "event=queue_tier_changed queue=" + q.name + " from="
-                + str(to_string(from)) + " to=" + str(to_string(q.tier))
-                + " depth=" + std::to_string(q.depth) + (q.capped ? "+" : "")
+            "event=queue_tier_changed queue=" + q.name
+                + " from=" + str(to_string(from))
+                + " to=" + str(to_string(q.tier)) + " depth="
+                + (q.tier == QueueDepthTier::unknown
+                       ? std::string{"-"} // not measured: no depth
+                       : std::to_string(q.depth) + (q.capped ? "+" : ""))
                 + (q.missing ? " missing=true" : "")
                 + (q.error.empty() ? "" : " error=" + quoted(q.error)));
     }

@@ -166,6 +166,11 @@ struct QueueReport {
   /// partitioned queue without an index on vt, where counting every visible
   /// message would scan the whole queue); empty when it was measured.
   std::string visible_note;
+  /// Not measured in this cycle for want of time (left out for the
+  /// statement budget, or cut off by the deadline or a lost connection):
+  /// no fault of the queue's. The first snapshot waits until every queue
+  /// was reached once (see the aggregator).
+  bool not_reached = false;
   friend bool operator==(const QueueReport&, const QueueReport&) = default;
 };
 
@@ -334,6 +339,17 @@ struct BackpressureDecision {
   std::string reason;
   /// Retry-After (whole seconds, at least 1 when active, 0 otherwise).
   seconds retry_after{0};
+  // -- what fired, as the original's BackpressureSource variants carry it
+  // (ChannelSaturation{channel, saturation_percent}, QueueDepth{queue,
+  // depth, tier}); issue 20 --
+  /// The channel that fired (source channel); empty otherwise.
+  std::string channel;
+  double saturation_percent = 0.0;
+  /// The queue that fired (source queue; under fail-closed the first
+  /// Unknown queue); empty otherwise.
+  std::string queue;
+  int64_t depth = 0;
+  QueueDepthTier tier = QueueDepthTier::unknown;
   friend bool operator==(const BackpressureDecision&,
                          const BackpressureDecision&)
       = default;

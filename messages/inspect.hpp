@@ -47,7 +47,9 @@ typename Inspector::result_type inspect(Inspector& f, QueueReport& x) {
            // drain rate (issue 12): keep these three together
            x.drain_rate, x.drain_samples, x.drain_eta_seconds,
            // why visible_length is not measured (issue 10)
-           x.visible_note);
+           x.visible_note,
+           // not measured for want of time (issue 20)
+           x.not_reached);
 }
 
 template<class Inspector>
@@ -65,7 +67,9 @@ typename Inspector::result_type inspect(Inspector& f, CustomHealth& x) {
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, BackpressureDecision& x) {
   return f(caf::meta::type_name("backpressure_decision"), x.active, x.source,
-           x.code, x.reason, x.retry_after);
+           x.code, x.reason, x.retry_after,
+           // what fired (issue 20)
+           x.channel, x.saturation_percent, x.queue, x.depth, x.tier);
 }
 
 template<class Inspector>

@@ -11,6 +11,8 @@
 #include "apps/tasker-health/tls_check.hpp"
 #include "core/log.hpp"
 
+#include <string_view>
+
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -57,6 +59,13 @@ daemon_config::daemon_config() {
   hysteresis_margin = d.hysteresis_margin;
   drain_retry_after = d.drain_retry_after;
   drain_window = span(d.drain_window);
+  // The original's three orchestration queues (tasker-orchestration's
+  // OrchestrationCore always watches them).
+  queue_names = {"orchestration_step_results", "orchestration_task_requests",
+                 "orchestration_task_finalizations"};
+  check_database = d.check_database;
+  check_channels = d.check_channels;
+  check_queues = d.check_queues;
   retry_breaker_minimum = span(d.retry_after.breaker_minimum);
   retry_channel_critical = span(d.retry_after.channel_critical);
   retry_queue_overflow = span(d.retry_after.queue_overflow);
@@ -152,7 +161,9 @@ daemon_config::daemon_config() {
       .add(channel_emergency_percent, "emergency-percent",
            "channel saturation that triggers backpressure (percent)");
   opt_group{custom_options_, "queues"}
-      .add(queue_names, "names", "PGMQ queues to watch, e.g. [\"orders\"]")
+      .add(queue_names, "names",
+           "PGMQ queues to watch (default: the original's three "
+           "orchestration queues; [] for none)")
       .add(queue_warning, "warning", "default depth of the Warning tier")
       .add(queue_critical, "critical",
            "default depth of the Critical tier (backpressure)")
@@ -170,7 +181,10 @@ daemon_config::daemon_config() {
            "command line a bare flag)")
       .add(drain_window, "drain-window",
            "depth history a drain rate is measured over (2 to 100 x "
-           "interval)");
+           "interval)")
+      .add(queue_database_url, "database-url",
+           "libpq connection string of the PGMQ database when it is not "
+           "database.url (split deployments; empty: database.url)");
   opt_group{custom_options_, "retry-after"}
       .add(retry_breaker_minimum, "breaker-minimum",
            "lower bound of Retry-After while the breaker is open")
@@ -291,6 +305,50 @@ daemon_config::daemon_config() {
            "(1..100000)")
       .add(grpc_watch_interval, "watch-interval",
            "how often Watch streams look for a change (10ms..10s)");
+  // The original's check switches (issue 20).
+  opt_group{custom_options_, "database"}.add(
+      check_database, "enabled",
+      "false: the database check is Unknown \"check disabled\" (status "
+      "degraded, no breaker backpressure); not with fail-closed");
+  opt_group{custom_options_, "channel"}.add(
+      check_channels, "enabled",
+      "false: the channel check is Unknown \"check disabled\"; not with "
+      "fail-closed");
+  opt_group{custom_options_, "queues"}.add(
+      check_queues, "enabled",
+      "false: the queue check is Unknown \"check disabled\" (no queue "
+      "backpressure); not with fail-closed");
+}
+
+caf::error daemon_config::parse(int argc, char** argv) {
+  const std::pair<const char*, bool daemon_config::*> switches[]
+      = {{"--database.enabled=", &daemon_config::check_database},
+         {"--channel.enabled=", &daemon_config::check_channels},
+         {"--queues.enabled=", &daemon_config::check_queues}};
+  std::vector<char*> rest;
+  std::vector<std::pair<bool daemon_config::*, bool>> given;
+  for (int i = 0; i < argc; ++i) {
+    bool taken = false;
+    for (auto [prefix, member] : switches) {
+      std::string_view arg{argv[i]};
+      if (i == 0 || arg.rfind(prefix, 0) != 0)
+        continue;
+      auto value = arg.substr(std::string_view{prefix}.size());
+      if (value == "true" || value == "false") {
+        given.emplace_back(member, value == "true");
+        taken = true;
+      } // anything else stays for CAF to refuse, naming the option
+    }
+    if (!taken)
+      rest.push_back(argv[i]);
+  }
+  auto n = static_cast<int>(rest.size());
+  rest.push_back(nullptr);
+  auto err = caf::actor_system_config::parse(n, rest.data());
+  if (!err)
+    for (auto [member, value] : given)
+      this->*member = value; // the command line over the file
+  return err;
 }
 
 const std::vector<std::string>& daemon_config::own_sections() {
@@ -592,6 +650,9 @@ HealthConfig to_health_config(const daemon_config& c,
   h.hysteresis_margin = c.hysteresis_margin;
   h.drain_retry_after = c.drain_retry_after;
   h.drain_window = ms(c.drain_window);
+  h.check_database = c.check_database;
+  h.check_channels = c.check_channels;
+  h.check_queues = c.check_queues;
   for (const auto& name : c.queue_names)
     h.queues.push_back({name, std::nullopt});
   for (const auto& text : c.queue_thresholds) {

@@ -61,6 +61,12 @@ struct daemon_config : caf::actor_system_config {
   int64_t hysteresis_margin;
   bool drain_retry_after;
   caf::timespan drain_window;
+  /// The PGMQ database of a split deployment (empty: database.url).
+  std::string queue_database_url;
+  // [database|channel|queues] enabled: the original's check switches.
+  bool check_database;
+  bool check_channels;
+  bool check_queues;
   // [retry-after]
   caf::timespan retry_breaker_minimum;
   caf::timespan retry_channel_critical;
@@ -123,6 +129,12 @@ struct daemon_config : caf::actor_system_config {
   /// The sections this program defines (CAF's own sections are accepted
   /// too).
   static const std::vector<std::string>& own_sections();
+
+  /// CAF's parse, except that the check switches (database.enabled,
+  /// channel.enabled, queues.enabled) also take `=true` / `=false` on the
+  /// command line: CAF 0.17 accepts a bool there only as a bare flag, and
+  /// these default to true. Hides the base class's parse().
+  caf::error parse(int argc, char** argv);
 };
 
 /// caf::string_view as std::string.

@@ -1,5 +1,6 @@
 #include "apps/tasker-health/http_api.hpp"
 
+#include "apps/tasker-health/original_json.hpp"
 #include "apps/tasker-health/snapshot_json.hpp"
 
 namespace tasker::health::app {
@@ -18,7 +19,7 @@ std::optional<Rejection> http_api::readiness() const {
   auto code
       = checker_.age() ? ReasonCode::snapshot_stale : ReasonCode::no_snapshot;
   return Rejection{BackpressureSource::stale, code, reason_text(code),
-                   stale_retry_after_};
+                   stale_retry_after_, true};
 }
 
 http::response http_api::livez() const {
@@ -50,16 +51,46 @@ http::response http_api::metrics() const {
   return {200, "text/plain; version=0.0.4", metrics_->render(), {}};
 }
 
+original_view http_api::original() const {
+  original_view v;
+  v.now = std::chrono::system_clock::now();
+  v.readiness = readiness();
+  v.stale = checker_.is_stale();
+  return v;
+}
+
+http::response http_api::health_live() const {
+  return http::response::json(
+      200, original_live(std::chrono::system_clock::now()).dump());
+}
+
+http::response http_api::health_ready() const {
+  auto snap = checker_.snapshot();
+  auto v = original();
+  v.snapshot = snap.get();
+  auto r = original_ready(v);
+  return http::response::json(r.status, r.body.dump());
+}
+
+http::response http_api::health_detailed() const {
+  auto snap = checker_.snapshot();
+  auto v = original();
+  v.snapshot = snap.get();
+  return http::response::json(200, original_detailed(v).dump());
+}
+
 http::route_table http_api::routes() const {
   http::route_table t;
   t.get("/livez", [this](const http::request&) { return livez(); });
   t.get("/readyz", [this](const http::request&) { return readyz(); });
   t.get("/health", [this](const http::request&) { return health(); });
   t.get("/metrics", [this](const http::request&) { return metrics(); });
-  // The original implementation's paths.
-  t.alias("/health/live", "/livez");
-  t.alias("/health/ready", "/readyz");
-  t.alias("/health/detailed", "/health");
+  // The original implementation's paths, with its bodies.
+  t.get("/health/live", [this](const http::request&) { return health_live(); });
+  t.get("/health/ready",
+        [this](const http::request&) { return health_ready(); });
+  t.get("/health/detailed",
+        [this](const http::request&) { return health_detailed(); });
   return t;
 }
 

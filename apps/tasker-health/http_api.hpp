@@ -9,14 +9,17 @@
 //                 is active or the snapshot is stale
 //   GET /health   the full snapshot as JSON (503 when stale or none yet)
 //   GET /metrics  Prometheus text exposition
-// and the paths of the original implementation, same answers:
-//   GET /health/live = /livez, /health/ready = /readyz,
-//   GET /health/detailed = /health
+// and the paths of the original implementation with its status codes and
+// bodies (apps/tasker-health/original_json.hpp), from the same cache:
+//   GET /health/live      always 200 {"status":"alive","timestamp":...}
+//   GET /health/ready     200 ReadinessResponse, or 503 {"error":{...}}
+//   GET /health/detailed  always 200 DetailedHealthResponse
 // Each answers HEAD too; another method gets 405 with Allow.
 #pragma once
 
 #include "apps/http/route_table.hpp"
 #include "apps/tasker-health/metrics.hpp"
+#include "apps/tasker-health/original_json.hpp"
 #include "core/snapshot_cell.hpp"
 
 #include <atomic>
@@ -56,8 +59,15 @@ class http_api {
   http::response readyz() const;
   http::response health() const;
   http::response metrics() const;
+  // The original's paths.
+  http::response health_live() const;
+  http::response health_ready() const;
+  http::response health_detailed() const;
 
  private:
+  /// The reader's view for the original's bodies (without the snapshot).
+  original_view original() const;
+
   BackpressureChecker checker_;
   std::shared_ptr<health_metrics> metrics_;
   seconds stale_retry_after_;

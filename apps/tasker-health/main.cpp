@@ -172,15 +172,22 @@ int main(int argc, char** argv) {
   health_parts parts;
   parts.database = std::make_shared<PgDatabaseCheck>(PgCheckOptions{
       hc.database_url, hc.db_query_timeout, hc.db_connect_timeout});
+  // The queues may live in a database of their own (queues.database-url).
+  const auto& queue_url = cfg.queue_database_url.empty()
+                              ? hc.database_url
+                              : cfg.queue_database_url;
   if (!hc.queues.empty())
-    parts.queues = std::make_shared<PgQueueDepthSource>(PgQueueOptions{
-        hc.database_url, hc.db_query_timeout, hc.db_connect_timeout});
+    parts.queues = std::make_shared<PgQueueDepthSource>(
+        PgQueueOptions{queue_url, hc.db_query_timeout, hc.db_connect_timeout});
   parts.on_snapshot = [metrics](const HealthSnapshot& s) {
     metrics->observe(s);
   };
   log->info("event=starting database={} queues={} interval_ms={}",
             tasker::health::quoted(redact_dsn(hc.database_url)),
             hc.queues.size(), hc.evaluation_interval.count());
+  if (!cfg.queue_database_url.empty())
+    log->info("event=queue_database database={}",
+              tasker::health::quoted(redact_dsn(queue_url)));
   auto hs = health_system::start(sys, hc, std::move(parts));
   if (!hs) {
     // validate() ran above, so this is unexpected; report it as config.

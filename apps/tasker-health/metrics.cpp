@@ -76,6 +76,9 @@ struct health_metrics::families {
   Family<Gauge>& cluster_accepting;
   Family<Gauge>& cluster_age;
   Family<Gauge>& cluster_nodes;
+  // issue 20: this project's count of Unknown dimensions under a name of
+  // its own (the original's evaluation_errors_total is never incremented).
+  Family<Counter>& unknown_dimensions;
 
   explicit families(prometheus::Registry& r)
       : evaluations(BuildCounter()
@@ -85,8 +88,9 @@ struct health_metrics::families {
         evaluation_errors(
             BuildCounter()
                 .Name("tasker_health_evaluation_errors_total")
-                .Help("Cycles in which a dimension gave no data (Unknown), "
-                      "by error_type: database, channel, queue, custom:<name>")
+                .Help("Evaluation cycles that failed to complete (as the "
+                      "original's: never incremented; see "
+                      "tasker_health_unknown_dimensions_total)")
                 .Register(r)),
         evaluation_duration(
             BuildHistogram()
@@ -96,7 +100,8 @@ struct health_metrics::families {
         db_check_duration(
             BuildHistogram()
                 .Name("tasker_health_database_check_duration_seconds")
-                .Help("Duration of the DB check query")
+                .Help("Duration of the DB check query, 0 when the breaker "
+                      "skipped it (as the original's)")
                 .Register(r)),
         db_connected(BuildGauge()
                          .Name("tasker_health_database_connected")
@@ -198,7 +203,13 @@ struct health_metrics::families {
                           .Name("tasker_health_cluster_nodes")
                           .Help("Nodes by state: accepting, rejecting, "
                                 "unreachable")
-                          .Register(r)) {}
+                          .Register(r)),
+        unknown_dimensions(
+            BuildCounter()
+                .Name("tasker_health_unknown_dimensions_total")
+                .Help("Cycles in which a dimension gave no data (Unknown), "
+                      "by error_type: database, channel, queue, custom:<name>")
+                .Register(r)) {}
 };
 
 namespace {
@@ -207,6 +218,15 @@ const Histogram::BucketBoundaries& latency_buckets() {
   static const Histogram::BucketBoundaries b{0.0005, 0.001, 0.0025, 0.005, 0.01,
                                              0.025,  0.05,  0.1,    0.25,  0.5,
                                              1.0,    2.5,   5.0};
+  return b;
+}
+
+/// The original's boundaries (OpenTelemetry's default histogram buckets in
+/// milliseconds), in seconds.
+const Histogram::BucketBoundaries& db_check_buckets() {
+  static const Histogram::BucketBoundaries b{0.0,   0.005, 0.01, 0.025, 0.05,
+                                             0.075, 0.1,   0.25, 0.5,   0.75,
+                                             1.0,   2.5,   5.0,  7.5,   10.0};
   return b;
 }
 
@@ -228,6 +248,7 @@ health_metrics::health_metrics()
   // Series that exist from the start, so that a scrape before the first
   // snapshot already shows them.
   f_->evaluations.Add({});
+  f_->evaluation_errors.Add({}); // the original's: stays 0
   f_->backpressure_active.Add({}).Set(0);
   f_->queue_depth_tier.Add({}).Set(0);
   for (auto* s : {"healthy", "degraded", "unhealthy"})
@@ -258,7 +279,7 @@ void health_metrics::observe(const HealthSnapshot& s) {
   f_->evaluation_duration.Add({}, latency_buckets())
       .Observe(secs(s.evaluation_duration));
   auto error = [&](const std::string& type) {
-    f_->evaluation_errors.Add({{"error_type", type}}).Increment();
+    f_->unknown_dimensions.Add({{"error_type", type}}).Increment();
   };
   // Database and breaker.
   const auto& db = s.database;
@@ -278,9 +299,10 @@ void health_metrics::observe(const HealthSnapshot& s) {
     remove(f_->breaker_failures, {});
   } else {
     f_->db_connected.Add({}).Set(db.connected ? 1 : 0);
-    if (!db.check_skipped)
-      f_->db_check_duration.Add({}, latency_buckets())
-          .Observe(secs(db.check_duration));
+    // Every evaluated check, a skipped one as 0 (the original records
+    // its duration whenever the database was evaluated).
+    f_->db_check_duration.Add({}, db_check_buckets())
+        .Observe(db.check_skipped ? 0.0 : secs(db.check_duration));
     f_->breaker_state.Add({}).Set(breaker_state_value(db.breaker.state));
     f_->breaker_failures.Add({}).Set(db.breaker.consecutive_failures);
     auto& opened = f_->breaker_opened.Add({});

@@ -130,6 +130,15 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
       {"code", str(to_string(d.code))},
       {"reason", d.reason},
       {"retry_after_seconds", d.retry_after.count()},
+      // What fired (the original's BackpressureSource fields).
+      {"channel", d.channel.empty() ? json(nullptr) : json(d.channel)},
+      {"saturation_percent",
+       d.channel.empty() ? json(nullptr) : json(d.saturation_percent)},
+      {"queue", d.queue.empty() ? json(nullptr) : json(d.queue)},
+      {"depth", d.queue.empty() || d.tier == QueueDepthTier::unknown
+                    ? json(nullptr)
+                    : json(d.depth)},
+      {"tier", d.queue.empty() ? json(nullptr) : json(str(to_string(d.tier)))},
   };
   return {
       {"status", str(to_string(stale ? HealthStatus::stale : s.status))},
@@ -164,7 +173,8 @@ json readiness_json(const std::optional<Rejection>& r, HealthStatus status) {
           {"source", str(to_string(r->source))},
           {"code", str(to_string(r->code))},
           {"reason", str(r->reason)},
-          {"retry_after_seconds", r->retry_after.count()}};
+          {"retry_after_seconds", r->retry_after.count()},
+          {"stale", r->stale}};
 }
 
 nlohmann::json cluster_json(const cluster_summary& c) {

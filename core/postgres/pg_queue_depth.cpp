@@ -74,6 +74,9 @@ struct Outcome {
   bool fallback = false;
   /// Its statement could not be prepared in this cycle.
   bool prepare_failed = false;
+  /// Never answered: left out for the budget, or cut off by the deadline
+  /// or a lost connection (QueueReport::not_reached).
+  bool not_reached = false;
   /// The last failure (empty if none).
   std::string error;
   FailureKind kind = FailureKind::none;
@@ -832,6 +835,7 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
                     + (stop_reason.empty() ? std::string{"not measured"}
                                            : stop_reason);
           o.kind = stop_kind;
+          o.not_reached = true;
         }
         o.report.error = o.error;
         if (first_error.empty())
@@ -872,6 +876,7 @@ PgQueueDepthSource::measure(const std::vector<QueueDepthRequest>& queues) {
         rep.count_cap = cap;
       } else {
         rep.error = o.report.error;
+        rep.not_reached = o.not_reached;
       }
     }
     if (!measured_any) {

@@ -65,6 +65,8 @@ struct fixture : test_coordinator_fixture<test_config> {
     o.database = db;
     o.channel = ch;
     o.queue = q;
+    // The first snapshot's wait for every queue has tests of its own.
+    o.first_snapshot_wait = milliseconds{0};
     return o;
   }
 
@@ -587,6 +589,116 @@ CAF_TEST(unwatched dimensions are reported as such) {
   CAF_CHECK(!last().channel.watched);
   CAF_CHECK(last().status == HealthStatus::healthy);
   CAF_CHECK_EQUAL(ch_ctl->requests, 0);
+}
+
+CAF_TEST(the first snapshot waits until every queue was reached once) {
+  cfg.queues = {{"orders", std::nullopt}, {"billing", std::nullopt}};
+  q_report->queues.resize(2);
+  q_report->queues[1].name = "billing";
+  q_report->queues[1].not_reached = true; // left for the statement budget
+  q_report->queues[1].error = "queue 'billing' not measured in this cycle";
+  auto o = options();
+  o.first_snapshot_wait = std::nullopt; // the stale threshold (30 s)
+  start(std::move(o));
+  subscribe_recorder();
+  expect((atom::report), from(agg).to(db));
+  expect((DatabaseHealth), from(db).to(agg));
+  expect((atom::report), from(agg).to(ch));
+  expect((ChannelHealth), from(ch).to(agg));
+  expect((atom::report), from(agg).to(q));
+  expect((QueueHealth), from(q).to(agg));
+  CAF_MESSAGE("'billing' was not reached: no snapshot; the next cycle at "
+              "once");
+  CAF_CHECK(seen->empty());
+  CAF_CHECK_EQUAL(agg_state().held_cycles, 1u);
+  CAF_CHECK_EQUAL(agg_state().memory->sequence.load(), 0u);
+  CAF_CHECK_EQUAL(agg_state().cycle, 2u);
+  expect((atom::report), from(agg).to(db));
+  expect((DatabaseHealth), from(db).to(agg));
+  expect((atom::report), from(agg).to(ch));
+  expect((ChannelHealth), from(ch).to(agg));
+  CAF_MESSAGE("this time the probe reaches 'billing' (and 'orders' not: it "
+              "was reached once already)");
+  q_report->queues[1].not_reached = false;
+  q_report->queues[1].error.clear();
+  q_report->queues[1].depth = 20000; // at overflow
+  q_report->queues[0].not_reached = true;
+  q_report->queues[0].error = "queue 'orders' not measured in this cycle";
+  expect((atom::report), from(agg).to(q));
+  expect((QueueHealth), from(q).to(agg));
+  expect((atom::snapshot, shared_snapshot), from(agg).to(rec));
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  CAF_CHECK_EQUAL(last().sequence, 1u);
+  CAF_CHECK(last().decision.active);
+  CAF_CHECK(last().decision.code == ReasonCode::queue_overflow);
+  CAF_MESSAGE("after the first snapshot nothing is held back any more");
+  q_report->queues[1].not_reached = true;
+  next_interval();
+  CAF_CHECK_EQUAL(seen->size(), 2u);
+  CAF_CHECK_EQUAL(agg_state().held_cycles, 1u);
+}
+
+CAF_TEST(the first snapshot is published at its deadline with the reason) {
+  q_ctl->mode = probe_control::hang;
+  auto o = options();
+  o.first_snapshot_wait = std::nullopt; // the stale threshold (30 s)
+  start(std::move(o));
+  subscribe_recorder();
+  sched.run();
+  CAF_MESSAGE("the queue probe never answers: every cycle is held");
+  for (int t = 0; t < 6; ++t) { // cycles at 0, 5, ..., 25 s
+    sched.advance_time(cfg.probe_timeout);
+    sched.run();
+    CAF_CHECK(seen->empty());
+    release_hung(*q_ctl); // a late reply frees the slot, counts for nothing
+    sched.run();
+    sched.advance_time(cfg.evaluation_interval - cfg.probe_timeout);
+    sched.run();
+  }
+  CAF_CHECK(seen->empty());
+  CAF_CHECK_EQUAL(agg_state().held_cycles, 6u);
+  CAF_MESSAGE(
+      "the cycle started at 30 s ends after the deadline: published, the "
+      "queues Unknown with the reason");
+  sched.advance_time(cfg.probe_timeout);
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  CAF_CHECK_EQUAL(last().sequence, 1u);
+  CAF_CHECK(!last().queues.evaluated);
+  CAF_CHECK_EQUAL(last().queues.error,
+                  "not measured within 30000ms of start: no reply within "
+                  "2000ms");
+}
+
+CAF_TEST(a disabled check is unknown every cycle and never asked) {
+  cfg.check_queues = false;
+  cfg.check_database = false;
+  q_report->queues[0].depth = 20000; // would be Overflow
+  auto breaker = std::make_shared<CircuitBreaker>(cfg.breaker);
+  for (int i = 0; i < 5; ++i)
+    breaker->record_failure(); // open
+  auto o = options();
+  o.breaker = breaker;
+  o.first_snapshot_wait = std::nullopt; // a disabled check holds nothing
+  start(std::move(o));
+  subscribe_recorder();
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  auto& s = last();
+  CAF_CHECK(s.queues.watched);
+  CAF_CHECK(!s.queues.evaluated);
+  CAF_CHECK_EQUAL(s.queues.error, "check disabled (queues.enabled = false)");
+  CAF_CHECK_EQUAL(s.database.error,
+                  "check disabled (database.enabled = false)");
+  CAF_MESSAGE("no backpressure: neither the queue nor the open breaker");
+  CAF_CHECK(!s.decision.active);
+  CAF_CHECK(s.status == HealthStatus::degraded);
+  CAF_CHECK_EQUAL(q_ctl->requests, 0);
+  CAF_CHECK_EQUAL(db_ctl->requests, 0);
+  CAF_CHECK_EQUAL(ch_ctl->requests, 1);
+  next_interval();
+  CAF_CHECK_EQUAL(seen->size(), 2u);
+  CAF_CHECK_EQUAL(q_ctl->requests, 0);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

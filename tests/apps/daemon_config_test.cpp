@@ -190,6 +190,31 @@ CAF_TEST(drain rate options) {
   CAF_CHECK(bad.has("queues.drain-window", "between 2 and 100 times"));
 }
 
+CAF_TEST(check switches and the queue database) {
+  parsed defaults{{"--database.url=host=a"}};
+  CAF_REQUIRE(!defaults.parse_error);
+  CAF_CHECK(defaults.health.check_database && defaults.health.check_channels
+            && defaults.health.check_queues);
+  CAF_CHECK_EQUAL(defaults.cfg.queue_database_url, "");
+  CAF_CHECK_EQUAL(defaults.health.queues.size(), 3u);
+  CAF_CHECK_EQUAL(defaults.health.queues[1].name,
+                  "orchestration_task_requests");
+  parsed off{{"--database.url=host=a", "--queues.enabled=false",
+              "--database.enabled=false", "--channel.enabled=true",
+              "--queues.database-url=host=b"}};
+  CAF_REQUIRE(!off.parse_error);
+  CAF_CHECK(off.errors.empty());
+  CAF_CHECK(!off.health.check_queues);
+  CAF_CHECK(!off.health.check_database);
+  CAF_CHECK(off.health.check_channels);
+  CAF_CHECK_EQUAL(off.cfg.queue_database_url, "host=b");
+  parsed closed{{"--database.url=host=a", "--queues.enabled=false",
+                 "--health.unknown-policy=fail-closed"}};
+  CAF_CHECK(closed.has("queues.enabled", "fail-closed"));
+  parsed bad{{"--database.url=host=a", "--queues.enabled=maybe"}};
+  CAF_CHECK(bad.parse_error);
+}
+
 CAF_TEST(help lists every option with its default) {
   daemon_config cfg;
   auto text = help_text(cfg, "tasker-health");

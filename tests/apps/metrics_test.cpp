@@ -103,6 +103,30 @@ CAF_TEST(breaker state uses the original encoding) {
                       std::string::npos);
 }
 
+CAF_TEST(the db check histogram records skipped checks as zero) {
+  health_metrics m;
+  auto s = healthy(1);
+  s.database.check_duration = 7ms;
+  m.observe(s);
+  s = healthy(2);
+  s.database.connected = false;
+  s.database.check_skipped = true; // the breaker refused the call
+  s.database.check_duration = 0ms;
+  m.observe(s);
+  s = healthy(3);
+  s.database = DatabaseHealth{}; // Unknown: not evaluated, not recorded
+  m.observe(s);
+  auto text = m.render();
+  auto h = std::string{"tasker_health_database_check_duration_seconds"};
+  CAF_CHECK_EQUAL(value(text, h + "_count"), 2.0);
+  // The original's boundaries in seconds: 0 holds the skipped check, 0.01
+  // both.
+  CAF_CHECK_EQUAL(value(text, h + R"(_bucket{le="0"})"), 1.0);
+  CAF_CHECK_EQUAL(value(text, h + R"(_bucket{le="0.005"})"), 1.0);
+  CAF_CHECK_EQUAL(value(text, h + R"(_bucket{le="0.01"})"), 2.0);
+  CAF_CHECK_EQUAL(value(text, h + R"(_bucket{le="7.5"})"), 2.0);
+}
+
 CAF_TEST(activation sources carry the original label values) {
   auto source = [](auto&& set) {
     auto s = healthy(1);
@@ -229,8 +253,10 @@ CAF_TEST(an unknown database never reads connected) {
                   std::nullopt);
   CAF_CHECK_EQUAL(
       value(text,
-            R"(tasker_health_evaluation_errors_total{error_type="database"})"),
+            R"(tasker_health_unknown_dimensions_total{error_type="database"})"),
       1.0);
+  // The original's name keeps the original's meaning: never incremented.
+  CAF_CHECK_EQUAL(value(text, "tasker_health_evaluation_errors_total"), 0.0);
   CAF_MESSAGE("an open breaker read at decision time still shows as open");
   s = healthy(3);
   s.database = DatabaseHealth{};

@@ -95,12 +95,23 @@ CAF_TEST(healthy snapshot accepts and reports healthy) {
   CAF_CHECK_EQUAL(cell->publications(), 1u);
 }
 
-CAF_TEST(degraded snapshot accepts but is not healthy) {
+CAF_TEST(degraded snapshot accepts and is healthy but not fully healthy) {
   cell->publish(snapshot(HealthStatus::degraded));
   auto c = checker();
   CAF_CHECK(!c.try_check());
-  CAF_CHECK(!c.is_healthy());
+  // The original's is_healthy(): not active and not stale.
+  CAF_CHECK(c.is_healthy());
+  CAF_CHECK(!c.is_fully_healthy());
   CAF_CHECK(c.status() == HealthStatus::degraded);
+  CAF_MESSAGE("unhealthy without backpressure (database not answering yet)");
+  cell->publish(snapshot(HealthStatus::unhealthy));
+  CAF_CHECK(c.is_healthy());
+  CAF_CHECK(!c.is_fully_healthy());
+  publish_healthy();
+  CAF_CHECK(c.is_fully_healthy());
+  clock.advance(31s);
+  CAF_CHECK(!c.is_healthy());
+  CAF_CHECK(!c.is_fully_healthy());
 }
 
 CAF_TEST(active decision rejects with static reason and retry after) {
@@ -145,11 +156,40 @@ CAF_TEST(snapshot turns stale after the threshold) {
   CAF_CHECK(checker().is_healthy());
 }
 
-CAF_TEST(a stale active decision under fail open accepts) {
+CAF_TEST(a stale rejection stays a rejection under both policies) {
+  publish_active(BackpressureSource::queue, ReasonCode::queue_overflow, 60s);
+  clock.advance(31s); // older than the stale threshold
+  for (auto policy : {UnknownPolicy::fail_open, UnknownPolicy::fail_closed}) {
+    opts.policy = policy;
+    auto c = checker();
+    CAF_CHECK(c.is_stale());
+    auto r = c.try_check();
+    CAF_REQUIRE(r);
+    // The known cause, flagged stale, and asked again when a fresh snapshot
+    // may be there (the stale Retry-After), not after the old 60 s.
+    CAF_CHECK(r->source == BackpressureSource::queue);
+    CAF_CHECK(r->code == ReasonCode::queue_overflow);
+    CAF_CHECK_EQUAL(r->reason, "queue depth at overflow");
+    CAF_CHECK(r->stale);
+    CAF_CHECK_EQUAL(r->retry_after.count(), 5);
+  }
+  // Marked stale by its cache (the aggregator is gone): the same.
+  opts.policy = UnknownPolicy::fail_open;
   publish_active(BackpressureSource::channel, ReasonCode::channel_critical,
                  15s);
-  clock.advance(31s);
+  CAF_CHECK(!checker().try_check()->stale);
+  cell->mark_stale();
+  auto r = checker().try_check();
+  CAF_REQUIRE(r);
+  CAF_CHECK(r->source == BackpressureSource::channel);
+  CAF_CHECK(r->stale);
+  CAF_CHECK_EQUAL(r->retry_after.count(), 5);
+  // A stale acceptance stays an acceptance under fail-open only.
+  publish_healthy();
+  cell->mark_stale();
   CAF_CHECK(!checker().try_check());
+  opts.policy = UnknownPolicy::fail_closed;
+  CAF_CHECK(checker().try_check()->source == BackpressureSource::stale);
 }
 
 CAF_TEST(mark stale takes effect at once and the next publish clears it) {

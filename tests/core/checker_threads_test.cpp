@@ -94,7 +94,7 @@ CAF_TEST(concurrent readers while the writer marks stale) {
   std::thread reader{[&] {
     while (!done.load(std::memory_order_acquire)) {
       // Healthy implies fresh; stale implies not healthy.
-      auto healthy = checker.is_healthy();
+      auto healthy = checker.is_fully_healthy();
       auto status = checker.status();
       if (healthy && status == HealthStatus::unhealthy)
         ++bad;

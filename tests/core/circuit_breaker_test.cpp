@@ -266,4 +266,55 @@ CAF_TEST(the failure count stays what opened the breaker until it closes) {
   CAF_CHECK_EQUAL(b.metrics().consecutive_failures, 1u);
 }
 
+CAF_TEST(force open starts a fresh open timeout from any state) {
+  CircuitBreaker b{cfg, clock};
+  fail(b, 2);
+  b.force_open();
+  CAF_CHECK_EQUAL(state(b), "open");
+  auto m = b.metrics();
+  CAF_CHECK_EQUAL(m.opened_count, 1u);
+  CAF_CHECK_EQUAL(m.consecutive_failures, 2u); // kept, as the original
+  CAF_CHECK_EQUAL(m.time_until_half_open.count(), 30000);
+  CAF_CHECK(!b.try_acquire());
+  clock.advance(20s);
+  CAF_MESSAGE("forced again while open: the timeout restarts, not recounted");
+  b.force_open();
+  CAF_CHECK_EQUAL(b.metrics().opened_count, 1u);
+  CAF_CHECK_EQUAL(b.metrics().time_until_half_open.count(), 30000);
+  clock.advance(29999ms);
+  CAF_CHECK(!b.try_acquire());
+  clock.advance(1ms);
+  auto trial = b.try_acquire();
+  CAF_CHECK(trial.kind == BreakerPermit::trial);
+  CAF_CHECK_EQUAL(state(b), "half-open");
+  CAF_MESSAGE("forced open while half-open: the trial no longer counts");
+  b.force_open();
+  CAF_CHECK_EQUAL(b.metrics().opened_count, 2u);
+  b.record_success(trial);
+  CAF_CHECK_EQUAL(state(b), "open");
+  CAF_CHECK_EQUAL(b.metrics().half_open_successes, 0u);
+}
+
+CAF_TEST(force closed resets the breaker from any state) {
+  CircuitBreaker b{cfg, clock};
+  fail(b, 5);
+  CAF_CHECK_EQUAL(state(b), "open");
+  b.force_closed();
+  CAF_CHECK_EQUAL(state(b), "closed");
+  auto m = b.metrics();
+  CAF_CHECK_EQUAL(m.consecutive_failures, 0u);
+  CAF_CHECK_EQUAL(m.time_until_half_open.count(), 0);
+  CAF_CHECK(b.try_acquire().kind == BreakerPermit::allowed);
+  CAF_MESSAGE("the failure count starts again from 0");
+  fail(b, 4);
+  CAF_CHECK_EQUAL(state(b), "closed");
+  fail(b, 1);
+  CAF_CHECK_EQUAL(state(b), "open");
+  clock.advance(30s);
+  CAF_CHECK(b.try_acquire().kind == BreakerPermit::trial);
+  b.force_closed();
+  CAF_CHECK_EQUAL(state(b), "closed");
+  CAF_CHECK_EQUAL(b.metrics().half_open_successes, 0u);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

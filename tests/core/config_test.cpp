@@ -52,6 +52,19 @@ CAF_TEST(defaults are those of the original and valid) {
   CAF_CHECK_EQUAL(dump(errors), "");
 }
 
+CAF_TEST(a disabled check cannot be combined with fail closed) {
+  HealthConfig cfg;
+  CAF_CHECK(cfg.check_database && cfg.check_channels && cfg.check_queues);
+  cfg.check_queues = false;
+  cfg.check_database = false;
+  CAF_CHECK_EQUAL(dump(cfg.validate()), ""); // fail-open: fine
+  cfg.unknown_policy = UnknownPolicy::fail_closed;
+  auto errors = cfg.validate();
+  CAF_CHECK(has(errors, "queues.enabled", "fail-closed"));
+  CAF_CHECK(has(errors, "database.enabled", "fail-closed"));
+  CAF_CHECK(!has(errors, "channel.enabled"));
+}
+
 CAF_TEST(zero interval is refused naming the option) {
   HealthConfig cfg;
   cfg.evaluation_interval = 0ms;

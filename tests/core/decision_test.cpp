@@ -121,6 +121,49 @@ CAF_TEST(each condition alone with its retry after) {
   }
 }
 
+CAF_TEST(the decision names what fired with its depth tier or saturation) {
+  {
+    inputs in;
+    in.set(channel_critical);
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(d.channel, "commands");
+    CAF_CHECK_EQUAL(d.saturation_percent, 96.0);
+    CAF_CHECK_EQUAL(d.queue, "");
+  }
+  {
+    inputs in;
+    in.set(queue_overflow | queue_critical);
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(d.queue, "orders");
+    CAF_CHECK_EQUAL(d.depth, 10000);
+    CAF_CHECK(d.tier == QueueDepthTier::overflow);
+    CAF_CHECK_EQUAL(d.channel, "");
+  }
+  {
+    inputs in;
+    in.set(queue_critical);
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(d.queue, "events");
+    CAF_CHECK_EQUAL(d.depth, 5000);
+    CAF_CHECK(d.tier == QueueDepthTier::critical);
+  }
+  {
+    inputs in;
+    in.set(breaker_open | queue_overflow);
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(d.queue, "");
+    CAF_CHECK_EQUAL(d.channel, "");
+  }
+  {
+    inputs in;
+    in.cfg.unknown_policy = UnknownPolicy::fail_closed;
+    in.q.queues[1].tier = QueueDepthTier::unknown;
+    auto d = in.decide();
+    CAF_CHECK_EQUAL(d.queue, "events");
+    CAF_CHECK(d.tier == QueueDepthTier::unknown);
+  }
+}
+
 CAF_TEST(every combination of conditions obeys the priority order) {
   // First match wins: breaker, channel, overflow, critical.
   for (unsigned mask = 1; mask < 16; ++mask) {

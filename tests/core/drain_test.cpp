@@ -1,6 +1,8 @@
 #define CAF_SUITE core.drain
 #include "caf/test/unit_test.hpp"
 
+#include <cmath>
+
 #include "core/classify.hpp"
 #include "core/decision.hpp"
 #include "core/drain.hpp"
@@ -195,6 +197,7 @@ CAF_TEST(a flat queue has no estimate) {
   auto& r = last.queues[0];
   CAF_CHECK_EQUAL(r.drain_samples, 6u);
   CAF_CHECK_EQUAL(r.drain_rate, 0.0);
+  CAF_CHECK(!std::signbit(r.drain_rate)); // 0, not -0 ("-0.0" in /health)
   CAF_CHECK_EQUAL(r.drain_eta_seconds, -1);
   CAF_CHECK_EQUAL(retry_after(), 30);
 }

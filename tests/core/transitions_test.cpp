@@ -201,6 +201,20 @@ CAF_TEST(a queue getting worse than warning logs at warn) {
                                "from=warning to=critical depth=5000");
 }
 
+CAF_TEST(an unknown queue is logged without a depth) {
+  auto critical = with_queue(QueueDepthTier::critical, 5000);
+  auto unknown = with_queue(QueueDepthTier::unknown, 0);
+  unknown.queues.queues[0].error = "lock timeout";
+  auto ts = transitions(&critical, unknown);
+  auto it = std::find_if(ts.begin(), ts.end(), [](const Transition& t) {
+    return t.kind == Transition::queue_tier_changed;
+  });
+  CAF_REQUIRE(it != ts.end());
+  CAF_CHECK_EQUAL(it->message, "event=queue_tier_changed queue=orders "
+                               "from=critical to=unknown depth=- "
+                               "error=\"lock timeout\"");
+}
+
 CAF_TEST(a queue first seen is logged only when not normal) {
   auto k = Transition::queue_tier_changed;
   auto normal = with_queue(QueueDepthTier::normal, 10);

@@ -1107,4 +1107,36 @@ CAF_TEST(a fault on one queue keeps the overflow of another in force) {
   shutdown();
 }
 
+CAF_TEST(the first snapshot waits until every queue was measured once) {
+  // 400 queues, the last ten at Overflow: preparing their statements takes
+  // several query timeouts (150 ms), so the first cycles leave queues "not
+  // reached". No snapshot may be published before every queue was measured
+  // once: the first one already holds every depth and rejects.
+  constexpr int n = 400;
+  qdb.exec("SELECT count(pgmq.create('q' || g)) FROM generate_series(1, "
+           + std::to_string(n) + ") g");
+  qdb.exec("SELECT count(*) FROM generate_series(" + std::to_string(n - 9)
+           + ", " + std::to_string(n)
+           + ") g, LATERAL pgmq.send_batch('q' || g, ARRAY['{}'::jsonb, "
+             "'{}'::jsonb, '{}'::jsonb])");
+  auto cfg = config();
+  cfg.stale_threshold = 10s; // the first snapshot's own deadline
+  cfg.queue_thresholds = {1, 2, 3};
+  for (int i = 1; i <= n; ++i)
+    cfg.queues.push_back({"q" + std::to_string(i), std::nullopt});
+  TH_ENSURE(start(cfg, db_check(qdb.conninfo()), queue_source(qdb.conninfo())));
+  TH_ENSURE(rec->wait_count(1));
+  auto first = rec->at(0).snap;
+  CAF_CHECK_EQUAL(first.sequence, 1u);
+  CAF_REQUIRE_EQUAL(first.queues.queues.size(), static_cast<size_t>(n));
+  size_t unmeasured = 0;
+  for (const auto& q : first.queues.queues)
+    if (q.tier == QueueDepthTier::unknown || q.not_reached)
+      ++unmeasured;
+  CAF_CHECK_EQUAL(unmeasured, 0u);
+  CAF_CHECK(first.decision.active);
+  CAF_CHECK(first.decision.code == ReasonCode::queue_overflow);
+  shutdown();
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
