@@ -53,9 +53,13 @@ struct server_options {
   int listen_backlog = 1024;
   /// Open connections at most; beyond it the server stops accepting.
   size_t max_connections = 2000;
-  /// Open connections per client address at most (0: no limit). Clients
-  /// behind one proxy or load balancer share an address.
-  size_t max_connections_per_ip = 0;
+  /// Open connections per client address at most (0: no limit). At the
+  /// limit, that address's connection idle or incomplete the longest is
+  /// closed to admit the new one (as at max_connections): an address cannot
+  /// hold more than this share of the table, and a client sharing an
+  /// address with an abusive one still gets in. Clients behind one proxy or
+  /// load balancer share an address.
+  size_t max_connections_per_ip = 256;
   /// A connection without a byte received or sent for this long is closed
   /// (whole seconds, at least 1).
   std::chrono::seconds connection_timeout{10};
@@ -110,10 +114,19 @@ class http_server {
   /// Connections open now.
   size_t connections() const { return connections_.load(); }
 
-  /// How often the connection limit was reached since start().
+  /// How often a connection limit (max_connections or
+  /// max_connections_per_ip) was reached since start().
   uint64_t limit_reached() const { return limit_reached_.load(); }
 
+  /// Connections closed to admit a new one, since start().
+  uint64_t evicted() const { return evicted_.load(); }
+
+  /// Requests refused as malformed or ambiguous (400) or too large (414,
+  /// 431) before any route ran, since start().
+  uint64_t refused() const { return refused_.load(); }
+
   struct impl; // the library's callbacks, in http_server.cpp
+  struct gate; // the accept loop, in http_server.cpp
 
  private:
   void log(log_level level, std::string_view text) const;
@@ -126,10 +139,9 @@ class http_server {
   /// Requests that reached their handler and are not finished.
   std::atomic<size_t> in_handler_{0};
   std::atomic<uint64_t> limit_reached_{0};
-  // Rate limit of the limit message (server thread only).
-  bool limit_logged_ = false;
-  std::chrono::steady_clock::time_point last_limit_log_{};
-  uint64_t limit_unlogged_ = 0;
+  std::atomic<uint64_t> evicted_{0};
+  std::atomic<uint64_t> refused_{0};
+  std::unique_ptr<gate> gate_;
 };
 
 } // namespace tasker::health::http

@@ -293,49 +293,182 @@ CAF_TEST(a half closed client gets its reply) {
   }
 }
 
-CAF_TEST(connections beyond the limit wait until one closes) {
+CAF_TEST(at the limit the connection idle the longest is closed) {
   opts.max_connections = 8;
   start();
   std::vector<socket_fd> held;
-  for (int i = 0; i < 8; ++i)
+  for (int i = 0; i < 8; ++i) {
     held.emplace_back(connect_loopback(port));
-  CAF_REQUIRE(eventually([&] { return server->connections() == 8; }));
-  // The server's thread counts the connection, then the limit, then logs:
-  // wait for the last step rather than racing it.
-  CAF_CHECK(
-      eventually([&] { return logged("event=http_connection_limit") == 1u; }));
-  CAF_CHECK_EQUAL(server->limit_reached(), 1u);
-  CAF_MESSAGE("the ninth is not accepted while eight are open");
-  socket_fd waiting{connect_loopback(port)};
-  CAF_REQUIRE(waiting);
-  CAF_REQUIRE(send_all(waiting.fd, get_request("/livez")));
-  CAF_CHECK(!readable_within(waiting.fd, 300ms));
-  CAF_CHECK_EQUAL(server->connections(), 8u);
-  CAF_MESSAGE("one closes: the ninth is served");
-  held.pop_back();
-  std::string rest;
-  auto r = read_reply(waiting.fd, rest);
+    // Accepted one after the other: the first is the oldest.
+    CAF_REQUIRE(eventually(
+        [&] { return server->connections() == static_cast<size_t>(i + 1); }));
+  }
+  CAF_MESSAGE("the ninth is served at once; the oldest idle one is closed");
+  auto r = request_once(port, "GET", "/livez");
   CAF_REQUIRE(r);
   CAF_CHECK_EQUAL(r->status, 200);
+  CAF_CHECK(closed_by_peer(held[0].fd));
+  for (size_t i = 1; i < held.size(); ++i)
+    CAF_CHECK(!readable_within(held[i].fd, 0ms));
+  CAF_CHECK_EQUAL(server->limit_reached(), 1u);
+  CAF_CHECK_EQUAL(server->evicted(), 1u);
+  CAF_CHECK(
+      eventually([&] { return logged("event=http_connection_limit") == 1u; }));
+  CAF_MESSAGE("a kept-alive connection idle since its reply goes before one "
+              "that is newer");
+  CAF_REQUIRE(eventually([&] { return server->connections() == 7; }));
+  socket_fd kept{connect_loopback(port)};
+  CAF_REQUIRE(eventually([&] { return server->connections() == 8; }));
+  CAF_REQUIRE(send_all(kept.fd, get_request("/livez")));
+  std::string rest;
+  CAF_REQUIRE(read_reply(kept.fd, rest));
+  // held[1] (idle since accept, older than kept's reply) goes next.
+  r = request_once(port, "GET", "/livez");
+  CAF_REQUIRE(r);
+  CAF_CHECK(closed_by_peer(held[1].fd));
+  CAF_CHECK(!readable_within(kept.fd, 0ms));
   CAF_MESSAGE("reaching the limit again within 10 s is counted, not logged");
-  CAF_CHECK(eventually([&] { return server->limit_reached() == 2; }));
+  CAF_CHECK_EQUAL(server->limit_reached(), 2u);
   CAF_CHECK_EQUAL(logged("event=http_connection_limit"), 1u);
 }
 
-CAF_TEST(per address limit) {
+CAF_TEST(per address limit closes the oldest of that address) {
   opts.max_connections_per_ip = 2;
   start();
-  socket_fd a{connect_loopback(port)};
-  socket_fd b{connect_loopback(port)};
-  CAF_REQUIRE(eventually([&] { return server->connections() == 2; }));
-  socket_fd c{connect_loopback(port)};
+  socket_fd a{connect_loopback_from(port, 1)};
+  CAF_REQUIRE(eventually([&] { return server->connections() == 1; }));
+  socket_fd b{connect_loopback_from(port, 1)};
+  socket_fd other{connect_loopback_from(port, 2)};
+  CAF_REQUIRE(eventually([&] { return server->connections() == 3; }));
+  socket_fd c{connect_loopback_from(port, 1)};
   CAF_REQUIRE(c);
-  CAF_CHECK(closed_by_peer(c.fd));
-  CAF_REQUIRE(send_all(a.fd, get_request("/livez")));
+  CAF_REQUIRE(send_all(c.fd, get_request("/livez")));
   std::string rest;
-  auto r = read_reply(a.fd, rest);
+  auto r = read_reply(c.fd, rest);
   CAF_REQUIRE(r);
   CAF_CHECK_EQUAL(r->status, 200);
+  CAF_CHECK(closed_by_peer(a.fd));
+  CAF_CHECK(!readable_within(b.fd, 0ms));
+  CAF_CHECK(!readable_within(other.fd, 0ms));
+  CAF_CHECK_EQUAL(server->evicted(), 1u);
+}
+
+namespace {
+
+/// Request heads a proxy and this server could frame differently, or that
+/// RFC 9112 says to refuse (each with its blank line and any body).
+std::vector<std::pair<std::string, std::string>> ambiguous_requests() {
+  using namespace std::string_literals;
+  return {
+      {"content-length with transfer-encoding",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 33\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /livez HTTP/1.1\r\n"
+       "Host: a\r\n\r\n"},
+      {"content-length twice",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
+       "Content-Length: 5\r\n\r\nhello"},
+      {"content-length -1",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n"},
+      {"content-length +5",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello"},
+      {"content-length list",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello"},
+      {"content-length above 2^64",
+       "POST /echo HTTP/1.1\r\nHost: a\r\n"
+       "Content-Length: 18446744073709551617\r\n\r\n"},
+      {"whitespace before the colon",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\nhello"},
+      {"transfer-encoding gzip, chunked",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked"
+       "\r\n\r\n0\r\n\r\n"},
+      {"transfer-encoding identity",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n"},
+      {"http/1.1 without host", "GET /livez HTTP/1.1\r\n\r\n"},
+      {"host twice", "GET /livez HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
+      {"encoded nul in the target",
+       "GET /livez%00.html HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {"nul in the target", "GET /livez\0x HTTP/1.1\r\nHost: a\r\n\r\n"s},
+      {"control byte in the target",
+       "GET /livez\x01x HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {"obsolete line folding",
+       "GET /livez HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"},
+      {"bare lf", "GET /livez HTTP/1.1\nHost: a\r\n\r\n"},
+  };
+}
+
+/// Sends `request` on `fd`; the answer is exactly one well-formed 400 and
+/// the connection closes after it.
+void expect_one_400(int fd, const std::string& name,
+                    const std::string& request) {
+  CAF_MESSAGE(name);
+  CAF_REQUIRE(send_all(fd, request));
+  auto bytes = read_until_close(fd);
+  CAF_REQUIRE(bytes);
+  std::string why;
+  auto status = single_reply_status(*bytes, why);
+  if (status == 0)
+    CAF_ERROR(name << ": " << why << " in " << *bytes);
+  else
+    CAF_CHECK_EQUAL(status, 400);
+}
+
+} // namespace
+
+CAF_TEST(ambiguous requests get one well formed 400 and a closed connection) {
+  start();
+  for (const auto& [name, text] : ambiguous_requests()) {
+    socket_fd s{connect_loopback(port)};
+    CAF_REQUIRE(s);
+    expect_one_400(s.fd, name, text);
+  }
+  CAF_CHECK_EQUAL(server->refused(), ambiguous_requests().size());
+  CAF_MESSAGE("the same as the second request of a kept-alive connection");
+  for (const auto& [name, text] : ambiguous_requests()) {
+    // Read by the library, not the gate: obsolete line folding and a bare LF
+    // it reads as RFC 9112 allows (folding as a space, LF as a line end).
+    if (name == "obsolete line folding" || name == "bare lf")
+      continue;
+    socket_fd s{connect_loopback(port)};
+    CAF_REQUIRE(s);
+    CAF_REQUIRE(send_all(s.fd, get_request("/livez")));
+    std::string rest;
+    auto first = read_reply(s.fd, rest);
+    CAF_REQUIRE(first);
+    CAF_CHECK_EQUAL(first->status, 200);
+    if (name.rfind("content-length ", 0) == 0 && name != "content-length twice"
+        && name != "content-length with transfer-encoding") {
+      // A malformed Content-Length value in a later request is refused by
+      // libmicrohttpd 0.9.75 itself before any callback of ours, with its
+      // own reply (whose header block it sends twice) and a close: no
+      // request is read from what follows.
+      CAF_MESSAGE("kept alive: " << name << " (the library's reply)");
+      CAF_REQUIRE(send_all(s.fd, text));
+      auto bytes = read_until_close(s.fd);
+      CAF_REQUIRE(bytes);
+      CAF_CHECK(bytes->rfind("HTTP/1.1 4", 0) == 0);
+      CAF_CHECK_EQUAL(bytes->find("HTTP/1.1 2"), std::string::npos);
+      continue;
+    }
+    expect_one_400(s.fd, "kept alive: " + name, text);
+  }
+}
+
+CAF_TEST(absolute form targets are served) {
+  start();
+  socket_fd s{connect_loopback(port)};
+  CAF_REQUIRE(send_all(s.fd, "GET http://127.0.0.1/livez HTTP/1.1\r\n"
+                             "Host: 127.0.0.1\r\n\r\n"));
+  std::string rest;
+  auto r = read_reply(s.fd, rest);
+  CAF_REQUIRE(r);
+  CAF_CHECK_EQUAL(r->status, 200);
+  CAF_CHECK_EQUAL(r->body, R"({"alive":true})");
+  CAF_REQUIRE(send_all(s.fd, "GET http://127.0.0.1/echo-path?x=1 HTTP/1.1\r\n"
+                             "Host: 127.0.0.1\r\n\r\n"));
+  r = read_reply(s.fd, rest);
+  CAF_REQUIRE(r);
+  CAF_CHECK_EQUAL(r->status, 200);
+  CAF_CHECK_EQUAL(r->body, "/echo-path");
 }
 
 CAF_TEST(stop closes held connections and refuses new ones) {
