@@ -230,7 +230,7 @@ struct http_server::gate {
   }
 
   static size_t eviction_slack(const server_options& opts) {
-    return std::max<size_t>(16, opts.max_connections / 4);
+    return std::max<size_t>(16, opts.max_connections / 8);
   }
 
   bool start(std::string& error) {
@@ -894,19 +894,25 @@ struct http_server::impl {
 size_t memory_per_connection(const server_options& o) {
   // The request line and headers stay in the read buffer while the request
   // is served; each header also costs a small record (about 48 bytes), and
-  // the reply's header lines are built in the same pool.
+  // the reply's header lines are built in the same pool. Sized from the
+  // bounds and nothing more: libmicrohttpd 0.9.75 clears the whole pool
+  // when a request is done (measured: a kept-alive connection is then
+  // resident for its whole pool, mmap'ed or not), so the pool is the memory
+  // of every connection that has been served once. A connection whose first
+  // request head is unfinished costs no pool at all (the gate holds it).
+  // Up to 32 KiB the pool comes from malloc: after many connections close,
+  // part of it may stay with the allocator for reuse rather than go back to
+  // the system.
   auto needed
       = o.max_request_line + o.max_header_bytes + o.max_headers * 64 + 4096;
-  // libmicrohttpd (0.9.75) takes a pool above 32 KiB from mmap and one up to
-  // 32 KiB from malloc. mmap'ed, a connection's resident memory is the pages
-  // it touches (measured: about 0.5 KB idle, 4 KB with a request in
-  // progress) and goes back to the system when it closes; from malloc, 1,900
-  // idle connections kept about 9 MB resident after they had all closed.
-  return std::max<size_t>(needed, 36 * 1024);
+  return std::max<size_t>(needed, 8 * 1024);
 }
 
 size_t descriptors_needed(const server_options& o) {
-  return o.max_connections + reserved_descriptors;
+  // Connections being closed (an error reply draining, an evicted one the
+  // library has not closed yet) hold a descriptor beyond max_connections.
+  return o.max_connections + http_server::gate::eviction_slack(o)
+         + reserved_descriptors;
 }
 
 std::optional<std::string> ensure_descriptor_limit(size_t needed) {
