@@ -5,6 +5,7 @@
 #include "caf/test/unit_test.hpp"
 
 #include "apps/http/http_server.hpp"
+#include "apps/http/request_head.hpp"
 
 #include "../support/raw_http.hpp"
 
@@ -110,6 +111,74 @@ CAF_TEST(route table lookups) {
   CAF_CHECK(!m.path_known);
   CAF_CHECK_EQUAL(t.find("GET", "/echo").allow, "POST");
   CAF_CHECK(t.find("GET", "/health/live").fn != nullptr);
+}
+
+CAF_TEST(request heads are read strictly) {
+  using namespace std::string_literals;
+  http::head_limits l{64, 100, 4};
+  auto check = [&](const std::string& head) {
+    return http::check_request_head(head, l).status;
+  };
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a"), 0);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.0"), 0);
+  CAF_CHECK_EQUAL(check("GET http://a:80/livez?x HTTP/1.1\r\nHost: a"), 0);
+  CAF_CHECK_EQUAL(check("OPTIONS * HTTP/1.1\r\nHost: a"), 0);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length:  7 "),
+                  0);
+  CAF_CHECK_EQUAL(
+      check("POST /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked"), 0);
+  CAF_CHECK_EQUAL(check("GET /l HTTP/1.1\r\nHost: a\r\nX-A: b\tc"), 0);
+  // Framing two parsers could read differently.
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                        "Transfer-Encoding: chunked"),
+                  400);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                        "Content-Length: 3"),
+                  400);
+  for (auto bad :
+       {"-1", "+5", "5, 5", "5 5", "", "18446744073709551616", "0x10"})
+    CAF_CHECK_EQUAL(
+        check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: "s + bad), 400);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: "
+                        "18446744073709551615"),
+                  0);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length : 5"),
+                  400);
+  for (auto bad : {"gzip, chunked", "identity", "chunked, gzip", "chunked,"})
+    CAF_CHECK_EQUAL(
+        check("POST /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "s + bad),
+        400);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.0\r\nTransfer-Encoding: chunked"), 400);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+                        "chunked\r\nTransfer-Encoding: chunked"),
+                  400);
+  // Host, the target, the lines.
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a\r\nhost: b"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez%00 HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez\0x HTTP/1.1\r\nHost: a"s), 400);
+  CAF_CHECK_EQUAL(check("GET /li\x7fz HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET /li\x80z HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET livez HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET ftp://a/livez HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET  /livez HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/2.0\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("G(T /livez HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a\r\n X: folded"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a\rX: b"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a\r\nX: b\x01"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a\r\nNoColon"), 400);
+  // The bounds.
+  CAF_CHECK_EQUAL(check("GET /" + std::string(60, 'a') + " HTTP/1.1"), 414);
+  CAF_CHECK_EQUAL(check("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n"
+                        "D: 4"),
+                  431);
+  CAF_CHECK_EQUAL(
+      check("GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(100, 'b')), 431);
+  CAF_CHECK_EQUAL(http::origin_form("http://a:80/livez?x"), "/livez?x");
+  CAF_CHECK_EQUAL(http::origin_form("http://a"), "/");
+  CAF_CHECK_EQUAL(http::origin_form("/livez"), "/livez");
 }
 
 CAF_TEST_FIXTURE_SCOPE(http_server_tests, fixture)
