@@ -315,9 +315,13 @@ void abuse(const options& o, table& t) {
   {
     // The probes' own address at its per-address limit (256).
     auto xs = open_many(o, 300, "", 1, 1);
+    std::this_thread::sleep_for(300ms);
+    auto held = open_sockets(o.pid);
     t.add("300 idle connections from 127.0.0.1, the probes' address "
           "(per-address limit 256)",
-          probe_summary(o) + "; " + sockets_text(o));
+          std::to_string(xs.size()) + " opened, daemon sockets "
+              + std::to_string(held) + "; " + probe_summary(o) + "; "
+              + sockets_text(o));
   }
   {
     // Connect, send part of a request, close at once (the FIN arrives with

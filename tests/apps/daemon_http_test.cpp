@@ -579,7 +579,7 @@ CAF_TEST(memory per incomplete request is measured and bounded) {
   CAF_MESSAGE("RSS per connection with a 6 KB unfinished request head: "
               << static_cast<long>(first)
               << " bytes as its first request (kept in the kernel "
-              << "until the head is whole), " << later
+              << "until the head is whole), " << static_cast<long>(later)
               << " bytes as a later request (in the library's buffer)");
   // First requests are not buffered by the process; later ones at most in
   // the library's per-connection pool (20 KiB at the defaults).

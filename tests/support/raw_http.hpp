@@ -114,6 +114,9 @@ inline int connect_loopback_from(uint16_t port, int host,
   tv.tv_usec = (recv_timeout.count() % 1000) * 1000;
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  // The port is chosen at connect() by the whole 4-tuple, not at bind() by
+  // the address alone (which runs out of ports after a few thousand).
+  ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &yes, sizeof(yes));
   sockaddr_in src{};
   src.sin_family = AF_INET;
   src.sin_addr.s_addr = htonl(0x7f000000u | static_cast<uint32_t>(host));
