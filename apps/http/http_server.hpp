@@ -125,7 +125,7 @@ struct server_options {
   /// How long stop() lets requests already being answered finish.
   std::chrono::milliseconds shutdown_grace{500};
   /// Receives the server's messages as key=value text (empty: dropped).
-  /// Called on the server's thread.
+  /// Called on the server's two threads (the gate and the library's).
   std::function<void(log_level, std::string_view)> log;
 };
 
