@@ -394,9 +394,15 @@ CAF_TEST(sigterm ends the daemon within 2 s while connections are held) {
 CAF_TEST(at the limit the oldest idle connection is closed and livez answers) {
   ready_daemon d{{"--http.max-connections=50"}};
   auto pid = d.proc.pid();
-  // The listen socket and the database connection; a probe connection
-  // still closing may be counted too, which only loosens the bound below.
-  auto base = open_sockets(pid);
+  // The listen socket and the database connection, once the readiness
+  // probe's connection has gone.
+  long base = -1;
+  CAF_REQUIRE(eventually([&] {
+    auto before = open_sockets(pid);
+    std::this_thread::sleep_for(50ms);
+    base = open_sockets(pid);
+    return base == before;
+  }));
   std::vector<socket_fd> held;
   for (int i = 0; i < 50; ++i)
     held.emplace_back(connect_loopback(d.port));
