@@ -404,10 +404,13 @@ CAF_TEST(at the limit the connection idle the longest is closed) {
 CAF_TEST(per address limit closes the oldest of that address) {
   opts.max_connections_per_ip = 2;
   start();
-  socket_fd a{connect_loopback_from(port, 1)};
-  CAF_REQUIRE(eventually([&] { return server->connections() == 1; }));
-  socket_fd b{connect_loopback_from(port, 1)};
+  // The oldest of all is from another address: only the address at its
+  // limit loses a connection.
   socket_fd other{connect_loopback_from(port, 2)};
+  CAF_REQUIRE(eventually([&] { return server->connections() == 1; }));
+  socket_fd a{connect_loopback_from(port, 1)};
+  CAF_REQUIRE(eventually([&] { return server->connections() == 2; }));
+  socket_fd b{connect_loopback_from(port, 1)};
   CAF_REQUIRE(eventually([&] { return server->connections() == 3; }));
   socket_fd c{connect_loopback_from(port, 1)};
   CAF_REQUIRE(c);
