@@ -178,6 +178,7 @@ struct http_server::gate {
     size_t peeked = 0;          // head: bytes already searched
     bool peer_closed = false;   // end of stream seen
     bool busy = false;          // served: a request between URI and done
+    bool head_done = false;     // served: that request's head is whole
     bool started = false;       // served: the library took it
   };
 
@@ -645,7 +646,10 @@ struct http_server::gate {
             close_fds.push_back(fd);
           break;
         case phase::served:
-          if (e.peer_closed && !e.busy && now - e.last_progress >= linger)
+          // The client has gone: once no request is in progress, or the
+          // one in progress cannot complete its head any more, close.
+          if (e.peer_closed && (!e.busy || !e.head_done)
+              && now - e.last_progress >= linger)
             evict_fds.push_back(fd);
           else if (!e.started
                    && now - e.last_progress >= std::chrono::seconds{5})
@@ -710,14 +714,22 @@ struct http_server::gate {
     std::lock_guard<std::mutex> guard{mtx};
     if (auto* e = find(c)) {
       e->busy = true;
+      e->head_done = false;
       e->last_progress = clock::now();
     }
+  }
+
+  void request_head_done(MHD_Connection* c) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (auto* e = find(c))
+      e->head_done = true;
   }
 
   void request_ends(MHD_Connection* c) {
     std::lock_guard<std::mutex> guard{mtx};
     if (auto* e = find(c)) {
       e->busy = false;
+      e->head_done = false;
       e->last_progress = clock::now();
     }
   }
@@ -749,6 +761,7 @@ struct http_server::impl {
     if (!st->started) {
       st->started = true;
       ++self->in_handler_;
+      self->gate_->request_head_done(c);
       return first_call(*self, *st, c, url, method, version);
     }
     if (*upload_size != 0) {

@@ -362,6 +362,22 @@ CAF_TEST(a half closed client gets its reply) {
   }
 }
 
+CAF_TEST(a client gone in the middle of a later request is closed soon) {
+  // connection_timeout stays 10 s: closed within 3 s means end of stream
+  // was seen, not the idle timeout.
+  start();
+  for (std::string part : {"GE", "GET /livez HTTP/1.1\r\nHost: a\r\nX-P"}) {
+    socket_fd s{connect_loopback(port)};
+    CAF_REQUIRE(send_all(s.fd, get_request("/livez")));
+    std::string rest;
+    CAF_REQUIRE(read_reply(s.fd, rest));
+    CAF_REQUIRE(send_all(s.fd, part));
+    ::shutdown(s.fd, SHUT_WR);
+    CAF_CHECK(eventually([&] { return server->connections() == 0; }, 3s));
+    CAF_CHECK(closed_by_peer(s.fd));
+  }
+}
+
 CAF_TEST(at the limit the connection idle the longest is closed) {
   opts.max_connections = 8;
   start();
