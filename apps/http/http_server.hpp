@@ -26,7 +26,9 @@
 // (request_head.hpp, RFC 9112): ambiguous framing is one well-formed 400
 // (Connection: close, true Content-Length) and a close. After the hand-over
 // the gate watches the descriptor for end of stream only (one-shot): a
-// served connection whose client has gone is closed once idle for 1 s.
+// served connection whose client has gone is closed 1 s after its last
+// request began or ended, unless a request with a whole head is being
+// answered (a half-closed client still gets its reply).
 // Later requests on a kept-alive connection are read by the library; the
 // route handler refuses there (400, close) what the library lets through:
 // Content-Length with Transfer-Encoding, Content-Length or Transfer-Encoding
