@@ -211,6 +211,8 @@ struct http_server::gate {
   std::unordered_map<std::string, size_t> per_address;
   size_t live = 0; // head + served
   size_t closed_since_trim = 0;
+  clock::time_point accept_paused_until{};
+  clock::time_point last_accept_error_log{};
   clock::time_point last_trim{};
   uint32_t next_gen = 1;
   // Rate limit of the limit messages (gate thread only).
@@ -312,6 +314,7 @@ struct http_server::gate {
       if (clock::now() >= next_sweep) {
         sweep();
         trim_if_many_closed();
+        resume_accepting();
         next_sweep = clock::now() + sweep_every;
       }
     }
@@ -326,14 +329,42 @@ struct http_server::gate {
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED)
           continue;
-        if (errno == EMFILE || errno == ENFILE)
-          server.log(log_level::warn,
-                     std::string{"event=http_accept_failed error=\""}
-                         + std::strerror(errno) + "\"");
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS
+            || errno == ENOMEM)
+          pause_accepting(errno);
         return;
       }
       admit(fd, addr, len);
     }
+  }
+
+  /// Out of descriptors or memory: the listen socket would stay readable
+  /// and spin the loop, so it is left alone for 100 ms (logged at most once
+  /// per 10 s).
+  void pause_accepting(int error) {
+    auto now = clock::now();
+    if (now - last_accept_error_log >= std::chrono::seconds{10}) {
+      server.log(log_level::warn,
+                 std::string{"event=http_accept_failed error=\""}
+                     + std::strerror(error)
+                     + "\" action=\"accepting paused for 100 ms\"");
+      last_accept_error_log = now;
+    }
+    epoll_event ev{};
+    ev.data.u64 = listen_tag;
+    ::epoll_ctl(ep, EPOLL_CTL_MOD, listen_fd, &ev);
+    accept_paused_until = now + std::chrono::milliseconds{100};
+  }
+
+  void resume_accepting() {
+    if (accept_paused_until == clock::time_point{}
+        || clock::now() < accept_paused_until)
+      return;
+    accept_paused_until = {};
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = listen_tag;
+    ::epoll_ctl(ep, EPOLL_CTL_MOD, listen_fd, &ev);
   }
 
   static std::string address_key(const sockaddr_storage& a) {
@@ -371,7 +402,7 @@ struct http_server::gate {
     }
     auto now = clock::now();
     auto [it, fresh] = by_fd.try_emplace(fd);
-    (void)fresh; // a stale entry for a reused number is replaced
+    // A stale entry for a reused descriptor number is replaced.
     auto& e = it->second;
     if (!fresh)
       forget(e);
