@@ -559,6 +559,39 @@ CAF_TEST(absolute form targets are served) {
   CAF_CHECK_EQUAL(r->body, "/echo-path");
 }
 
+CAF_TEST(out of descriptors the server pauses and then accepts again) {
+  start();
+  // The clients' sockets exist before the limit is lowered, so that only
+  // the server runs out.
+  std::vector<socket_fd> clients;
+  for (int i = 0; i < 30; ++i)
+    clients.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  rlimit saved{};
+  CAF_REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  auto in_use = open_descriptors(::getpid());
+  CAF_REQUIRE(in_use > 0);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(in_use + 5);
+  CAF_REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (auto& c : clients)
+    CAF_CHECK(::connect(c.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+              == 0);
+  CAF_CHECK(
+      eventually([&] { return logged("event=http_accept_failed") == 1; }));
+  CAF_CHECK_LESS(server->connections(), 30u);
+  CAF_REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  CAF_MESSAGE("with descriptors again, the waiting ones are accepted");
+  CAF_CHECK(eventually([&] { return server->connections() == 30; }));
+  CAF_CHECK_EQUAL(logged("event=http_accept_failed"), 1u);
+  auto r = request_once(port, "GET", "/livez");
+  CAF_REQUIRE(r);
+  CAF_CHECK_EQUAL(r->status, 200);
+}
+
 CAF_TEST(stop closes held connections and refuses new ones) {
   start();
   std::vector<socket_fd> held;
