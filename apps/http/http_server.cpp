@@ -216,9 +216,13 @@ struct http_server::gate {
   clock::time_point last_trim{};
   uint32_t next_gen = 1;
   // Rate limit of the limit messages (gate thread only).
-  clock::time_point last_limit_log{};
-  bool limit_logged = false;
-  uint64_t limit_unlogged = 0;
+  struct rate_limit {
+    clock::time_point last{};
+    bool logged = false;
+    uint64_t unlogged = 0;
+  };
+  rate_limit connection_limit_log;
+  rate_limit address_limit_log;
 
   gate(http_server& s, int lfd)
       : server(s),
@@ -392,12 +396,14 @@ struct http_server::gate {
     if (o.max_connections_per_ip > 0
         && per_address[key] >= o.max_connections_per_ip) {
       ++server.limit_reached_;
-      limit_message("event=http_address_limit", o.max_connections_per_ip);
+      limit_message(address_limit_log, "event=http_address_limit",
+                    o.max_connections_per_ip);
       evict_oldest(&key);
     }
     if (live >= o.max_connections) {
       ++server.limit_reached_;
-      limit_message("event=http_connection_limit", o.max_connections);
+      limit_message(connection_limit_log, "event=http_connection_limit",
+                    o.max_connections);
       evict_oldest(nullptr);
     }
     auto now = clock::now();
@@ -426,20 +432,20 @@ struct http_server::gate {
       close_ours(fd);
   }
 
-  void limit_message(std::string_view event, size_t limit) {
-    ++limit_unlogged;
+  void limit_message(rate_limit& r, std::string_view event, size_t limit) {
+    ++r.unlogged;
     auto now = clock::now();
-    if (limit_logged && now - last_limit_log < std::chrono::seconds{10})
+    if (r.logged && now - r.last < std::chrono::seconds{10})
       return;
     server.log(log_level::warn,
                std::string{event} + " connections=" + std::to_string(live)
                    + " limit=" + std::to_string(limit)
-                   + " times=" + std::to_string(limit_unlogged)
+                   + " times=" + std::to_string(r.unlogged)
                    + " action=\"the connection idle or incomplete the "
                      "longest is closed\"");
-    limit_logged = true;
-    last_limit_log = now;
-    limit_unlogged = 0;
+    r.logged = true;
+    r.last = now;
+    r.unlogged = 0;
   }
 
   /// Drops `e` from the counts of live connections (head or served).
