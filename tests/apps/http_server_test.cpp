@@ -439,6 +439,9 @@ CAF_TEST(per address limit closes the oldest of that address) {
   CAF_CHECK(!readable_within(b.fd, 0ms));
   CAF_CHECK(!readable_within(other.fd, 0ms));
   CAF_CHECK_EQUAL(server->evicted(), 1u);
+  CAF_CHECK(
+      eventually([&] { return logged("event=http_address_limit") == 1u; }));
+  CAF_CHECK_EQUAL(logged("event=http_connection_limit"), 0u);
 }
 
 namespace {
