@@ -483,8 +483,9 @@ struct http_server::gate {
 
   /// Closes the live connection (of address `key`, or any) idle or
   /// incomplete the longest: first one whose client has gone, then one
-  /// waiting for a request (its head unfinished since accept, or idle since
-  /// its last reply), last one with a request in progress.
+  /// waiting for a request (a first head unfinished since accept, a later
+  /// one since it began, or idle since its last reply), last one answering
+  /// a request whose head is whole.
   void evict_oldest(const std::string* key) {
     entry* victim = nullptr;
     int victim_rank = 3;
@@ -493,7 +494,13 @@ struct http_server::gate {
         continue;
       if (key != nullptr && e.key != *key)
         continue;
-      int rank = e.ph == phase::head ? 1 : e.busy ? 2 : e.peer_closed ? 0 : 1;
+      // 0: the client has gone and no whole request is being answered;
+      // 1: waiting for (the rest of) a request head; 2: answering one.
+      int rank = 1;
+      if (e.ph == phase::served) {
+        bool answering = e.busy && e.head_done;
+        rank = answering ? 2 : e.peer_closed ? 0 : 1;
+      }
       auto since = e.ph == phase::head ? e.accepted : e.last_progress;
       auto victim_since = victim == nullptr           ? since
                           : victim->ph == phase::head ? victim->accepted
