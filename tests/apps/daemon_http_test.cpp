@@ -187,7 +187,10 @@ CAF_TEST(
   CAF_CHECK_EQUAL(other.load(), 0u);
   // The bound: no body is buffered; a few 16 KiB connection buffers and
   // socket memory (kernel, not RSS). 16 MB leaves room for allocator noise.
-  CAF_CHECK_LESS(peak - rss_before, 16 * 1024);
+  if (under_asan) // freed connection buffers sit in ASan's quarantine
+    CAF_MESSAGE("AddressSanitizer: the RSS bound is not checked");
+  else
+    CAF_CHECK_LESS(peak - rss_before, 16 * 1024);
 }
 
 CAF_TEST(oversize requests get 414 431 413 and wrong methods 405) {
@@ -595,6 +598,10 @@ CAF_TEST(memory per incomplete request is measured and bounded) {
               << " bytes as a later request (in the library's buffer)");
   // First requests are not buffered by the process; later ones at most in
   // the library's per-connection pool (20 KiB at the defaults).
+  if (under_asan) { // redzones and shadow memory on every allocation
+    CAF_MESSAGE("AddressSanitizer: the bounds are not checked");
+    return;
+  }
   CAF_CHECK_LESS(first, 2048.0);
   CAF_CHECK_LESS(later, 20480.0 + 4096); // the pool (20 KiB) and slack
 }

@@ -41,6 +41,15 @@
 
 namespace tasker::health::test {
 
+/// Built with AddressSanitizer (so is the daemon the tests start): resident
+/// memory then includes the sanitizer's quarantine of freed blocks and
+/// redzones, and RSS bounds do not apply.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool under_asan = true;
+#else
+inline constexpr bool under_asan = false;
+#endif
+
 /// Owns a socket descriptor.
 struct socket_fd {
   int fd = -1;
