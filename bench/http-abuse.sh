@@ -5,7 +5,8 @@
 # configuration (config/tasker-health.ini, port chosen by the kernel), runs
 # bench/http_abuse.cpp against it and ends with SIGTERM under held
 # connections. Bounded: about 20 s of load (6 rows x --seconds) and a fixed
-# number of connections (at most 2,100).
+# number of connections (at most 2,100 at once, 2,000 in the 2 s churn),
+# from loopback addresses 127.0.0.1 to 127.0.0.37.
 #
 #   bash bench/http-abuse.sh [--seconds 3]
 #   BUILD_DIR=build-bench bash bench/http-abuse.sh
@@ -34,7 +35,8 @@ cleanup() {
 trap cleanup EXIT
 eval "$(bash scripts/pg.sh start "$pg_dir")" >/dev/null
 
-# The daemon needs max-connections + 64 descriptors and the client 4096.
+# The daemon needs max-connections + max-connections/8 + 64 descriptors and
+# the client 8192.
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 "$bin" --config-file=config/tasker-health.ini \
   "--database.url=$TASKER_HEALTH_TEST_PG" --http.port=0 >"$work/daemon.log" 2>&1 &

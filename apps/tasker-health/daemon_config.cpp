@@ -271,12 +271,15 @@ daemon_config::daemon_config() {
            "connections the kernel queues before they are accepted "
            "(1..65535, capped by net.core.somaxconn)")
       .add(http_max_connections, "max-connections",
-           "open connections at most; beyond it new ones wait in the "
-           "backlog (needs this + 64 file descriptors)")
+           "open connections at most; at the limit the one idle or "
+           "incomplete the longest is closed to admit a new one (needs this "
+           "+ max(16, this / 8) + 64 file descriptors)")
       .add(http_max_connections_per_ip, "max-connections-per-ip",
-           "open connections per client address at most (0: no limit)")
+           "open connections per client address at most; at the limit that "
+           "address's oldest idle one is closed (0: no limit)")
       .add(http_connection_timeout, "connection-timeout",
-           "a connection silent this long is closed (whole seconds, >= 1s)")
+           "a connection silent this long, or without a whole first request "
+           "by then, is closed (whole seconds, >= 1s)")
       .add(http_max_request_line, "max-request-line",
            "bytes of the request line; longer: 414 (64..1048576)")
       .add(http_max_header_bytes, "max-header-bytes",

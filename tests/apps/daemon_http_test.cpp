@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,7 +71,8 @@ class tricklers {
  public:
   tricklers(uint16_t port, size_t n) {
     for (size_t i = 0; i < n; ++i) {
-      socket_fd s{connect_loopback(port)};
+      // From four addresses: below the per-address limit (256).
+      socket_fd s{connect_loopback_from(port, 6 + static_cast<int>(i % 4))};
       CAF_REQUIRE(s);
       conns_.push_back(std::move(s));
     }
@@ -124,7 +126,7 @@ CAF_TEST(probes answer within 100 ms p99 while 1000 connections trickle
   CAF_MESSAGE("500 idle connections and 500 sending a byte every 50 ms");
   std::vector<socket_fd> idle;
   for (int i = 0; i < 500; ++i) {
-    idle.emplace_back(connect_loopback(d.port));
+    idle.emplace_back(connect_loopback_from(d.port, 2 + i % 4));
     CAF_REQUIRE(idle.back());
   }
   tricklers slow{d.port, 500};
@@ -187,7 +189,10 @@ CAF_TEST(
   CAF_CHECK_EQUAL(other.load(), 0u);
   // The bound: no body is buffered; a few 16 KiB connection buffers and
   // socket memory (kernel, not RSS). 16 MB leaves room for allocator noise.
-  CAF_CHECK_LESS(peak - rss_before, 16 * 1024);
+  if (under_asan) // freed connection buffers sit in ASan's quarantine
+    CAF_MESSAGE("AddressSanitizer: the RSS bound is not checked");
+  else
+    CAF_CHECK_LESS(peak - rss_before, 16 * 1024);
 }
 
 CAF_TEST(oversize requests get 414 431 413 and wrong methods 405) {
@@ -407,52 +412,222 @@ CAF_TEST(sigterm ends the daemon within 2 s while connections are held) {
   CAF_CHECK_LESS(took, 2000.0);
 }
 
-CAF_TEST(connections beyond the limit wait and livez answers once they go) {
+CAF_TEST(at the limit the oldest idle connection is closed and livez answers) {
   ready_daemon d{{"--http.max-connections=50"}};
   auto pid = d.proc.pid();
-  // The listen socket and the database connection; a probe connection
-  // still closing may be counted too, which only loosens the bound below.
-  auto base = open_sockets(pid);
+  // The listen socket and the database connection, once the readiness
+  // probe's connection has gone.
+  long base = -1;
+  CAF_REQUIRE(eventually([&] {
+    auto before = open_sockets(pid);
+    std::this_thread::sleep_for(50ms);
+    base = open_sockets(pid);
+    return base == before;
+  }));
   std::vector<socket_fd> held;
   for (int i = 0; i < 50; ++i)
     held.emplace_back(connect_loopback(d.port));
-  CAF_MESSAGE("the 50th connection reaches the limit, which is logged");
-  CAF_REQUIRE(eventually(
-      [&] { return d.proc.count_in_log("event=http_connection_limit") == 1; }));
-  CAF_MESSAGE("100 more connect (the kernel queues them) and ask /livez");
-  std::vector<socket_fd> extra;
-  for (int i = 0; i < 100; ++i) {
-    extra.emplace_back(connect_loopback(d.port, 5s));
-    CAF_REQUIRE(extra.back());
-    CAF_REQUIRE(
-        send_all(extra.back().fd,
-                 make_request("GET", "/livez", "Connection: close\r\n")));
-  }
-  CAF_CHECK(!readable_within(extra.front().fd, 300ms));
-  CAF_MESSAGE("the daemon holds no more than its limit");
+  CAF_REQUIRE(eventually([&] { return open_sockets(pid) >= base + 50; }));
+  CAF_MESSAGE("100 probes while 50 idle connections fill the table");
+  auto ms = probe(d.port, 100);
+  CAF_MESSAGE("/livez + /readyz at the limit: " << summary(ms));
+  CAF_CHECK_LESS(percentile(ms, 100), 10000.0); // every probe answered
+  CAF_MESSAGE("the oldest idle one was closed to admit the first probe; "
+              "each probe, once answered and closed, left room for the next");
+  CAF_CHECK(closed_by_peer(held[0].fd));
+  int open = 0;
+  for (size_t i = 1; i < held.size(); ++i)
+    if (!readable_within(held[i].fd, 0ms))
+      ++open;
+  CAF_CHECK_EQUAL(open, 49);
   CAF_CHECK_LESS_OR_EQUAL(open_sockets(pid), base + 50);
-  CAF_MESSAGE("the 50 go: every waiting /livez is answered");
-  held.clear();
-  int answered = 0;
-  for (auto& s : extra) {
-    std::string rest;
-    auto r = read_reply(s.fd, rest);
-    if (r && r->status == 200)
-      ++answered;
-  }
-  CAF_CHECK_EQUAL(answered, 100);
-  extra.clear();
-  auto r = request_once(d.port, "GET", "/livez");
-  CAF_REQUIRE(r);
-  CAF_CHECK_EQUAL(r->status, 200);
   CAF_MESSAGE("reaching the limit again within 10 s is not logged again");
   CAF_CHECK_EQUAL(d.proc.count_in_log("event=http_connection_limit"), 1u);
+}
+
+namespace {
+
+/// Connections from 127.0.0.`first`.. (`addresses` of them, in turn) that
+/// each send part of a request and close at once, so that the FIN arrives
+/// with the data, `per_second` a second, `total` in all (at most 10 s).
+class partial_churn {
+ public:
+  partial_churn(uint16_t port, int first, int addresses, size_t total,
+                size_t per_second)
+      : thread_([=, this] { run(port, first, addresses, total, per_second); }) {
+  }
+  ~partial_churn() { join(); }
+  void join() {
+    if (thread_.joinable())
+      thread_.join();
+  }
+  size_t done() const { return done_.load(); }
+
+ private:
+  void run(uint16_t port, int first, int addresses, size_t total,
+           size_t per_second) {
+    static constexpr std::string_view part
+        = "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Part: abc";
+    auto start = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < total; ++i) {
+      if (std::chrono::steady_clock::now() - start > 10s)
+        break;
+      socket_fd s{connect_loopback_from(
+          port, first + static_cast<int>(i % static_cast<size_t>(addresses)))};
+      if (!s)
+        continue;
+      // One segment, then the FIN right behind it.
+      ::send(s.fd, part.data(), part.size(), MSG_NOSIGNAL);
+      s.reset();
+      ++done_;
+      auto due
+          = start + std::chrono::microseconds(1000000 * (i + 1) / per_second);
+      std::this_thread::sleep_until(due);
+    }
+  }
+
+  std::atomic<size_t> done_{0};
+  std::thread thread_;
+};
+
+/// `n` probes like probe(), from the source address 127.0.0.`host`.
+std::vector<double> probe_from(uint16_t port, int host, int n) {
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    std::optional<http_reply> r;
+    socket_fd s{connect_loopback_from(port, host)};
+    if (s
+        && send_all(s.fd, make_request("GET", i % 2 == 0 ? "/livez" : "/readyz",
+                                       "Connection: close\r\n"))) {
+      std::string rest;
+      r = read_reply(s.fd, rest);
+    }
+    ms.push_back(r && r->status == 200 ? elapsed_ms(start) : 10000.0);
+    std::this_thread::sleep_for(10ms);
+  }
+  return ms;
+}
+
+std::string process_figures(pid_t pid) {
+  return "daemon sockets " + std::to_string(open_sockets(pid)) + ", RSS "
+         + std::to_string(proc_status(pid, "VmRSS")) + " kB";
+}
+
+} // namespace
+
+CAF_TEST(probes answer during 2000 partial request churns from 8 addresses) {
+  CAF_REQUIRE(raise_descriptor_limit(8192));
+  ready_daemon d;
+  auto pid = d.proc.pid();
+  auto base = open_sockets(pid);
+  // 1,000 a second for 2 s: with the end of stream missed, each would stay
+  // for the 10 s timeout and the 2,000-connection table would fill.
+  partial_churn churn{d.port, 2, 8, 2000, 1000};
+  auto ms = probe(d.port, 120);
+  churn.join();
+  CAF_MESSAGE("/livez + /readyz during "
+              << churn.done() << " partial-request churns: " << summary(ms)
+              << "; " << process_figures(pid));
+  CAF_CHECK_GREATER(churn.done(), 1900u);
+  CAF_CHECK_LESS(percentile(ms, 100), 10000.0); // every probe answered
+  CAF_CHECK_LESS(percentile(ms, 99), 500.0);    // generous (ASan, 2 cores)
+  CAF_MESSAGE("each churned connection was closed at once, none lingers");
+  CAF_CHECK(eventually([&] { return open_sockets(pid) <= base + 2; }, 2s));
+  CAF_CHECK_EQUAL(d.proc.count_in_log("event=http_connection_limit"), 0u);
+}
+
+CAF_TEST(probes answer while 2100 idle connections from 10 addresses are held) {
+  CAF_REQUIRE(raise_descriptor_limit(8192));
+  ready_daemon d;
+  auto pid = d.proc.pid();
+  std::vector<socket_fd> idle;
+  for (int i = 0; i < 2100; ++i) {
+    idle.emplace_back(connect_loopback_from(d.port, 10 + i % 10));
+    CAF_REQUIRE(idle.back());
+  }
+  CAF_REQUIRE(eventually(
+      [&] { return d.proc.count_in_log("event=http_connection_limit") == 1; }));
+  auto ms = probe(d.port, 80);
+  CAF_MESSAGE("/livez + /readyz from 127.0.0.1 with 2100 idle held: "
+              << summary(ms) << "; " << process_figures(pid));
+  auto same = probe_from(d.port, 10, 40);
+  CAF_MESSAGE(
+      "from 127.0.0.10, an address of the idle ones: " << summary(same));
+  CAF_CHECK_LESS(percentile(ms, 100), 10000.0); // every probe answered
+  CAF_CHECK_LESS(percentile(same, 100), 10000.0);
+  CAF_CHECK_LESS(percentile(ms, 99), 500.0); // generous (ASan, 2 cores)
+  CAF_CHECK_LESS(percentile(same, 99), 500.0);
+  CAF_MESSAGE("the table holds 2,000: the oldest idle ones were closed");
+  CAF_CHECK_LESS_OR_EQUAL(open_sockets(pid), 2000 + 4);
+  size_t closed = 0;
+  for (auto& s : idle)
+    if (readable_within(s.fd, 0ms))
+      ++closed;
+  CAF_MESSAGE(closed << " of the idle connections closed");
+  CAF_CHECK_GREATER_OR_EQUAL(closed, 100u); // the 100 beyond the limit
+}
+
+CAF_TEST(memory per incomplete request is measured and bounded) {
+  CAF_REQUIRE(raise_descriptor_limit(8192));
+  // Unfinished first heads are closed after connection-timeout: longer
+  // than any setup on a loaded machine.
+  ready_daemon d{{"--http.connection-timeout=120s"}};
+  auto pid = d.proc.pid();
+  auto fill = std::string(6000, 'a');
+  auto partial = "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Fill: " + fill;
+  constexpr int n = 1000;
+  auto idle_sockets = open_sockets(pid);
+  auto measure = [&](bool kept_alive) {
+    std::vector<socket_fd> conns;
+    CAF_REQUIRE(eventually([&] { return open_sockets(pid) <= idle_sockets; }));
+    auto base_sockets = open_sockets(pid);
+    auto before = proc_status(pid, "VmRSS");
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) {
+      conns.emplace_back(connect_loopback_from(d.port, 20 + i % 8));
+      CAF_REQUIRE(conns.back());
+      if (kept_alive) {
+        CAF_REQUIRE(send_all(conns.back().fd, get_request("/livez")));
+        std::string rest;
+        CAF_REQUIRE(read_reply(conns.back().fd, rest));
+      }
+      CAF_REQUIRE(send_all(conns.back().fd, partial));
+    }
+    auto opened_ms = elapsed_ms(start);
+    auto all_open
+        // (base_sockets may count a probe's socket still closing.)
+        = eventually([&] { return open_sockets(pid) >= base_sockets + n - 2; });
+    if (!all_open)
+      CAF_FAIL("daemon sockets " << open_sockets(pid) << ", expected "
+                                 << base_sockets + n << "; the clients took "
+                                 << opened_ms << " ms");
+    std::this_thread::sleep_for(200ms); // the last reads
+    auto after = proc_status(pid, "VmRSS");
+    auto per = static_cast<double>(after - before) * 1024.0 / n;
+    return per;
+  };
+  auto first = measure(false);
+  auto later = measure(true);
+  CAF_MESSAGE("RSS per connection with a 6 KB unfinished request head: "
+              << static_cast<long>(first)
+              << " bytes as its first request (kept in the kernel "
+              << "until the head is whole), " << static_cast<long>(later)
+              << " bytes as a later request (in the library's buffer)");
+  // First requests are not buffered by the process; later ones at most in
+  // the library's per-connection pool (20 KiB at the defaults).
+  if (under_asan) { // redzones and shadow memory on every allocation
+    CAF_MESSAGE("AddressSanitizer: the bounds are not checked");
+    return;
+  }
+  CAF_CHECK_LESS(first, 2048.0);
+  CAF_CHECK_LESS(later, 20480.0 + 4096); // the pool (20 KiB) and slack
 }
 
 CAF_TEST(a connection limit beyond the descriptor limit exits 2) {
   daemon_process d{daemon_args({"--http.max-connections=2000"}),
                    "ulimit -n 512"};
   CAF_CHECK_EQUAL(d.wait_exit(10s), 2);
-  CAF_CHECK_NOT_EQUAL(d.log().find("http.max-connections: 2000 needs 2064"),
+  CAF_CHECK_NOT_EQUAL(d.log().find("http.max-connections: 2000 needs 2314"),
                       std::string::npos);
 }

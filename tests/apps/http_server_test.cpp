@@ -5,6 +5,7 @@
 #include "caf/test/unit_test.hpp"
 
 #include "apps/http/http_server.hpp"
+#include "apps/http/request_head.hpp"
 
 #include "../support/raw_http.hpp"
 
@@ -110,6 +111,74 @@ CAF_TEST(route table lookups) {
   CAF_CHECK(!m.path_known);
   CAF_CHECK_EQUAL(t.find("GET", "/echo").allow, "POST");
   CAF_CHECK(t.find("GET", "/health/live").fn != nullptr);
+}
+
+CAF_TEST(request heads are read strictly) {
+  using namespace std::string_literals;
+  http::head_limits l{64, 100, 4};
+  auto check = [&](const std::string& head) {
+    return http::check_request_head(head, l).status;
+  };
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a"), 0);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.0"), 0);
+  CAF_CHECK_EQUAL(check("GET http://a:80/livez?x HTTP/1.1\r\nHost: a"), 0);
+  CAF_CHECK_EQUAL(check("OPTIONS * HTTP/1.1\r\nHost: a"), 0);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length:  7 "),
+                  0);
+  CAF_CHECK_EQUAL(
+      check("POST /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked"), 0);
+  CAF_CHECK_EQUAL(check("GET /l HTTP/1.1\r\nHost: a\r\nX-A: b\tc"), 0);
+  // Framing two parsers could read differently.
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                        "Transfer-Encoding: chunked"),
+                  400);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                        "Content-Length: 3"),
+                  400);
+  for (auto bad :
+       {"-1", "+5", "5, 5", "5 5", "", "18446744073709551616", "0x10"})
+    CAF_CHECK_EQUAL(
+        check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: "s + bad), 400);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: "
+                        "18446744073709551615"),
+                  0);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length : 5"),
+                  400);
+  for (auto bad : {"gzip, chunked", "identity", "chunked, gzip", "chunked,"})
+    CAF_CHECK_EQUAL(
+        check("POST /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "s + bad),
+        400);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.0\r\nTransfer-Encoding: chunked"), 400);
+  CAF_CHECK_EQUAL(check("POST /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+                        "chunked\r\nTransfer-Encoding: chunked"),
+                  400);
+  // Host, the target, the lines.
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a\r\nhost: b"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez%00 HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez\0x HTTP/1.1\r\nHost: a"s), 400);
+  CAF_CHECK_EQUAL(check("GET /li\x7fz HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET /li\x80z HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET livez HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET ftp://a/livez HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET  /livez HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/2.0\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("G(T /livez HTTP/1.1\r\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a\r\n X: folded"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\nHost: a"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a\rX: b"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a\r\nX: b\x01"), 400);
+  CAF_CHECK_EQUAL(check("GET /livez HTTP/1.1\r\nHost: a\r\nNoColon"), 400);
+  // The bounds.
+  CAF_CHECK_EQUAL(check("GET /" + std::string(60, 'a') + " HTTP/1.1"), 414);
+  CAF_CHECK_EQUAL(check("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n"
+                        "D: 4"),
+                  431);
+  CAF_CHECK_EQUAL(
+      check("GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(100, 'b')), 431);
+  CAF_CHECK_EQUAL(http::origin_form("http://a:80/livez?x"), "/livez?x");
+  CAF_CHECK_EQUAL(http::origin_form("http://a"), "/");
+  CAF_CHECK_EQUAL(http::origin_form("/livez"), "/livez");
 }
 
 CAF_TEST_FIXTURE_SCOPE(http_server_tests, fixture)
@@ -293,47 +362,235 @@ CAF_TEST(a half closed client gets its reply) {
   }
 }
 
-CAF_TEST(connections beyond the limit wait until one closes) {
+CAF_TEST(a client gone in the middle of a later request is closed soon) {
+  // connection_timeout stays 10 s: closed within 3 s means end of stream
+  // was seen, not the idle timeout.
+  start();
+  for (std::string part : {"GE", "GET /livez HTTP/1.1\r\nHost: a\r\nX-P"}) {
+    socket_fd s{connect_loopback(port)};
+    CAF_REQUIRE(send_all(s.fd, get_request("/livez")));
+    std::string rest;
+    CAF_REQUIRE(read_reply(s.fd, rest));
+    CAF_REQUIRE(send_all(s.fd, part));
+    ::shutdown(s.fd, SHUT_WR);
+    CAF_CHECK(eventually([&] { return server->connections() == 0; }, 3s));
+    CAF_CHECK(closed_by_peer(s.fd));
+  }
+}
+
+CAF_TEST(at the limit the connection idle the longest is closed) {
   opts.max_connections = 8;
   start();
   std::vector<socket_fd> held;
-  for (int i = 0; i < 8; ++i)
+  for (int i = 0; i < 8; ++i) {
     held.emplace_back(connect_loopback(port));
-  CAF_REQUIRE(eventually([&] { return server->connections() == 8; }));
-  // The server's thread counts the connection, then the limit, then logs:
-  // wait for the last step rather than racing it.
-  CAF_CHECK(
-      eventually([&] { return logged("event=http_connection_limit") == 1u; }));
-  CAF_CHECK_EQUAL(server->limit_reached(), 1u);
-  CAF_MESSAGE("the ninth is not accepted while eight are open");
-  socket_fd waiting{connect_loopback(port)};
-  CAF_REQUIRE(waiting);
-  CAF_REQUIRE(send_all(waiting.fd, get_request("/livez")));
-  CAF_CHECK(!readable_within(waiting.fd, 300ms));
-  CAF_CHECK_EQUAL(server->connections(), 8u);
-  CAF_MESSAGE("one closes: the ninth is served");
-  held.pop_back();
-  std::string rest;
-  auto r = read_reply(waiting.fd, rest);
+    // Accepted one after the other: the first is the oldest.
+    CAF_REQUIRE(eventually(
+        [&] { return server->connections() == static_cast<size_t>(i + 1); }));
+  }
+  CAF_MESSAGE("the ninth is served at once; the oldest idle one is closed");
+  auto r = request_once(port, "GET", "/livez");
   CAF_REQUIRE(r);
   CAF_CHECK_EQUAL(r->status, 200);
+  CAF_CHECK(closed_by_peer(held[0].fd));
+  for (size_t i = 1; i < held.size(); ++i)
+    CAF_CHECK(!readable_within(held[i].fd, 0ms));
+  CAF_CHECK_EQUAL(server->limit_reached(), 1u);
+  CAF_CHECK_EQUAL(server->evicted(), 1u);
+  CAF_CHECK(
+      eventually([&] { return logged("event=http_connection_limit") == 1u; }));
+  CAF_MESSAGE("a kept-alive connection idle since its reply goes before one "
+              "that is newer");
+  CAF_REQUIRE(eventually([&] { return server->connections() == 7; }));
+  socket_fd kept{connect_loopback(port)};
+  CAF_REQUIRE(eventually([&] { return server->connections() == 8; }));
+  CAF_REQUIRE(send_all(kept.fd, get_request("/livez")));
+  std::string rest;
+  CAF_REQUIRE(read_reply(kept.fd, rest));
+  // held[1] (idle since accept, older than kept's reply) goes next.
+  r = request_once(port, "GET", "/livez");
+  CAF_REQUIRE(r);
+  CAF_CHECK(closed_by_peer(held[1].fd));
+  CAF_CHECK(!readable_within(kept.fd, 0ms));
   CAF_MESSAGE("reaching the limit again within 10 s is counted, not logged");
-  CAF_CHECK(eventually([&] { return server->limit_reached() == 2; }));
+  CAF_CHECK_EQUAL(server->limit_reached(), 2u);
   CAF_CHECK_EQUAL(logged("event=http_connection_limit"), 1u);
 }
 
-CAF_TEST(per address limit) {
+CAF_TEST(per address limit closes the oldest of that address) {
   opts.max_connections_per_ip = 2;
   start();
-  socket_fd a{connect_loopback(port)};
-  socket_fd b{connect_loopback(port)};
+  // The oldest of all is from another address: only the address at its
+  // limit loses a connection.
+  socket_fd other{connect_loopback_from(port, 2)};
+  CAF_REQUIRE(eventually([&] { return server->connections() == 1; }));
+  socket_fd a{connect_loopback_from(port, 1)};
   CAF_REQUIRE(eventually([&] { return server->connections() == 2; }));
-  socket_fd c{connect_loopback(port)};
+  socket_fd b{connect_loopback_from(port, 1)};
+  CAF_REQUIRE(eventually([&] { return server->connections() == 3; }));
+  socket_fd c{connect_loopback_from(port, 1)};
   CAF_REQUIRE(c);
-  CAF_CHECK(closed_by_peer(c.fd));
-  CAF_REQUIRE(send_all(a.fd, get_request("/livez")));
+  CAF_REQUIRE(send_all(c.fd, get_request("/livez")));
   std::string rest;
-  auto r = read_reply(a.fd, rest);
+  auto r = read_reply(c.fd, rest);
+  CAF_REQUIRE(r);
+  CAF_CHECK_EQUAL(r->status, 200);
+  CAF_CHECK(closed_by_peer(a.fd));
+  CAF_CHECK(!readable_within(b.fd, 0ms));
+  CAF_CHECK(!readable_within(other.fd, 0ms));
+  CAF_CHECK_EQUAL(server->evicted(), 1u);
+  CAF_CHECK(
+      eventually([&] { return logged("event=http_address_limit") == 1u; }));
+  CAF_CHECK_EQUAL(logged("event=http_connection_limit"), 0u);
+}
+
+namespace {
+
+/// Request heads a proxy and this server could frame differently, or that
+/// RFC 9112 says to refuse (each with its blank line and any body).
+std::vector<std::pair<std::string, std::string>> ambiguous_requests() {
+  using namespace std::string_literals;
+  return {
+      {"content-length with transfer-encoding",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 33\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /livez HTTP/1.1\r\n"
+       "Host: a\r\n\r\n"},
+      {"content-length twice",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
+       "Content-Length: 5\r\n\r\nhello"},
+      {"content-length -1",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n"},
+      {"content-length +5",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello"},
+      {"content-length list",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello"},
+      {"content-length above 2^64",
+       "POST /echo HTTP/1.1\r\nHost: a\r\n"
+       "Content-Length: 18446744073709551617\r\n\r\n"},
+      {"whitespace before the colon",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\nhello"},
+      {"transfer-encoding gzip, chunked",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked"
+       "\r\n\r\n0\r\n\r\n"},
+      {"transfer-encoding identity",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n"},
+      {"http/1.1 without host", "GET /livez HTTP/1.1\r\n\r\n"},
+      {"host twice", "GET /livez HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
+      {"encoded nul in the target",
+       "GET /livez%00.html HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {"nul in the target", "GET /livez\0x HTTP/1.1\r\nHost: a\r\n\r\n"s},
+      {"control byte in the target",
+       "GET /livez\x01x HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {"obsolete line folding",
+       "GET /livez HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"},
+      {"bare lf", "GET /livez HTTP/1.1\nHost: a\r\n\r\n"},
+  };
+}
+
+/// Sends `request` on `fd`; the answer is exactly one well-formed 400 and
+/// the connection closes after it.
+void expect_one_400(int fd, const std::string& name,
+                    const std::string& request) {
+  CAF_MESSAGE(name);
+  CAF_REQUIRE(send_all(fd, request));
+  auto bytes = read_until_close(fd);
+  CAF_REQUIRE(bytes);
+  std::string why;
+  auto status = single_reply_status(*bytes, why);
+  if (status == 0)
+    CAF_ERROR(name << ": " << why << " in " << *bytes);
+  else
+    CAF_CHECK_EQUAL(status, 400);
+}
+
+} // namespace
+
+CAF_TEST(ambiguous requests get one well formed 400 and a closed connection) {
+  start();
+  for (const auto& [name, text] : ambiguous_requests()) {
+    socket_fd s{connect_loopback(port)};
+    CAF_REQUIRE(s);
+    expect_one_400(s.fd, name, text);
+  }
+  CAF_CHECK_EQUAL(server->refused(), ambiguous_requests().size());
+  CAF_MESSAGE("the same as the second request of a kept-alive connection");
+  for (const auto& [name, text] : ambiguous_requests()) {
+    // Read by the library, not the gate: obsolete line folding and a bare LF
+    // it reads as RFC 9112 allows (folding as a space, LF as a line end).
+    if (name == "obsolete line folding" || name == "bare lf")
+      continue;
+    socket_fd s{connect_loopback(port)};
+    CAF_REQUIRE(s);
+    CAF_REQUIRE(send_all(s.fd, get_request("/livez")));
+    std::string rest;
+    auto first = read_reply(s.fd, rest);
+    CAF_REQUIRE(first);
+    CAF_CHECK_EQUAL(first->status, 200);
+    if (name.rfind("content-length ", 0) == 0 && name != "content-length twice"
+        && name != "content-length with transfer-encoding") {
+      // A malformed Content-Length value in a later request is refused by
+      // libmicrohttpd 0.9.75 itself before any callback of ours, with its
+      // own reply (whose header block it sends twice) and a close: no
+      // request is read from what follows.
+      CAF_MESSAGE("kept alive: " << name << " (the library's reply)");
+      CAF_REQUIRE(send_all(s.fd, text));
+      auto bytes = read_until_close(s.fd);
+      CAF_REQUIRE(bytes);
+      CAF_CHECK(bytes->rfind("HTTP/1.1 4", 0) == 0);
+      CAF_CHECK_EQUAL(bytes->find("HTTP/1.1 2"), std::string::npos);
+      continue;
+    }
+    expect_one_400(s.fd, "kept alive: " + name, text);
+  }
+}
+
+CAF_TEST(absolute form targets are served) {
+  start();
+  socket_fd s{connect_loopback(port)};
+  CAF_REQUIRE(send_all(s.fd, "GET http://127.0.0.1/livez HTTP/1.1\r\n"
+                             "Host: 127.0.0.1\r\n\r\n"));
+  std::string rest;
+  auto r = read_reply(s.fd, rest);
+  CAF_REQUIRE(r);
+  CAF_CHECK_EQUAL(r->status, 200);
+  CAF_CHECK_EQUAL(r->body, R"({"alive":true})");
+  CAF_REQUIRE(send_all(s.fd, "GET http://127.0.0.1/echo-path?x=1 HTTP/1.1\r\n"
+                             "Host: 127.0.0.1\r\n\r\n"));
+  r = read_reply(s.fd, rest);
+  CAF_REQUIRE(r);
+  CAF_CHECK_EQUAL(r->status, 200);
+  CAF_CHECK_EQUAL(r->body, "/echo-path");
+}
+
+CAF_TEST(out of descriptors the server pauses and then accepts again) {
+  start();
+  // The clients' sockets exist before the limit is lowered, so that only
+  // the server runs out.
+  std::vector<socket_fd> clients;
+  for (int i = 0; i < 30; ++i)
+    clients.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  rlimit saved{};
+  CAF_REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  auto in_use = open_descriptors(::getpid());
+  CAF_REQUIRE(in_use > 0);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(in_use + 5);
+  CAF_REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (auto& c : clients)
+    CAF_CHECK(::connect(c.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+              == 0);
+  CAF_CHECK(
+      eventually([&] { return logged("event=http_accept_failed") == 1; }));
+  CAF_CHECK_LESS(server->connections(), 30u);
+  CAF_REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  CAF_MESSAGE("with descriptors again, the waiting ones are accepted");
+  CAF_CHECK(eventually([&] { return server->connections() == 30; }));
+  CAF_CHECK_EQUAL(logged("event=http_accept_failed"), 1u);
+  auto r = request_once(port, "GET", "/livez");
   CAF_REQUIRE(r);
   CAF_CHECK_EQUAL(r->status, 200);
 }

@@ -41,6 +41,15 @@
 
 namespace tasker::health::test {
 
+/// Built with AddressSanitizer (so is the daemon the tests start): resident
+/// memory then includes the sanitizer's quarantine of freed blocks and
+/// redzones, and RSS bounds do not apply.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool under_asan = true;
+#else
+inline constexpr bool under_asan = false;
+#endif
+
 /// Owns a socket descriptor.
 struct socket_fd {
   int fd = -1;
@@ -82,6 +91,48 @@ inline int connect_loopback(uint16_t port,
   tv.tv_usec = (recv_timeout.count() % 1000) * 1000;
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (!wait_connect) {
+    auto flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  }
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0
+      && !(errno == EINPROGRESS && !wait_connect)) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/// connect_loopback from the source address 127.0.0.`host` (any address in
+/// 127.0.0.0/8 is local), so that a test can be several clients.
+inline int connect_loopback_from(uint16_t port, int host,
+                                 std::chrono::milliseconds recv_timeout
+                                 = std::chrono::milliseconds{2000},
+                                 bool wait_connect = true) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  int yes = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+  timeval tv{};
+  tv.tv_sec = recv_timeout.count() / 1000;
+  tv.tv_usec = (recv_timeout.count() % 1000) * 1000;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  // The port is chosen at connect() by the whole 4-tuple, not at bind() by
+  // the address alone (which runs out of ports after a few thousand).
+  ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &yes, sizeof(yes));
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl(0x7f000000u | static_cast<uint32_t>(host));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0) {
+    ::close(fd);
+    return -1;
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -220,6 +271,79 @@ request_once(uint16_t port, std::string_view method, std::string_view path,
     return std::nullopt;
   std::string buffer;
   return read_reply(s.fd, buffer, method == "HEAD");
+}
+
+/// Everything the peer sends until it closes; nullopt if it does not close
+/// within the socket's receive timeout (or resets before sending anything).
+inline std::optional<std::string> read_until_close(int fd) {
+  std::string all;
+  char chunk[4096];
+  for (;;) {
+    auto n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (n == 0 || (n < 0 && errno == ECONNRESET && !all.empty()))
+      return all;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return std::nullopt;
+    all.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+/// `bytes` is exactly one well-formed reply: a status line, one header
+/// block whose lines all have a name and a colon, one Content-Length, and
+/// exactly that many body bytes after the blank line (nothing else).
+/// Returns its status, or 0 with `why` set.
+inline int single_reply_status(std::string_view bytes, std::string& why) {
+  auto end = bytes.find("\r\n\r\n");
+  if (end == std::string_view::npos) {
+    why = "no complete header block";
+    return 0;
+  }
+  auto head = bytes.substr(0, end);
+  if (head.substr(0, 9) != "HTTP/1.1 " || head.size() < 12) {
+    why = "no status line";
+    return 0;
+  }
+  int status = std::atoi(std::string{head.substr(9, 3)}.c_str());
+  size_t pos = head.find("\r\n");
+  int lengths = 0;
+  size_t length = 0;
+  while (pos != std::string_view::npos) {
+    auto start = pos + 2;
+    pos = head.find("\r\n", start);
+    auto line = head.substr(start, pos == std::string_view::npos
+                                       ? std::string_view::npos
+                                       : pos - start);
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      why = "header line without a name: " + std::string{line};
+      return 0;
+    }
+    if (line.substr(0, 5) == "HTTP/") {
+      why = "a second status line";
+      return 0;
+    }
+    std::string name{line.substr(0, colon)};
+    for (auto& ch : name)
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (name == "content-length") {
+      ++lengths;
+      length = std::strtoull(std::string{line.substr(colon + 1)}.c_str(),
+                             nullptr, 10);
+    }
+  }
+  if (lengths != 1) {
+    why = std::to_string(lengths) + " Content-Length headers";
+    return 0;
+  }
+  auto body = bytes.size() - (end + 4);
+  if (body != length) {
+    why = "Content-Length " + std::to_string(length) + ", "
+          + std::to_string(body) + " bytes follow";
+    return 0;
+  }
+  return status;
 }
 
 /// True when the peer closed the connection (EOF or reset) within the
