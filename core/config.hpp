@@ -6,6 +6,7 @@
 // (section.key, as in config/tasker-health.ini and on the command line).
 #pragma once
 
+#include "core/shedding.hpp"
 #include "core/types.hpp"
 
 #include <chrono>
@@ -152,6 +153,8 @@ struct HealthConfig {
 
   RetryAfterConfig retry_after;
   SupervisorConfig supervisor;
+  /// Graded shedding ([shedding], core/shedding.hpp); binary by default.
+  SheddingConfig shedding;
 
   /// The thresholds that apply to `queue` (its own or the defaults).
   const QueueThresholds& thresholds_for(std::string_view queue) const;
@@ -159,6 +162,9 @@ struct HealthConfig {
   /// Every violated rule, each naming its option. Empty means valid.
   std::vector<ConfigError> validate() const;
 };
+
+/// Every violated rule of the [shedding] options (part of validate()).
+std::vector<ConfigError> shedding_problems(const SheddingConfig& s);
 
 /// The longest probe timeout allowed for an evaluation interval: the
 /// interval minus max(10 %, 10 ms) of it, which leaves every cycle room to

@@ -46,6 +46,7 @@ std::string_view activation_source(const BackpressureDecision& d) noexcept {
     case ReasonCode::none:
     case ReasonCode::snapshot_stale:
     case ReasonCode::no_snapshot: break;
+    case ReasonCode::work_shed: break;
   }
   return to_string(d.source);
 }
