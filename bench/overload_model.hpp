@@ -39,7 +39,7 @@ struct Params {
   std::array<double, 3> mix{0.2, 0.5, 0.3};
   double duration_s = 600.0;
   /// Figures of depth and amplitude skip this start (the queue filling).
-  double warmup_s = 120.0;
+  double warmup_s = 300.0;
   /// A request is given up after this many refused attempts.
   int max_attempts = 5;
   /// The component's configuration (thresholds, interval, Retry-After,
@@ -64,6 +64,8 @@ struct Result {
   double peak_to_mean = 0.0;
   double duration_s = 0.0;
   double drain_rate = 0.0;
+  /// The depth each cycle measured (for --trace and tests).
+  std::vector<int64_t> cycle_depths;
 
   double admitted_share(size_t cls) const {
     return attempts[cls] == 0 ? 1.0
@@ -167,6 +169,7 @@ inline Result run(const Params& p) {
       case cycle: {
         // The aggregator: measure, classify, decide, publish.
         q.queues[0].depth = depth;
+        r.cycle_depths.push_back(depth);
         q.queues[0].tier = QueueDepthTier::unknown;
         tiers.classify(q);
         if (q.queues[0].tier == QueueDepthTier::overflow)

@@ -24,6 +24,7 @@ struct Row {
 
 int main(int argc, char** argv) {
   sim::Params base;
+  std::string trace; // "graded:2": print that run's depth per cycle
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* prefix) -> const char* {
@@ -36,6 +37,8 @@ int main(int argc, char** argv) {
       base.duration_s = 60.0 * std::atof(v);
     else if (auto v = value("--drain-rate="))
       base.drain_rate = std::atof(v);
+    else if (auto v = value("--trace="))
+      trace = v;
     else {
       std::printf("usage: overload-sim [--seed=N] [--minutes=M] "
                   "[--drain-rate=D]\n");
@@ -75,6 +78,16 @@ int main(int argc, char** argv) {
       p.config.shedding.mode = row.mode;
       p.config.shedding.retry_jitter = row.jitter;
       auto r = sim::run(p);
+      if (!trace.empty()
+          && trace
+                 == std::string{row.mode == SheddingMode::graded ? "graded"
+                                                                 : "binary"}
+                        + (row.jitter > 0 ? "+jitter" : "") + ":"
+                        + std::to_string(static_cast<int>(load))) {
+        for (size_t i = 0; i < r.cycle_depths.size(); ++i)
+          std::fprintf(stderr, "%zu %lld\n", i,
+                       static_cast<long long>(r.cycle_depths[i]));
+      }
       std::printf("| %.0fx D | %s | %.2f %% | %.2f %% | %.2f %% | %llu | "
                   "%.1f %% | %lld | %llu / %llu | %.0f | %.2f |\n",
                   load, row.name, 100.0 * r.admitted_share(0),

@@ -99,8 +99,9 @@ struct SheddingConfig {
   double critical_pressure = 0.5;
   /// Ordered classes, most important first.
   std::vector<WorkClassSpec> classes = default_classes(0.5);
-  /// Retry-After of a request refused by its class's curve while the
-  /// binary decision is not active (when it is, its Retry-After applies).
+  /// Retry-After of a request refused by its class's curve below pressure
+  /// 1; at pressure 1 (breaker open, a queue at Overflow, Unknown under
+  /// fail-closed) the binary decision's Retry-After applies.
   seconds retry_after{5};
   /// Keyed refusals add up to this share of the computed Retry-After
   /// (per key; 0.5: up to +50 %), never less than it.

@@ -25,6 +25,7 @@ PackedDecision PackedDecision::from(const HealthSnapshot& s) noexcept {
     d.class_count = static_cast<uint8_t>(
         std::min(s.shedding.classes.size(), max_work_classes));
     d.pressure_source = s.shedding.source;
+    d.saturated = s.shedding.pressure >= 1.0;
   }
   return d;
 }

@@ -39,18 +39,20 @@ struct PackedDecision {
   // Graded shedding (zero in binary mode, so that a binary word is the same
   // as before graded shedding existed):
   bool graded = false;     ///< the fractions words hold the classes
+  bool saturated = false;  ///< graded, and the pressure is 1
   uint8_t class_count = 0; ///< classes in the fractions words (0..8)
   /// The source of the pressure (why classes are shed).
   BackpressureSource pressure_source = BackpressureSource::none;
 
   // Layout (LSB first): bit 0 present, bit 1 active, bit 2 forced stale,
-  // bits 3..4 status, bit 5 graded, bits 8..15 source, bits 16..23 reason
-  // code, bits 24..27 class count, bits 28..31 pressure source, bits 32..63
-  // Retry-After in ms.
+  // bits 3..4 status, bit 5 graded, bit 6 saturated, bits 8..15 source,
+  // bits 16..23 reason code, bits 24..27 class count, bits 28..31 pressure
+  // source, bits 32..63 Retry-After in ms.
   static constexpr uint64_t present_bit = 0x1;
   static constexpr uint64_t active_bit = 0x2;
   static constexpr uint64_t forced_stale_bit = 0x4;
   static constexpr uint64_t graded_bit = 0x20;
+  static constexpr uint64_t saturated_bit = 0x40;
 
   static PackedDecision from(const HealthSnapshot& s) noexcept;
 
@@ -64,6 +66,7 @@ struct PackedDecision {
     d.code = static_cast<ReasonCode>((w >> 16) & 0xff);
     d.retry_after_ms = static_cast<uint32_t>(w >> 32);
     d.graded = (w & graded_bit) != 0;
+    d.saturated = (w & saturated_bit) != 0;
     d.class_count = static_cast<uint8_t>((w >> 24) & 0xf);
     d.pressure_source = static_cast<BackpressureSource>((w >> 28) & 0xf);
     return d;
@@ -76,7 +79,7 @@ struct PackedDecision {
            | (uint64_t{static_cast<uint8_t>(source)} << 8)
            | (uint64_t{static_cast<uint8_t>(code)} << 16)
            | (uint64_t{retry_after_ms} << 32) | (uint64_t{graded} << 5)
-           | (uint64_t{class_count & 0xfu} << 24)
+           | (uint64_t{saturated} << 6) | (uint64_t{class_count & 0xfu} << 24)
            | (uint64_t{static_cast<uint8_t>(pressure_source) & 0xfu} << 28);
   }
 };
@@ -204,9 +207,9 @@ struct CheckerOptions {
   seconds stale_retry_after{5};
   /// Lower bound of a breaker Retry-After.
   seconds breaker_minimum{1};
-  /// Graded shedding: Retry-After of a class refused by its curve while the
-  /// decision is not active, and the jitter of keyed refusals (a share of
-  /// the Retry-After added at most, per key).
+  /// Graded shedding: Retry-After of a class refused by its curve below
+  /// pressure 1 (at 1 the decision's Retry-After applies), and the jitter of
+  /// keyed refusals (a share of the Retry-After added at most, per key).
   seconds shed_retry_after{5};
   double retry_jitter = 0.5;
   /// The class names in order (for class_index()).
@@ -266,8 +269,12 @@ class BackpressureChecker {
     size_t cls = work_class < count ? work_class : count - 1;
     if (admits(mixed, r.fractions.get(cls))) [[likely]]
       return std::nullopt;
+    // Shed below pressure 1: come back after shedding.retry-after (the
+    // fractions move every cycle). At pressure 1 (breaker open, Overflow,
+    // Unknown under fail-closed) the decision's Retry-After, as try_check().
     auto d = PackedDecision::decode(w);
-    auto retry = d.active ? reject(w, age).retry_after : shed_retry_after_;
+    auto retry = d.active && d.saturated ? reject(w, age).retry_after
+                                         : shed_retry_after_;
     return jitter(Rejection{d.pressure_source, ReasonCode::work_shed,
                             reason_text(ReasonCode::work_shed), retry},
                   mixed);

@@ -237,7 +237,8 @@ daemon_config::daemon_config() {
            "pressure of a queue's Critical tier and a channel's critical "
            "threshold, in (0, 1)")
       .add(shedding_retry_after, "retry-after",
-           "Retry-After of a class shed while the decision is not active")
+           "Retry-After of a class shed below pressure 1 (at 1: the "
+           "decision's)")
       .add(shedding_retry_jitter, "retry-jitter",
            "keyed refusals add up to this share of their Retry-After, per "
            "key (0: none; 0.5: up to +50 %)");

@@ -80,7 +80,7 @@ struct fixture {
   /// Publishes a graded snapshot with the given fractions (critical,
   /// normal, sheddable).
   void publish(std::vector<double> fractions, bool active = false,
-               seconds retry = 30s) {
+               seconds retry = 30s, double pressure = 0.6) {
     auto s = std::make_shared<HealthSnapshot>();
     s->sequence = ++seq;
     s->incarnation = 7;
@@ -92,7 +92,7 @@ struct fixture {
       s->decision.retry_after = retry;
     }
     s->shedding.graded = true;
-    s->shedding.pressure = 0.6;
+    s->shedding.pressure = pressure;
     s->shedding.source = BackpressureSource::queue;
     s->shedding.source_name = "orders";
     const char* names[] = {"critical", "normal", "sheddable", "x3", "x4"};
@@ -371,8 +371,14 @@ CAF_TEST(refusals carry the pressure source and the right retry after) {
   CAF_CHECK(r->source == BackpressureSource::queue);
   CAF_CHECK_EQUAL(r->reason, "work class shed under pressure");
   CAF_CHECK_EQUAL(r->retry_after, 5s); // shedding.retry-after
-  // With the decision active, its Retry-After; critical still admitted.
+  // Below pressure 1 the decision's Retry-After does not apply (the
+  // fractions move every cycle) ...
   publish({1.0, 0.0, 0.0}, true, 30s);
+  r = checker().try_check(work_class::sheddable, 42);
+  CAF_REQUIRE(r);
+  CAF_CHECK_EQUAL(r->retry_after, 5s);
+  // ... at pressure 1 it does.
+  publish({1.0, 0.0, 0.0}, true, 30s, 1.0);
   r = checker().try_check(work_class::sheddable, 42);
   CAF_REQUIRE(r);
   CAF_CHECK_EQUAL(r->retry_after, 30s);
@@ -390,7 +396,7 @@ CAF_TEST(refusals carry the pressure source and the right retry after) {
 
 CAF_TEST(jitter never undershoots and spreads over its band) {
   opts.retry_jitter = 0.5;
-  publish({1.0, 0.0, 0.0}, true, 30s);
+  publish({1.0, 0.0, 0.0}, true, 30s, 1.0);
   auto c = checker();
   seconds lo{1000};
   seconds hi{0};
