@@ -163,13 +163,14 @@ constexpr uint32_t fraction_to_fixed(double f) noexcept {
   return static_cast<uint32_t>(f * 32768.0 + 0.5);
 }
 
-/// A fast 64-bit mix (the murmur3/splitmix64 finaliser) of `key` under
-/// `seed`: equal inputs, equal outputs; a changed seed reshuffles every key.
+/// A fast 64-bit mix of `key` under `seed` (one 64 x 64 -> 128-bit
+/// multiply by an odd factor, its halves folded, as wyhash's mum): equal
+/// inputs, equal outputs; a changed seed reshuffles every key.
 constexpr uint64_t mix_key(uint64_t key, uint64_t seed) noexcept {
-  uint64_t z = key + seed * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
+  __extension__ using u128 = unsigned __int128;
+  u128 m = static_cast<u128>(key ^ 0xa0761d6478bd642fULL)
+           * static_cast<u128>((seed ^ 0xe7037ed1a0b428dbULL) | 1);
+  return static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64);
 }
 
 /// A 64-bit key of a text (FNV-1a, then mixed): for task or client ids that
@@ -194,7 +195,9 @@ constexpr seconds jittered(seconds retry, uint64_t mixed,
   uint64_t band = base * jitter_permille / 1000; // whole seconds of spread
   if (band >= (uint64_t{1} << 31))
     band = (uint64_t{1} << 31) - 1;
-  uint64_t extra = ((mixed >> 32) * (band + 1)) >> 32; // uniform in [0, band]
+  // The low 32 bits (admits() reads the top 15): uniform in [0, band] and
+  // independent of the admission.
+  uint64_t extra = ((mixed & 0xffffffffULL) * (band + 1)) >> 32;
   return seconds{static_cast<seconds::rep>(base + extra)};
 }
 

@@ -254,16 +254,17 @@ class BackpressureChecker {
     auto r = cell_->read_graded();
     auto w = r.word;
     auto mixed = mix_key(key, r.seed);
-    if ((w & PackedDecision::present_bit) == 0) [[unlikely]]
-      return jitter(on_stale(w), mixed);
     auto age = age_of(r.published_ns);
-    if ((w & PackedDecision::forced_stale_bit) != 0 || age > stale_ns_)
+    if ((w & PackedDecision::present_bit) == 0
+        || (w & PackedDecision::forced_stale_bit) != 0 || age > stale_ns_)
         [[unlikely]]
-      return jitter(on_stale(w), mixed);
+      return keyed_stale(w, mixed);
     if ((w & PackedDecision::graded_bit) == 0) {
       if ((w & PackedDecision::active_bit) == 0) [[likely]]
         return std::nullopt;
-      return jitter(reject(w, age), mixed);
+      auto rej = reject(w, age);
+      rej.retry_after = jittered(rej.retry_after, mixed, jitter_permille_);
+      return rej;
     }
     size_t count = (w >> 24) & 0xf;
     size_t cls = work_class < count ? work_class : count - 1;
@@ -272,12 +273,13 @@ class BackpressureChecker {
     // Shed below pressure 1: come back after shedding.retry-after (the
     // fractions move every cycle). At pressure 1 (breaker open, Overflow,
     // Unknown under fail-closed) the decision's Retry-After, as try_check().
-    auto d = PackedDecision::decode(w);
-    auto retry = d.active && d.saturated ? reject(w, age).retry_after
-                                         : shed_retry_after_;
-    return jitter(Rejection{d.pressure_source, ReasonCode::work_shed,
-                            reason_text(ReasonCode::work_shed), retry},
-                  mixed);
+    auto retry = (w & PackedDecision::saturated_bit) != 0
+                         && (w & PackedDecision::active_bit) != 0
+                     ? reject(w, age).retry_after
+                     : shed_retry_after_;
+    return Rejection{static_cast<BackpressureSource>((w >> 28) & 0xf),
+                     ReasonCode::work_shed, reason_text(ReasonCode::work_shed),
+                     jittered(retry, mixed, jitter_permille_)};
   }
 
   /// The index of class `name` in the configured classes (not for the hot
@@ -324,12 +326,12 @@ class BackpressureChecker {
     return now - published_ns;
   }
 
-  /// A keyed refusal's Retry-After, spread per key above the computed one.
-  std::optional<Rejection> jitter(std::optional<Rejection> r,
-                                  uint64_t mixed) const noexcept {
+  /// on_stale() for a keyed check: the Retry-After spread per key.
+  std::optional<Rejection> keyed_stale(uint64_t word,
+                                       uint64_t mixed) const noexcept {
+    auto r = on_stale(word);
     if (r)
-      r->retry_after = jittered(r->retry_after, mixed * 0xd6e8feb86659fd93ULL,
-                                jitter_permille_);
+      r->retry_after = jittered(r->retry_after, mixed, jitter_permille_);
     return r;
   }
 

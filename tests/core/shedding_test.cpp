@@ -413,6 +413,15 @@ CAF_TEST(jitter never undershoots and spreads over its band) {
   CAF_CHECK_EQUAL(hi, 45s); // at most +50 %
   for (int i = 0; i < 16; ++i)
     CAF_CHECK(seen[i] > 100'000 / 16 / 2); // spread over the whole band
+  // Among the keys a 50 % fraction refuses, the jitter covers the band too
+  // (independent of the admission's bits).
+  publish({1.0, 0.5, 0.0}, true, 30s, 1.0);
+  std::vector<int> refused(16, 0);
+  for (uint64_t k = 0; k < 100'000; ++k)
+    if (auto r = c.try_check(work_class::normal, k))
+      ++refused[r->retry_after.count() - 30];
+  for (int i = 0; i < 16; ++i)
+    CAF_CHECK(refused[i] > 50'000 / 16 / 2);
   // The same key gets the same Retry-After within a cycle.
   auto once = c.try_check(work_class::normal, 7);
   auto twice = c.try_check(work_class::normal, 7);
