@@ -423,8 +423,8 @@ CAF_TEST(jitter never undershoots and spreads over its band) {
   for (int i = 0; i < 16; ++i)
     CAF_CHECK(refused[i] > 50'000 / 16 / 2);
   // The same key gets the same Retry-After within a cycle.
-  auto once = c.try_check(work_class::normal, 7);
-  auto twice = c.try_check(work_class::normal, 7);
+  auto once = c.try_check(work_class::sheddable, 7);
+  auto twice = c.try_check(work_class::sheddable, 7);
   CAF_REQUIRE(once && twice);
   CAF_CHECK_EQUAL(once->retry_after, twice->retry_after);
   // A breaker's countdown is the floor: never below it either.
