@@ -317,11 +317,12 @@ std::shared_ptr<SnapshotCell> make_graded_cell() {
 }
 
 /// A different key on every call (per thread), as an orchestrator passes
-/// task ids: 4096 random keys in turn (random, so that the branch predictor
-/// cannot learn the answers of a 50 % class from a pattern in the keys).
+/// task ids: 65,536 random keys in turn (random and many, so that the branch
+/// predictor cannot learn the answers of a 50 % class from a pattern in the
+/// keys).
 uint64_t next_key() noexcept {
   static const std::vector<uint64_t> keys = [] {
-    std::vector<uint64_t> xs(4096);
+    std::vector<uint64_t> xs(65536);
     uint64_t z = 12345;
     for (auto& x : xs) {
       z += 0x9e3779b97f4a7c15ULL; // splitmix64
@@ -332,7 +333,7 @@ uint64_t next_key() noexcept {
     return xs;
   }();
   static thread_local size_t i = 0;
-  return keys[++i & 4095];
+  return keys[++i & 65535];
 }
 
 // ---- the original's shape ---------------------------------------------------

@@ -77,6 +77,10 @@ struct health_metrics::families {
   Family<Gauge>& cluster_accepting;
   Family<Gauge>& cluster_age;
   Family<Gauge>& cluster_nodes;
+  // Graded shedding (issue 19).
+  Family<Gauge>& shedding_pressure;
+  Family<Gauge>& shedding_admitted;
+  Family<Counter>& shedding_checks;
 
   explicit families(prometheus::Registry& r)
       : evaluations(BuildCounter()
@@ -199,7 +203,25 @@ struct health_metrics::families {
                           .Name("tasker_health_cluster_nodes")
                           .Help("Nodes by state: accepting, rejecting, "
                                 "unreachable")
-                          .Register(r)) {}
+                          .Register(r)),
+        shedding_pressure(
+            BuildGauge()
+                .Name("tasker_health_shedding_pressure")
+                .Help("Graded shedding: pressure in [0, 1] (absent in binary "
+                      "mode)")
+                .Register(r)),
+        shedding_admitted(
+            BuildGauge()
+                .Name("tasker_health_shedding_admitted_fraction")
+                .Help("Graded shedding: admitted fraction in [0, 1], by "
+                      "class (the configured classes)")
+                .Register(r)),
+        shedding_checks(
+            BuildCounter()
+                .Name("tasker_health_shedding_checks_total")
+                .Help("Keyed checks reported by the embedder, by class and "
+                      "outcome (admitted, refused)")
+                .Register(r)) {}
 };
 
 namespace {
@@ -348,6 +370,38 @@ void health_metrics::observe(const HealthSnapshot& s) {
        {HealthStatus::healthy, HealthStatus::degraded, HealthStatus::unhealthy})
     f_->status.Add({{"status", std::string{to_string(st)}}})
         .Set(st == s.status ? 1 : 0);
+  // Graded shedding: the labels are the configured classes (at most 8).
+  if (s.shedding.graded) {
+    f_->shedding_pressure.Add({}).Set(s.shedding.pressure);
+    std::set<std::string> now;
+    for (const auto& c : s.shedding.classes) {
+      f_->shedding_admitted.Add({{"class", c.name}}).Set(c.admitted);
+      now.insert(c.name);
+    }
+    for (const auto& name : classes_seen_)
+      if (now.count(name) == 0)
+        remove(f_->shedding_admitted, {{"class", name}});
+    classes_seen_ = std::move(now);
+  } else {
+    remove(f_->shedding_pressure, {});
+    for (const auto& name : classes_seen_)
+      remove(f_->shedding_admitted, {{"class", name}});
+    classes_seen_.clear();
+  }
+}
+
+bool health_metrics::count_checks(const std::string& work_class,
+                                  uint64_t admitted, uint64_t refused) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (classes_seen_.count(work_class) == 0)
+    return false; // bounded labels: only the configured classes
+  if (admitted > 0)
+    f_->shedding_checks.Add({{"class", work_class}, {"outcome", "admitted"}})
+        .Increment(static_cast<double>(admitted));
+  if (refused > 0)
+    f_->shedding_checks.Add({{"class", work_class}, {"outcome", "refused"}})
+        .Increment(static_cast<double>(refused));
+  return true;
 }
 
 void health_metrics::observe(const std::vector<ProbeStatus>& probes) {

@@ -131,7 +131,7 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
       {"reason", d.reason},
       {"retry_after_seconds", d.retry_after.count()},
   };
-  return {
+  json out = {
       {"status", str(to_string(stale ? HealthStatus::stale : s.status))},
       {"node_id", s.node_id},
       {"sequence", s.sequence},
@@ -147,6 +147,20 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
       {"queues", queue},
       {"custom", custom},
   };
+  // Graded shedding (absent in binary mode, so that its output is as before).
+  if (s.shedding.graded) {
+    json classes = json::array();
+    for (const auto& c : s.shedding.classes)
+      classes.push_back({{"name", c.name}, {"admitted", c.admitted}});
+    out["shedding"] = {
+        {"mode", "graded"},
+        {"pressure", s.shedding.pressure},
+        {"source", str(to_string(s.shedding.source))},
+        {"source_name", s.shedding.source_name},
+        {"classes", std::move(classes)},
+    };
+  }
+  return out;
 }
 
 json no_snapshot_json() {

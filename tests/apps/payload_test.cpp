@@ -82,6 +82,24 @@ std::set<std::string> parse_prometheus(const std::string& text, bool& ok) {
 
 } // namespace
 
+CAF_TEST(health json carries the graded shedding state) {
+  auto s = sample(7, true);
+  CAF_CHECK(!to_json(s, 1234ms, false).contains("shedding")); // binary
+  s.shedding.graded = true;
+  s.shedding.pressure = 0.75;
+  s.shedding.source = BackpressureSource::queue;
+  s.shedding.source_name = "orders";
+  s.shedding.classes = {{"critical", 1.0}, {"normal", 0.5}};
+  auto j = to_json(s, 1234ms, false)["shedding"];
+  CAF_CHECK_EQUAL(j["mode"].get<std::string>(), "graded");
+  CAF_CHECK_EQUAL(j["pressure"].get<double>(), 0.75);
+  CAF_CHECK_EQUAL(j["source"].get<std::string>(), "queue");
+  CAF_CHECK_EQUAL(j["source_name"].get<std::string>(), "orders");
+  CAF_REQUIRE_EQUAL(j["classes"].size(), 2u);
+  CAF_CHECK_EQUAL(j["classes"][1]["name"].get<std::string>(), "normal");
+  CAF_CHECK_EQUAL(j["classes"][1]["admitted"].get<double>(), 0.5);
+}
+
 CAF_TEST(health json carries every field) {
   auto j = to_json(sample(7, true), 1234ms, false);
   for (auto key : {"status", "node_id", "sequence", "produced_at", "age_ms",
