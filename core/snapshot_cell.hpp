@@ -163,7 +163,7 @@ class SnapshotCell {
       r.fractions.words[1] = fractions_[1].load(std::memory_order_acquire);
       r.seed = seed_.load(std::memory_order_acquire);
       auto s2 = seq_.load(std::memory_order_relaxed);
-      if (s1 == s2 && (s1 & 1) == 0) [[likely]]
+      if ((s1 & 1) == 0 && s1 == s2) [[likely]]
         return r;
     }
   }
