@@ -198,6 +198,13 @@ nlohmann::json cluster_json(const cluster_summary& c) {
         {"sequence", n.sequence},
         {"last_error", n.last_error},
     });
+    if (n.graded) { // graded shedding: the node's pressure and fractions
+      auto classes = nlohmann::json::object();
+      for (const auto& c : n.classes)
+        classes[c.name] = c.admitted;
+      nodes.back()["pressure"] = n.pressure;
+      nodes.back()["admitted"] = std::move(classes);
+    }
   }
   return {{"nodes", std::move(nodes)},
           {"accepting", c.accepting},
