@@ -2,6 +2,7 @@
 
 #include "core/decision.hpp"
 #include "core/log.hpp"
+#include "core/shedding.hpp"
 #include "core/transitions.hpp"
 #include "messages/errors.hpp"
 #include "messages/inspect.hpp"
@@ -305,6 +306,8 @@ void finish_cycle(self_ptr self) {
   ctx.cycle_deadline = st.config.probe_timeout;
   snap.decision = decide(snap.database, snap.channel, snap.queues, snap.custom,
                          st.config, ctx);
+  snap.shedding = evaluate_shedding(snap.database, snap.channel, snap.queues,
+                                    snap.custom, st.config, ctx);
   snap.status = evaluate_status(snap);
   log_transitions(st.current ? &*st.current : nullptr, snap);
   st.current = shared_snapshot{std::move(snap)};

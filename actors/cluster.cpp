@@ -42,6 +42,11 @@ cluster_node judge(const std::shared_ptr<const SnapshotCell>& cell,
   } else {
     n.accepting = true;
   }
+  if (snap && snap->shedding.graded) {
+    n.graded = true;
+    n.pressure = snap->shedding.pressure;
+    n.classes = snap->shedding.classes;
+  }
   return n;
 }
 
@@ -132,6 +137,44 @@ std::vector<std::string> cluster::accepting_nodes() const {
     if (n.accepting)
       out.push_back(n.name);
   return out;
+}
+
+double headroom(const cluster_node& n, size_t work_class) noexcept {
+  if (!n.connected || n.status == HealthStatus::stale)
+    return 0.0;
+  if (n.graded && !n.classes.empty())
+    return n.classes[std::min(work_class, n.classes.size() - 1)].admitted;
+  return n.accepting ? 1.0 : 0.0;
+}
+
+std::optional<size_t> most_headroom(const cluster_summary& s,
+                                    size_t work_class) noexcept {
+  std::optional<size_t> best;
+  double best_room = 0.0;
+  double best_pressure = 0.0;
+  for (size_t i = 0; i < s.nodes.size(); ++i) {
+    const auto& n = s.nodes[i];
+    auto room = headroom(n, work_class);
+    if (room <= 0.0)
+      continue;
+    // A binary node that accepts has no pressure to speak of: 0; one that
+    // refuses has no headroom and was skipped.
+    auto pressure = n.graded ? n.pressure : 0.0;
+    if (!best || room > best_room
+        || (room == best_room && pressure < best_pressure)) {
+      best = i;
+      best_room = room;
+      best_pressure = pressure;
+    }
+  }
+  return best;
+}
+
+std::optional<std::string> cluster::node_for(size_t work_class) const {
+  auto s = summary();
+  if (auto i = most_headroom(s, work_class))
+    return s.nodes[*i].name;
+  return std::nullopt;
 }
 
 std::shared_ptr<SnapshotCell> cluster::peer_cell(size_t i) const {

@@ -58,6 +58,11 @@ struct cluster_node {
   uint64_t sequence = 0;
   /// Connection problems (empty for the local node and healthy links).
   std::string last_error;
+  // Graded shedding (issue 19), from a fresh snapshot of a graded node:
+  bool graded = false;
+  double pressure = 0.0;
+  /// Every class of the node with its admitted fraction.
+  std::vector<ClassAdmission> classes;
 };
 
 struct cluster_summary {
@@ -67,6 +72,18 @@ struct cluster_summary {
   /// Not connected, or connected with no fresh snapshot.
   size_t unreachable = 0;
 };
+
+/// How much of class `work_class` (an index into the classes) node `n`
+/// admits: its fraction when graded (a class beyond the node's classes
+/// counts as its last), else 1 when accepting and 0 otherwise. 0 for a
+/// node that is not connected or has no fresh snapshot.
+double headroom(const cluster_node& n, size_t work_class) noexcept;
+
+/// The node with the most headroom for `work_class` (ties: the lower
+/// pressure, then the earlier node, so the local node first), or nullopt
+/// when no node admits any of it. An index into `s.nodes`.
+std::optional<size_t> most_headroom(const cluster_summary& s,
+                                    size_t work_class) noexcept;
 
 class cluster {
  public:
@@ -85,6 +102,11 @@ class cluster {
 
   /// Names of the nodes that accept work right now.
   std::vector<std::string> accepting_nodes() const;
+
+  /// The name of the node with the most headroom for `work_class` right now
+  /// (see most_headroom()), or nullopt when none admits any of it: where a
+  /// router sends the next request of that class.
+  std::optional<std::string> node_for(size_t work_class) const;
 
   /// The cell of peer `i` (in configured order).
   std::shared_ptr<SnapshotCell> peer_cell(size_t i) const;

@@ -295,6 +295,47 @@ std::shared_ptr<SnapshotCell> make_cell(bool active) {
   return cell;
 }
 
+/// A graded snapshot at pressure 0.75 from a queue: critical 100 %, normal
+/// 50 %, sheddable 0 % admitted (the default curves).
+std::shared_ptr<SnapshotCell> make_graded_cell() {
+  auto cell = std::make_shared<SnapshotCell>();
+  auto s = std::make_shared<HealthSnapshot>();
+  s->sequence = 1;
+  s->status = HealthStatus::unhealthy;
+  s->decision.active = true;
+  s->decision.source = BackpressureSource::queue;
+  s->decision.code = ReasonCode::queue_critical;
+  s->decision.retry_after = std::chrono::seconds{30};
+  s->shedding.graded = true;
+  s->shedding.pressure = 0.75;
+  s->shedding.source = BackpressureSource::queue;
+  s->shedding.source_name = "orchestration_step_results";
+  s->shedding.classes
+      = {{"critical", 1.0}, {"normal", 0.5}, {"sheddable", 0.0}};
+  cell->publish(s);
+  return cell;
+}
+
+/// A different key on every call (per thread), as an orchestrator passes
+/// task ids: 65,536 random keys in turn (random and many, so that the branch
+/// predictor cannot learn the answers of a 50 % class from a pattern in the
+/// keys).
+uint64_t next_key() noexcept {
+  static const std::vector<uint64_t> keys = [] {
+    std::vector<uint64_t> xs(65536);
+    uint64_t z = 12345;
+    for (auto& x : xs) {
+      z += 0x9e3779b97f4a7c15ULL; // splitmix64
+      uint64_t y = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      y = (y ^ (y >> 27)) * 0x94d049bb133111ebULL;
+      x = y ^ (y >> 31);
+    }
+    return xs;
+  }();
+  static thread_local size_t i = 0;
+  return keys[++i & 65535];
+}
+
 // ---- the original's shape ---------------------------------------------------
 
 /// Rust's std::sync::Mutex on Linux (library/std/src/sys/sync/mutex/
@@ -477,9 +518,12 @@ int main(int argc, char** argv) {
   static std::atomic<uint64_t> word{42};
   const BackpressureChecker accept{make_cell(false), CheckerOptions{}};
   const BackpressureChecker reject{make_cell(true), CheckerOptions{}};
+  const BackpressureChecker graded{make_graded_cell(), CheckerOptions{}};
   if (accept.try_check() || !reject.try_check()
       || original_try_check(original(false))
-      || !original_try_check(original(true))) {
+      || !original_try_check(original(true))
+      || graded.try_check(work_class::critical, 1)
+      || !graded.try_check(work_class::sheddable, 1)) {
     std::fprintf(stderr, "checker-bench: a variant is in the wrong state\n");
     return 1;
   }
@@ -509,6 +553,18 @@ int main(int argc, char** argv) {
   run("try_check()", "reject", [&] { consume(reject.try_check()); });
   run("original shape", "reject",
       [] { consume(original_try_check(original(true))); });
+  // Graded shedding (issue 19): try_check(work_class, key) with a new key
+  // on every call; the jitter is on (0.5, the default).
+  run("try_check(class, key) binary", "accept",
+      [&] { consume(accept.try_check(work_class::normal, next_key())); });
+  run("try_check(class, key) binary", "reject",
+      [&] { consume(reject.try_check(work_class::normal, next_key())); });
+  run("try_check(class, key) graded critical", "100%",
+      [&] { consume(graded.try_check(work_class::critical, next_key())); });
+  run("try_check(class, key) graded normal", "50%",
+      [&] { consume(graded.try_check(work_class::normal, next_key())); });
+  run("try_check(class, key) graded sheddable", "0%",
+      [&] { consume(graded.try_check(work_class::sheddable, next_key())); });
   auto find = [&](const std::string& name, const std::string& state) {
     for (auto& r : rows)
       if (r.name == name && r.state == state)

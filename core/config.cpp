@@ -373,7 +373,48 @@ std::vector<ConfigError> HealthConfig::validate() const {
     c.add("supervisor.lost-replies",
           "must be between 1 and 1000 (got "
               + std::to_string(supervisor.lost_replies) + ")");
+  // Graded shedding (core/shedding.hpp).
+  for (auto& e : shedding_problems(shedding))
+    result.push_back(std::move(e));
   return result;
+}
+
+std::vector<ConfigError> shedding_problems(const SheddingConfig& s) {
+  std::vector<ConfigError> out;
+  if (!(s.critical_pressure > 0.0 && s.critical_pressure < 1.0))
+    out.push_back({"shedding.critical-pressure",
+                   "must be in (0, 1) (got "
+                       + std::to_string(s.critical_pressure) + ")"});
+  if (!(s.retry_jitter >= 0.0 && s.retry_jitter <= 10.0))
+    out.push_back({"shedding.retry-jitter",
+                   "must be in [0, 10] (a share of the Retry-After added at "
+                   "most; got "
+                       + std::to_string(s.retry_jitter) + ")"});
+  if (s.retry_after.count() < 1)
+    out.push_back({"shedding.retry-after",
+                   "must be at least 1s (got "
+                       + std::to_string(s.retry_after.count()) + "s)"});
+  if (s.classes.empty() || s.classes.size() > max_work_classes)
+    out.push_back({"shedding.classes",
+                   "must list 1 to " + std::to_string(max_work_classes)
+                       + " classes (got " + std::to_string(s.classes.size())
+                       + ")"});
+  for (size_t i = 0; i < s.classes.size(); ++i) {
+    const auto& c = s.classes[i];
+    if (auto why = work_class_name_problem(c.name))
+      out.push_back({"shedding.classes", *why});
+    for (size_t j = 0; j < i; ++j)
+      if (s.classes[j].name == c.name) {
+        out.push_back(
+            {"shedding.classes", "class '" + c.name + "' is listed twice"});
+        break;
+      }
+    if (auto why = c.curve.problem())
+      out.push_back({"shedding.curves", "curve of class '" + c.name + "' ("
+                                            + to_string(c.curve) + ") "
+                                            + *why});
+  }
+  return out;
 }
 
 } // namespace tasker::health

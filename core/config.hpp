@@ -6,6 +6,7 @@
 // (section.key, as in config/tasker-health.ini and on the command line).
 #pragma once
 
+#include "core/shedding.hpp"
 #include "core/types.hpp"
 
 #include <chrono>
@@ -152,6 +153,8 @@ struct HealthConfig {
 
   RetryAfterConfig retry_after;
   SupervisorConfig supervisor;
+  /// Graded shedding ([shedding], core/shedding.hpp); binary by default.
+  SheddingConfig shedding;
 
   // -- the original's check switches (check_database, check_channels,
   // check_queues; issue 20). A disabled dimension is reported Unknown
@@ -168,6 +171,9 @@ struct HealthConfig {
   /// Every violated rule, each naming its option. Empty means valid.
   std::vector<ConfigError> validate() const;
 };
+
+/// Every violated rule of the [shedding] options (part of validate()).
+std::vector<ConfigError> shedding_problems(const SheddingConfig& s);
 
 /// The longest probe timeout allowed for an evaluation interval: the
 /// interval minus max(10 %, 10 ms) of it, which leaves every cycle room to

@@ -20,7 +20,23 @@ PackedDecision PackedDecision::from(const HealthSnapshot& s) noexcept {
                 .count();
   d.retry_after_ms = static_cast<uint32_t>(
       std::clamp<int64_t>(ms, 0, std::numeric_limits<uint32_t>::max()));
+  if (s.shedding.graded && !s.shedding.classes.empty()) {
+    d.graded = true;
+    d.class_count = static_cast<uint8_t>(
+        std::min(s.shedding.classes.size(), max_work_classes));
+    d.pressure_source = s.shedding.source;
+    d.saturated = s.shedding.pressure >= 1.0;
+  }
   return d;
+}
+
+PackedFractions PackedFractions::from(const SheddingState& s) noexcept {
+  PackedFractions f;
+  if (!s.graded)
+    return f;
+  for (size_t i = 0; i < s.classes.size() && i < max_work_classes; ++i)
+    f.set(i, fraction_to_fixed(s.classes[i].admitted));
+  return f;
 }
 
 // ---- SnapshotCell -----------------------------------------------------------
@@ -32,11 +48,16 @@ SnapshotCell::SnapshotCell(const Clock& clock) : clock_(&clock) {}
 // sees the odd sequence number stored before it, and retries; a reader whose
 // acquire load of the sequence number sees the even value stored after the
 // data sees that data. On x86 all of this compiles to plain moves.
-void SnapshotCell::store(uint64_t word, int64_t ns) noexcept {
+void SnapshotCell::store(uint64_t word, int64_t ns,
+                         const PackedFractions& fractions,
+                         uint64_t seed) noexcept {
   auto s = seq_.load(std::memory_order_relaxed);
   seq_.store(s + 1, std::memory_order_relaxed);
   word_.store(word, std::memory_order_release);
   published_ns_.store(ns, std::memory_order_release);
+  fractions_[0].store(fractions.words[0], std::memory_order_release);
+  fractions_[1].store(fractions.words[1], std::memory_order_release);
+  seed_.store(seed, std::memory_order_release);
   seq_.store(s + 2, std::memory_order_release);
 }
 
@@ -44,6 +65,10 @@ void SnapshotCell::publish(std::shared_ptr<const HealthSnapshot> s) {
   if (!s)
     return;
   auto word = PackedDecision::from(*s).encode();
+  auto fractions = PackedFractions::from(s->shedding);
+  // One seed per cycle: the same key gets the same answer for the whole
+  // cycle, and another one in the next.
+  auto seed = mix_key(s->sequence, s->incarnation);
   {
     std::lock_guard<std::mutex> guard{mtx_};
     snapshot_ = std::move(s);
@@ -51,7 +76,7 @@ void SnapshotCell::publish(std::shared_ptr<const HealthSnapshot> s) {
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                 clock_->now().time_since_epoch())
                 .count();
-  store(word, ns);
+  store(word, ns, fractions, seed);
   publications_.fetch_add(1, std::memory_order_release);
 }
 
@@ -60,7 +85,11 @@ void SnapshotCell::mark_stale() noexcept {
   if (!d.present || d.forced_stale)
     return;
   d.forced_stale = true;
-  store(d.encode(), published_ns_.load(std::memory_order_relaxed));
+  PackedFractions f;
+  f.words[0] = fractions_[0].load(std::memory_order_relaxed);
+  f.words[1] = fractions_[1].load(std::memory_order_relaxed);
+  store(d.encode(), published_ns_.load(std::memory_order_relaxed), f,
+        seed_.load(std::memory_order_relaxed));
 }
 
 std::shared_ptr<const HealthSnapshot> SnapshotCell::load() const {
@@ -80,6 +109,10 @@ CheckerOptions CheckerOptions::from(const HealthConfig& cfg) noexcept {
   o.policy = cfg.unknown_policy;
   o.stale_retry_after = cfg.retry_after.stale;
   o.breaker_minimum = cfg.retry_after.breaker_minimum;
+  o.shed_retry_after = cfg.shedding.retry_after;
+  o.retry_jitter = cfg.shedding.retry_jitter;
+  for (const auto& c : cfg.shedding.classes)
+    o.classes.push_back(c.name);
   return o;
 }
 
@@ -91,7 +124,18 @@ BackpressureChecker::BackpressureChecker(
                     opts.stale_threshold)
                     .count()),
       stale_retry_after_(std::max(opts.stale_retry_after, seconds{1})),
-      breaker_minimum_s_(std::max<int64_t>(opts.breaker_minimum.count(), 1)) {}
+      breaker_minimum_s_(std::max<int64_t>(opts.breaker_minimum.count(), 1)),
+      shed_retry_after_(std::max(opts.shed_retry_after, seconds{1})),
+      jitter_permille_(static_cast<uint32_t>(
+          std::clamp(opts.retry_jitter, 0.0, 10.0) * 1000.0 + 0.5)) {}
+
+std::optional<size_t>
+BackpressureChecker::class_index(std::string_view name) const noexcept {
+  for (size_t i = 0; i < opts_.classes.size(); ++i)
+    if (opts_.classes[i] == name)
+      return i;
+  return std::nullopt;
+}
 
 std::optional<milliseconds> BackpressureChecker::age() const noexcept {
   auto v = view();

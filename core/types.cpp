@@ -78,6 +78,7 @@ std::string_view to_string(ReasonCode x) noexcept {
     case ReasonCode::custom_unknown: return "custom_unknown";
     case ReasonCode::snapshot_stale: return "snapshot_stale";
     case ReasonCode::no_snapshot: return "no_snapshot";
+    case ReasonCode::work_shed: return "work_shed";
   }
   return "invalid";
 }

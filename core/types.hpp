@@ -302,6 +302,8 @@ enum class ReasonCode : uint8_t {
   custom_unknown,
   snapshot_stale,
   no_snapshot,
+  /// Graded shedding refused the request's class (checker only).
+  work_shed,
 };
 
 /// Static, human-readable text of a reason code. Inline: the hot path
@@ -324,6 +326,7 @@ constexpr std::string_view reason_text(ReasonCode x) noexcept {
       return "critical custom health check unknown (fail-closed)";
     case ReasonCode::snapshot_stale: return "health snapshot stale";
     case ReasonCode::no_snapshot: return "no health snapshot yet";
+    case ReasonCode::work_shed: return "work class shed under pressure";
   }
   return "invalid";
 }
@@ -365,6 +368,29 @@ enum class HealthStatus : uint8_t {
 
 std::string_view to_string(HealthStatus x) noexcept;
 
+/// One work class's admitted fraction in a cycle (graded shedding).
+struct ClassAdmission {
+  std::string name;
+  /// Share of requests of this class admitted, in [0, 1].
+  double admitted = 1.0;
+  friend bool operator==(const ClassAdmission&, const ClassAdmission&)
+      = default;
+};
+
+/// Graded shedding in one cycle (core/shedding.hpp). Empty in binary mode.
+struct SheddingState {
+  bool graded = false;
+  /// Pressure in [0, 1]: the maximum over the measured sources.
+  double pressure = 0.0;
+  /// The source of the maximum (none when the pressure is 0).
+  BackpressureSource source = BackpressureSource::none;
+  /// The queue, channel or custom dimension of that source (or empty).
+  std::string source_name;
+  /// Every configured class in order, with its admitted fraction.
+  std::vector<ClassAdmission> classes;
+  friend bool operator==(const SheddingState&, const SheddingState&) = default;
+};
+
 /// One evaluation cycle, immutable once published.
 ///
 /// Identity and order: `incarnation` names one start of the component (one
@@ -393,6 +419,8 @@ struct HealthSnapshot {
   /// Which aggregator of the incarnation produced it: 1 for the first,
   /// incremented on every restart by the root supervisor.
   uint32_t epoch = 0;
+  /// Graded shedding (issue 19): pressure, source, fractions per class.
+  SheddingState shedding;
   friend bool operator==(const HealthSnapshot&, const HealthSnapshot&)
       = default;
 };

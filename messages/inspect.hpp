@@ -73,11 +73,24 @@ typename Inspector::result_type inspect(Inspector& f, BackpressureDecision& x) {
 }
 
 template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ClassAdmission& x) {
+  return f(caf::meta::type_name("class_admission"), x.name, x.admitted);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, SheddingState& x) {
+  return f(caf::meta::type_name("shedding_state"), x.graded, x.pressure,
+           x.source, x.source_name, x.classes);
+}
+
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, HealthSnapshot& x) {
   return f(caf::meta::type_name("health_snapshot"), x.sequence, x.node_id,
            x.produced_at, x.evaluation_duration, x.database, x.channel,
            x.queues, x.custom, x.decision, x.status, x.incarnation,
-           x.incarnation_started, x.epoch);
+           x.incarnation_started, x.epoch,
+           // graded shedding (issue 19): keep appended
+           x.shedding);
 }
 
 template<class Inspector>

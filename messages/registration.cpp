@@ -49,6 +49,8 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<ProbeStatus>("tasker::health::ProbeStatus");
   cfg.add_message_type<ActorStatus>("tasker::health::ActorStatus");
   cfg.add_message_type<PeerStatus>("tasker::health::PeerStatus");
+  cfg.add_message_type<ClassAdmission>("tasker::health::ClassAdmission");
+  cfg.add_message_type<SheddingState>("tasker::health::SheddingState");
   // Handles that travel inside messages.
   cfg.add_message_type<db_probe_actor>("tasker::health::db_probe_actor");
   cfg.add_message_type<channel_probe_actor>(

@@ -9,11 +9,14 @@
 //   POST /commands  asks BackpressureChecker::try_check() first: 503 with
 //                   Retry-After when backpressure is active; 503 (Retry-After
 //                   of a critical channel) when the channel is full; else the
-//                   command enters the channel: 202.
+//                   command enters the channel: 202. With an X-Work-Class
+//                   header (and X-Work-Key, else the body is the key):
+//                   try_check(class, key), graded with --shedding=graded.
 //   GET  /status    one line of JSON with the checker's view; with --peers
 //                   also "accepting_nodes": which nodes of the cluster (this
 //                   one, "local", and every peer's tasker-health publisher,
-//                   "host:port") take work right now.
+//                   "host:port") take work right now, and "node_for": the
+//                   node with the most headroom for each work class.
 //
 // --peers=host:port,... watches other nodes over CAF networking (plain BASP;
 // loopback or a trusted network, see the README's trust model) through the
@@ -89,6 +92,7 @@ struct orchestrator_config : caf::actor_system_config {
   uint64_t max_connections = http::server_options{}.max_connections;
   uint64_t max_body = 65536;
   std::vector<std::string> peers;
+  std::string shedding = "binary";
 
   orchestrator_config() {
     // CAF networking for --peers, with heartbeats (a frozen peer is noticed
@@ -98,6 +102,10 @@ struct orchestrator_config : caf::actor_system_config {
     set("middleman.connection-timeout", caf::timespan{1s});
     opt_group{custom_options_, "global"}
         .add(port, "port,p", "HTTP port (0: any free port; default 8081)")
+        .add(shedding, "shedding",
+             "binary (default) or graded: POST /commands with an "
+             "X-Work-Class header (critical, normal, sheddable) and an "
+             "X-Work-Key is admitted by its class's curve")
         .add(address, "address", "HTTP address (default 127.0.0.1)")
         .add(db, "db",
              "libpq connection string of the database to watch (empty: none)")
@@ -229,6 +237,11 @@ std::optional<settings> make_settings(const orchestrator_config& cfg,
     problems.emplace_back("unknown-policy: must be fail-open or fail-closed "
                           "(got '"
                           + cfg.unknown_policy + "')");
+  if (auto m = th::parse_shedding_mode(cfg.shedding))
+    h.shedding.mode = *m;
+  else
+    problems.emplace_back("shedding: must be binary or graded (got '"
+                          + cfg.shedding + "')");
   for (const auto& e : h.validate())
     problems.push_back(option_name(e.option) + ": " + e.message);
   if (!problems.empty())
@@ -353,12 +366,29 @@ std::string status_json(const th::BackpressureChecker& checker,
   const auto& mon = intake.monitor();
   out["channel_in_use"] = mon.in_use();
   out["channel_capacity"] = mon.capacity();
+  if (snap && snap->shedding.graded) {
+    nlohmann::json classes = nlohmann::json::object();
+    for (const auto& c : snap->shedding.classes)
+      classes[c.name] = c.admitted;
+    out["shedding"] = {{"pressure", snap->shedding.pressure},
+                       {"source", th::to_string(snap->shedding.source)},
+                       {"admitted", std::move(classes)}};
+  }
   if (cluster) {
     // Reads cells and connection boards: no actor round trip, no I/O.
     auto summary = cluster->summary();
     out["accepting_nodes"] = cluster->accepting_nodes();
     out["cluster_nodes"] = summary.nodes.size();
     out["unreachable_nodes"] = summary.unreachable;
+    // Where a router would send the next request of each class: the node
+    // with the most headroom for it (null: none admits any).
+    nlohmann::json node_for = nlohmann::json::object();
+    const auto& names = checker.options().classes;
+    for (size_t i = 0; i < names.size(); ++i) {
+      auto n = cluster->node_for(i);
+      node_for[names[i]] = n ? nlohmann::json(*n) : nlohmann::json(nullptr);
+    }
+    out["node_for"] = std::move(node_for);
   }
   return out.dump();
 }
@@ -413,7 +443,25 @@ int run(orchestrator_config& cfg, const settings& s) {
 
   http::route_table routes;
   routes.post("/commands", [&](const http::request& req) {
-    if (auto rejection = checker.try_check())
+    // A work class and a key (graded shedding): finalisations and results
+    // "critical", new tasks "normal", optional work "sheddable"; the key
+    // (task or client id) gets one answer per cycle. Without a class: the
+    // binary check.
+    std::optional<th::Rejection> rejection;
+    if (auto cls = req.header("X-Work-Class"); !cls.empty()) {
+      auto index = checker.class_index(cls);
+      if (!index)
+        return http::response::json(
+            400, nlohmann::json{{"error", "unknown work class '"
+                                              + std::string{cls} + "'"}}
+                     .dump());
+      auto key = req.header("X-Work-Key");
+      rejection = checker.try_check(*index,
+                                    th::key_of(key.empty() ? req.body() : key));
+    } else {
+      rejection = checker.try_check();
+    }
+    if (rejection)
       return reject(rejection->reason, th::to_string(rejection->source),
                     th::to_string(rejection->code), rejection->retry_after);
     uint64_t id = 0;

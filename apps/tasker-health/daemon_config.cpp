@@ -81,6 +81,12 @@ daemon_config::daemon_config() {
   supervisor_max_restarts = d.supervisor.max_restarts;
   supervisor_restart_window = span(d.supervisor.restart_window);
   supervisor_lost_replies = d.supervisor.lost_replies;
+  shedding_mode = std::string{to_string(d.shedding.mode)};
+  for (const auto& c : d.shedding.classes)
+    shedding_classes.push_back(c.name);
+  shedding_critical_pressure = d.shedding.critical_pressure;
+  shedding_retry_after = span(d.shedding.retry_after);
+  shedding_retry_jitter = d.shedding.retry_jitter;
   debug_fault_signals = false;
   http::server_options http_defaults;
   http_address = "127.0.0.1";
@@ -260,6 +266,25 @@ daemon_config::daemon_config() {
       .add(cluster_max_sequence_jump, "max-sequence-jump",
            "a peer's sequence further ahead than this on one connection is "
            "refused (1..1000000000)");
+  opt_group{custom_options_, "shedding"}
+      .add(shedding_mode, "mode",
+           "'binary': the original's all-or-nothing decision; 'graded': "
+           "work classes admitted by their curves (try_check(class, key))")
+      .add(shedding_classes, "classes",
+           "work classes, most important first (1..8 of [a-z0-9_-])")
+      .add(shedding_curves, "curves",
+           "admission curves \"class=pressure:admitted,...\", e.g. "
+           "[\"normal=0:1,0.5:1,1:0\"] (critical, normal and sheddable "
+           "have defaults)")
+      .add(shedding_critical_pressure, "critical-pressure",
+           "pressure of a queue's Critical tier and a channel's critical "
+           "threshold, in (0, 1)")
+      .add(shedding_retry_after, "retry-after",
+           "Retry-After of a class shed below pressure 1 (at 1: the "
+           "decision's)")
+      .add(shedding_retry_jitter, "retry-jitter",
+           "keyed refusals add up to this share of their Retry-After, per "
+           "key (0: none; 0.5: up to +50 %)");
   opt_group{custom_options_, "debug"}.add(
       debug_fault_signals, "fault-signals",
       "for tests only: SIGUSR1 kills the aggregator, SIGUSR2 the probe "
@@ -357,7 +382,8 @@ caf::error daemon_config::parse(int argc, char** argv) {
 const std::vector<std::string>& daemon_config::own_sections() {
   static const std::vector<std::string> xs{
       "health",     "database", "breaker", "channel", "queues",  "retry-after",
-      "supervisor", "http",     "log",     "debug",   "cluster", "grpc"};
+      "supervisor", "http",     "log",     "debug",   "cluster", "grpc",
+      "shedding"};
   return xs;
 }
 
@@ -698,9 +724,66 @@ HealthConfig to_health_config(const daemon_config& c,
     errors.push_back({"log.level", "must be one of trace, debug, info, warn, "
                                    "error, critical, off (got '"
                                        + c.log_level + "')"});
+  to_shedding_config(c, h.shedding, errors);
   for (auto& e : h.validate())
     errors.push_back(std::move(e));
   return h;
+}
+
+void to_shedding_config(const daemon_config& c, SheddingConfig& s,
+                        std::vector<ConfigError>& errors) {
+  if (auto m = parse_shedding_mode(c.shedding_mode))
+    s.mode = *m;
+  else
+    errors.push_back({"shedding.mode", "must be 'binary' or 'graded' (got '"
+                                           + c.shedding_mode + "')"});
+  s.critical_pressure = c.shedding_critical_pressure;
+  s.retry_after = whole_seconds(c.shedding_retry_after);
+  s.retry_jitter = c.shedding_retry_jitter;
+  // Curves given as "class=curve"; the default classes have defaults.
+  std::vector<std::pair<std::string, AdmissionCurve>> given;
+  for (const auto& text : c.shedding_curves) {
+    auto eq = text.find('=');
+    if (eq == std::string::npos) {
+      errors.push_back({"shedding.curves",
+                        "'" + text
+                            + "' is not of the form class=pressure:admitted,"
+                              "... (e.g. normal=0:1,0.5:1,1:0)"});
+      continue;
+    }
+    auto name = trim(text.substr(0, eq));
+    std::string why;
+    auto curve = parse_curve(text.substr(eq + 1), &why);
+    if (!curve) {
+      errors.push_back({"shedding.curves", "class '" + name + "': " + why});
+      continue;
+    }
+    if (std::find(c.shedding_classes.begin(), c.shedding_classes.end(), name)
+        == c.shedding_classes.end())
+      errors.push_back(
+          {"shedding.curves",
+           "class '" + name + "' has a curve but is not in shedding.classes"});
+    given.emplace_back(name, std::move(*curve));
+  }
+  s.classes.clear();
+  for (const auto& name : c.shedding_classes) {
+    WorkClassSpec spec{name, {}};
+    auto it = std::find_if(given.begin(), given.end(),
+                           [&](const auto& g) { return g.first == name; });
+    if (it != given.end())
+      spec.curve = it->second;
+    else if (auto d = default_curve(name, s.critical_pressure))
+      spec.curve = *d;
+    else {
+      errors.push_back(
+          {"shedding.curves", "class '" + name
+                                  + "' has no curve (only critical, normal and "
+                                    "sheddable have defaults): add \""
+                                  + name + "=0:1,...,1:0\""});
+      continue;
+    }
+    s.classes.push_back(std::move(spec));
+  }
 }
 
 void setup_logging(const std::string& level) {

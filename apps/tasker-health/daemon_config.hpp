@@ -84,6 +84,13 @@ struct daemon_config : caf::actor_system_config {
   int64_t supervisor_max_restarts;
   caf::timespan supervisor_restart_window;
   int64_t supervisor_lost_replies;
+  // [shedding] (graded shedding, core/shedding.hpp)
+  std::string shedding_mode;
+  std::vector<std::string> shedding_classes;
+  std::vector<std::string> shedding_curves;
+  double shedding_critical_pressure;
+  caf::timespan shedding_retry_after;
+  double shedding_retry_jitter;
   // [debug]
   bool debug_fault_signals;
   // [cluster]
@@ -158,6 +165,11 @@ std::vector<ConfigError> check_config_file(const daemon_config& cfg,
 /// (option and rule), including everything HealthConfig::validate() finds.
 HealthConfig to_health_config(const daemon_config& cfg,
                               std::vector<ConfigError>& errors);
+
+/// The [shedding] options (part of to_health_config()): classes with their
+/// curves (given or default); appends parse problems to `errors`.
+void to_shedding_config(const daemon_config& cfg, SheddingConfig& out,
+                        std::vector<ConfigError>& errors);
 
 /// The HTTP server's options ([http]); appends every problem to `errors`
 /// naming its option.

@@ -46,6 +46,7 @@ std::string_view activation_source(const BackpressureDecision& d) noexcept {
     case ReasonCode::none:
     case ReasonCode::snapshot_stale:
     case ReasonCode::no_snapshot: break;
+    case ReasonCode::work_shed: break;
   }
   return to_string(d.source);
 }
@@ -79,6 +80,10 @@ struct health_metrics::families {
   // issue 20: this project's count of Unknown dimensions under a name of
   // its own (the original's evaluation_errors_total is never incremented).
   Family<Counter>& unknown_dimensions;
+  // Graded shedding (issue 19).
+  Family<Gauge>& shedding_pressure;
+  Family<Gauge>& shedding_admitted;
+  Family<Counter>& shedding_checks;
 
   explicit families(prometheus::Registry& r)
       : evaluations(BuildCounter()
@@ -209,6 +214,24 @@ struct health_metrics::families {
                 .Name("tasker_health_unknown_dimensions_total")
                 .Help("Cycles in which a dimension gave no data (Unknown), "
                       "by error_type: database, channel, queue, custom:<name>")
+                .Register(r)),
+        shedding_pressure(
+            BuildGauge()
+                .Name("tasker_health_shedding_pressure")
+                .Help("Graded shedding: pressure in [0, 1] (absent in binary "
+                      "mode)")
+                .Register(r)),
+        shedding_admitted(
+            BuildGauge()
+                .Name("tasker_health_shedding_admitted_fraction")
+                .Help("Graded shedding: admitted fraction in [0, 1], by "
+                      "class (the configured classes)")
+                .Register(r)),
+        shedding_checks(
+            BuildCounter()
+                .Name("tasker_health_shedding_checks_total")
+                .Help("Keyed checks reported by the embedder, by class and "
+                      "outcome (admitted, refused)")
                 .Register(r)) {}
 };
 
@@ -369,6 +392,38 @@ void health_metrics::observe(const HealthSnapshot& s) {
        {HealthStatus::healthy, HealthStatus::degraded, HealthStatus::unhealthy})
     f_->status.Add({{"status", std::string{to_string(st)}}})
         .Set(st == s.status ? 1 : 0);
+  // Graded shedding: the labels are the configured classes (at most 8).
+  if (s.shedding.graded) {
+    f_->shedding_pressure.Add({}).Set(s.shedding.pressure);
+    std::set<std::string> now;
+    for (const auto& c : s.shedding.classes) {
+      f_->shedding_admitted.Add({{"class", c.name}}).Set(c.admitted);
+      now.insert(c.name);
+    }
+    for (const auto& name : classes_seen_)
+      if (now.count(name) == 0)
+        remove(f_->shedding_admitted, {{"class", name}});
+    classes_seen_ = std::move(now);
+  } else {
+    remove(f_->shedding_pressure, {});
+    for (const auto& name : classes_seen_)
+      remove(f_->shedding_admitted, {{"class", name}});
+    classes_seen_.clear();
+  }
+}
+
+bool health_metrics::count_checks(const std::string& work_class,
+                                  uint64_t admitted, uint64_t refused) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (classes_seen_.count(work_class) == 0)
+    return false; // bounded labels: only the configured classes
+  if (admitted > 0)
+    f_->shedding_checks.Add({{"class", work_class}, {"outcome", "admitted"}})
+        .Increment(static_cast<double>(admitted));
+  if (refused > 0)
+    f_->shedding_checks.Add({{"class", work_class}, {"outcome", "refused"}})
+        .Increment(static_cast<double>(refused));
+  return true;
 }
 
 void health_metrics::observe(const std::vector<ProbeStatus>& probes) {

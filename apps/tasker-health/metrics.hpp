@@ -79,6 +79,15 @@ class health_metrics {
   /// Thread-safe.
   void observe(const cluster_summary& cluster);
 
+  /// Adds keyed checks (BackpressureChecker::try_check(work_class, key))
+  /// of class `work_class` to tasker_health_shedding_checks_total{class,
+  /// outcome}. An embedder counts on its own (e.g. per thread) and reports
+  /// now and then, so that the hot path stays free of shared writes. Only
+  /// the classes of the latest graded snapshot are accepted (bounded
+  /// labels); false otherwise. Thread-safe.
+  bool count_checks(const std::string& work_class, uint64_t admitted,
+                    uint64_t refused);
+
   /// Prometheus text exposition (format 0.0.4).
   std::string render() const;
 
@@ -100,6 +109,7 @@ class health_metrics {
   uint64_t breaker_opened_seen_ = 0;
   std::set<std::string> queues_seen_;
   std::set<std::string> channels_seen_;
+  std::set<std::string> classes_seen_;
   std::map<std::string, uint64_t> restarts_seen_;
   std::map<std::string, uint64_t> actor_restarts_seen_;
 };

@@ -140,7 +140,7 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
                     : json(d.depth)},
       {"tier", d.queue.empty() ? json(nullptr) : json(str(to_string(d.tier)))},
   };
-  return {
+  json out = {
       {"status", str(to_string(stale ? HealthStatus::stale : s.status))},
       {"node_id", s.node_id},
       {"sequence", s.sequence},
@@ -156,6 +156,20 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
       {"queues", queue},
       {"custom", custom},
   };
+  // Graded shedding (absent in binary mode, so that its output is as before).
+  if (s.shedding.graded) {
+    json classes = json::array();
+    for (const auto& c : s.shedding.classes)
+      classes.push_back({{"name", c.name}, {"admitted", c.admitted}});
+    out["shedding"] = {
+        {"mode", "graded"},
+        {"pressure", s.shedding.pressure},
+        {"source", str(to_string(s.shedding.source))},
+        {"source_name", s.shedding.source_name},
+        {"classes", std::move(classes)},
+    };
+  }
+  return out;
 }
 
 json no_snapshot_json() {
@@ -194,6 +208,13 @@ nlohmann::json cluster_json(const cluster_summary& c) {
         {"sequence", n.sequence},
         {"last_error", n.last_error},
     });
+    if (n.graded) { // graded shedding: the node's pressure and fractions
+      auto classes = nlohmann::json::object();
+      for (const auto& c : n.classes)
+        classes[c.name] = c.admitted;
+      nodes.back()["pressure"] = n.pressure;
+      nodes.back()["admitted"] = std::move(classes);
+    }
   }
   return {{"nodes", std::move(nodes)},
           {"accepting", c.accepting},

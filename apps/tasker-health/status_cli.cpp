@@ -184,6 +184,23 @@ std::string stale_words(const status_reading& r) {
   return "no fresh snapshot (the last one is " + age_text(r.age) + " old)";
 }
 
+/// "pressure 0.75 from queue 'orders'; admitted critical 100 %, normal
+/// 50 %, sheddable 0 %".
+std::string shedding_text(const SheddingState& sh) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "pressure %.2f", sh.pressure);
+  std::string out = buf;
+  if (sh.source != BackpressureSource::none)
+    out += " from " + str(to_string(sh.source))
+           + (sh.source_name.empty() ? "" : " '" + sh.source_name + "'");
+  out += "; admitted";
+  for (size_t i = 0; i < sh.classes.size(); ++i) {
+    std::snprintf(buf, sizeof(buf), " %.0f %%", 100.0 * sh.classes[i].admitted);
+    out += (i == 0 ? " " : ", ") + sh.classes[i].name + buf;
+  }
+  return out;
+}
+
 } // namespace
 
 status_options parse_status_args(const std::vector<std::string>& args,
@@ -439,6 +456,8 @@ std::vector<std::string> render_status_table(const status_reading& r,
   } else {
     out.push_back(pad("decision", 12) + paint(color, "accepting", green));
   }
+  if (s->shedding.graded)
+    out.push_back(pad("shedding", 12) + shedding_text(s->shedding));
   {
     auto t = database_text(s->database);
     std::string detail;
@@ -539,6 +558,15 @@ std::string render_status_line(const status_reading& r,
             + "s)";
   else
     line += "accepting";
+  if (s.shedding.graded) {
+    char p[32];
+    std::snprintf(p, sizeof(p), "%.2f", s.shedding.pressure);
+    line += std::string{" pressure="} + p + " admitted:";
+    for (const auto& c : s.shedding.classes) {
+      std::snprintf(p, sizeof(p), "%.0f%%", 100.0 * c.admitted);
+      line += " " + c.name + "=" + p;
+    }
+  }
   line += " age=" + std::to_string(r.age ? r.age->count() : -1)
           + "ms seq=" + std::to_string(s.sequence);
   if (s.database.watched)

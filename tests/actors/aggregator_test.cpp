@@ -133,6 +133,35 @@ CAF_TEST(three healthy probes produce seq 1 then seq 2 on the next tick) {
   CAF_CHECK_EQUAL(db_ctl->requests, 2);
 }
 
+CAF_TEST(graded mode puts pressure and fractions into the snapshot) {
+  cfg.shedding.mode = SheddingMode::graded;
+  q_report->queues[0].depth = 7500; // between critical and overflow
+  start(options());
+  subscribe_recorder();
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  const auto& sh = last().shedding;
+  CAF_CHECK(sh.graded);
+  CAF_CHECK_EQUAL(sh.pressure, 0.75);
+  CAF_CHECK(sh.source == BackpressureSource::queue);
+  CAF_CHECK_EQUAL(sh.source_name, "orders");
+  CAF_REQUIRE_EQUAL(sh.classes.size(), 3u);
+  CAF_CHECK_EQUAL(sh.classes[1].name, "normal");
+  CAF_CHECK_EQUAL(sh.classes[1].admitted, 0.5);
+  // The binary decision is unchanged: a Critical queue refuses.
+  CAF_CHECK(last().decision.active);
+  CAF_CHECK(last().decision.code == ReasonCode::queue_critical);
+}
+
+CAF_TEST(binary mode leaves the shedding state empty) {
+  q_report->queues[0].depth = 7500;
+  start(options());
+  subscribe_recorder();
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  CAF_CHECK(last().shedding == SheddingState{});
+}
+
 CAF_TEST(a new subscriber gets the current snapshot at once) {
   start(options());
   sched.run();

@@ -215,6 +215,65 @@ CAF_TEST(check switches and the queue database) {
   CAF_CHECK(bad.parse_error);
 }
 
+CAF_TEST(shedding options default to binary with three classes) {
+  parsed p{{"--database.url=host=a"}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.errors.empty());
+  CAF_CHECK(p.health.shedding == SheddingConfig{});
+  ini_file f{"[shedding]\nmode=\"graded\"\n"
+             "classes=[\"critical\",\"normal\",\"bulk\"]\n"
+             "curves=[\"bulk=0:1,0.3:0,1:0\",\"normal=0:1,0.6:1,1:0\"]\n"
+             "critical-pressure=0.6\nretry-after=7s\nretry-jitter=0.25\n"};
+  parsed g{{f.arg(), "--database.url=host=a"}};
+  CAF_REQUIRE(!g.parse_error);
+  CAF_CHECK(g.errors.empty());
+  const auto& s = g.health.shedding;
+  CAF_CHECK(s.mode == SheddingMode::graded);
+  CAF_REQUIRE_EQUAL(s.classes.size(), 3u);
+  CAF_CHECK_EQUAL(s.classes[2].name, "bulk");
+  CAF_CHECK_EQUAL(to_string(s.classes[2].curve), "0:1,0.3:0,1:0");
+  CAF_CHECK_EQUAL(to_string(s.classes[1].curve), "0:1,0.6:1,1:0");
+  CAF_CHECK_EQUAL(to_string(s.classes[0].curve), "0:1,1:1,1:0");
+  CAF_CHECK_EQUAL(s.critical_pressure, 0.6);
+  CAF_CHECK_EQUAL(s.retry_after.count(), 7);
+  CAF_CHECK_EQUAL(s.retry_jitter, 0.25);
+}
+
+CAF_TEST(shedding class and curve errors name the option and the rule) {
+  auto with = [](std::vector<std::string> args) {
+    args.push_back("--database.url=host=a");
+    return parsed{std::move(args)};
+  };
+  CAF_CHECK(with({"--shedding.mode=soft"})
+                .has("shedding.mode", "'binary' or 'graded'"));
+  CAF_CHECK(with({"--shedding.curves=[\"normal=0:1,0.5\"]"})
+                .has("shedding.curves", "not a point"));
+  CAF_CHECK(with({"--shedding.curves=[\"normal 0:1,1:0\"]"})
+                .has("shedding.curves", "class=pressure:admitted"));
+  CAF_CHECK(with({"--shedding.curves=[\"normal=0:0.5,0.5:1,1:0\"]"})
+                .has("shedding.curves", "non-increasing"));
+  CAF_CHECK(with({"--shedding.curves=[\"normal=0:1,0.7:0.5,0.4:0,1:0\"]"})
+                .has("shedding.curves", "sorted"));
+  CAF_CHECK(with({"--shedding.curves=[\"normal=0:1,1.5:0\"]"})
+                .has("shedding.curves", "outside [0, 1]"));
+  CAF_CHECK(with({"--shedding.curves=[\"bulk=0:1,1:0\"]"})
+                .has("shedding.curves", "not in shedding.classes"));
+  CAF_CHECK(with({"--shedding.classes=[\"critical\",\"bulk\"]"})
+                .has("shedding.curves", "'bulk' has no curve"));
+  CAF_CHECK(with({"--shedding.classes=[\"normal\",\"normal\"]"})
+                .has("shedding.classes", "listed twice"));
+  CAF_CHECK(with({"--shedding.classes=[\"Normal\"]",
+                  "--shedding.curves=[\"Normal=0:1,1:0\"]"})
+                .has("shedding.classes", "a-z, 0-9"));
+  CAF_CHECK(with({"--shedding.classes=[]"}).has("shedding.classes", "1 to 8"));
+  CAF_CHECK(with({"--shedding.critical-pressure=1.2"})
+                .has("shedding.critical-pressure", "(0, 1)"));
+  CAF_CHECK(with({"--shedding.retry-jitter=-1.0"})
+                .has("shedding.retry-jitter", "[0, 10]"));
+  CAF_CHECK(with({"--shedding.retry-after=0s"})
+                .has("shedding.retry-after", "at least 1s"));
+}
+
 CAF_TEST(help lists every option with its default) {
   daemon_config cfg;
   auto text = help_text(cfg, "tasker-health");

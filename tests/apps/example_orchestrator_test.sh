@@ -168,6 +168,14 @@ post_accepted() {
   post
   [ "$code" = 202 ]
 }
+post_class() { # <work class> <key>: as post, with X-Work-Class and X-Work-Key
+  code=$(curl -s -m 5 -o "$work/body" -D "$work/headers" -w '%{http_code}' \
+    -H "X-Work-Class: $1" -H "X-Work-Key: $2" \
+    -X POST --data '{"job":"e2e"}' "http://127.0.0.1:$port/commands") || code=000
+  body=$(cat "$work/body" 2>/dev/null || true)
+  retry_after=$(tr -d '\r' <"$work/headers" 2>/dev/null \
+    | sed -n 's/^[Rr]etry-[Aa]fter: *//p' | head -n 1)
+}
 
 # ---- 1. configuration errors --------------------------------------------------
 note "configuration errors"
@@ -201,7 +209,7 @@ sql -c "SELECT pgmq.create('e2e_jobs')" >/dev/null
 
 # ---- 2. database + queue ----------------------------------------------------------
 start orch-db --db="$conn" --queues=e2e_jobs --evaluation-interval=200ms \
-  --stale-threshold=2s --work-ms=1 --channel-capacity=1000
+  --stale-threshold=2s --work-ms=1 --channel-capacity=1000 --shedding=graded
 wait_until 30 "a snapshot with the database connected and the queue normal" \
   snapshot_with_db_and_queue
 rc=0
@@ -236,6 +244,18 @@ fi
 [[ "$body" == *"\"retry_after_seconds\":$retry_after"* ]] \
   || fail "body and header disagree on Retry-After ($retry_after): $body"
 note "queue critical: 503 Retry-After $retry_after $body"
+# Graded shedding (--shedding=graded): at depth 6000 (pressure 0.6) critical
+# work is admitted, sheddable work refused by its curve, an unknown class 400.
+post_class critical task-1
+[ "$code" = 202 ] || fail "critical work at Critical: $code $body (graded)"
+post_class sheddable task-1
+[ "$code" = 503 ] && [[ "$body" == *'"code":"work_shed"'* ]] \
+  || fail "sheddable work at Critical: $code $body (graded)"
+[[ "$retry_after" =~ ^[1-9][0-9]*$ ]] || fail "work_shed without Retry-After"
+post_class bulk task-1
+[ "$code" = 400 ] || fail "an unknown work class: $code $body, expected 400"
+[[ "$(status)" == *'"shedding":{'* ]] || fail "/status without shedding: $(status)"
+note "graded: critical 202, sheddable 503 work_shed, $(status)"
 
 note "draining the queue"
 sql -c "DELETE FROM pgmq.q_e2e_jobs" >/dev/null

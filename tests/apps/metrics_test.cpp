@@ -406,3 +406,43 @@ CAF_TEST(actor restarts and liveness) {
       value(m.render(), R"(tasker_health_probe_restarts_total{probe="queue"})"),
       3.0);
 }
+
+CAF_TEST(graded shedding gauges and counters with bounded labels) {
+  health_metrics m;
+  auto s = healthy(1);
+  m.observe(s);
+  auto text = m.render();
+  CAF_CHECK(!value(text, "tasker_health_shedding_pressure"));
+  CAF_CHECK(!m.count_checks("normal", 1, 1)); // binary: no classes
+  s = healthy(2);
+  s.shedding.graded = true;
+  s.shedding.pressure = 0.75;
+  s.shedding.source = BackpressureSource::queue;
+  s.shedding.classes = {{"critical", 1.0}, {"normal", 0.5}, {"bulk", 0.0}};
+  m.observe(s);
+  text = m.render();
+  CAF_CHECK_EQUAL(value(text, "tasker_health_shedding_pressure"),
+                  std::optional<double>{0.75});
+  CAF_CHECK_EQUAL(
+      value(text, "tasker_health_shedding_admitted_fraction{class=\"normal\"}"),
+      std::optional<double>{0.5});
+  CAF_CHECK_EQUAL(
+      value(text, "tasker_health_shedding_admitted_fraction{class=\"bulk\"}"),
+      std::optional<double>{0.0});
+  CAF_CHECK(m.count_checks("normal", 7, 3));
+  CAF_CHECK(!m.count_checks("made-up", 1, 0)); // not a configured class
+  text = m.render();
+  CAF_CHECK_EQUAL(value(text, "tasker_health_shedding_checks_total{class="
+                              "\"normal\",outcome=\"admitted\"}"),
+                  std::optional<double>{7.0});
+  CAF_CHECK_EQUAL(value(text, "tasker_health_shedding_checks_total{class="
+                              "\"normal\",outcome=\"refused\"}"),
+                  std::optional<double>{3.0});
+  CAF_CHECK(text.find("made-up") == std::string::npos);
+  // Back to binary: the gauges go away.
+  m.observe(healthy(3));
+  text = m.render();
+  CAF_CHECK(!value(text, "tasker_health_shedding_pressure"));
+  CAF_CHECK(
+      !value(text, "tasker_health_shedding_admitted_fraction{class=\"bulk\"}"));
+}

@@ -1,6 +1,7 @@
 #define CAF_SUITE apps.payload
 #include "caf/test/unit_test.hpp"
 
+#include "actors/cluster.hpp"
 #include "apps/tasker-health/metrics.hpp"
 #include "apps/tasker-health/snapshot_json.hpp"
 #include "core/classify.hpp"
@@ -81,6 +82,38 @@ std::set<std::string> parse_prometheus(const std::string& text, bool& ok) {
 }
 
 } // namespace
+
+CAF_TEST(health json carries the graded shedding state) {
+  auto s = sample(7, true);
+  CAF_CHECK(!to_json(s, 1234ms, false).contains("shedding")); // binary
+  s.shedding.graded = true;
+  s.shedding.pressure = 0.75;
+  s.shedding.source = BackpressureSource::queue;
+  s.shedding.source_name = "orders";
+  s.shedding.classes = {{"critical", 1.0}, {"normal", 0.5}};
+  auto j = to_json(s, 1234ms, false)["shedding"];
+  CAF_CHECK_EQUAL(j["mode"].get<std::string>(), "graded");
+  CAF_CHECK_EQUAL(j["pressure"].get<double>(), 0.75);
+  CAF_CHECK_EQUAL(j["source"].get<std::string>(), "queue");
+  CAF_CHECK_EQUAL(j["source_name"].get<std::string>(), "orders");
+  CAF_REQUIRE_EQUAL(j["classes"].size(), 2u);
+  CAF_CHECK_EQUAL(j["classes"][1]["name"].get<std::string>(), "normal");
+  CAF_CHECK_EQUAL(j["classes"][1]["admitted"].get<double>(), 0.5);
+}
+
+CAF_TEST(cluster json carries the pressure and fractions of graded nodes) {
+  cluster_summary c;
+  c.nodes.resize(2);
+  c.nodes[0].name = "local";
+  c.nodes[1].name = "10.0.0.2:7400";
+  c.nodes[1].graded = true;
+  c.nodes[1].pressure = 0.6;
+  c.nodes[1].classes = {{"critical", 1.0}, {"normal", 0.8}};
+  auto j = cluster_json(c);
+  CAF_CHECK(!j["nodes"][0].contains("pressure"));
+  CAF_CHECK_EQUAL(j["nodes"][1]["pressure"].get<double>(), 0.6);
+  CAF_CHECK_EQUAL(j["nodes"][1]["admitted"]["normal"].get<double>(), 0.8);
+}
 
 CAF_TEST(health json carries every field) {
   auto j = to_json(sample(7, true), 1234ms, false);

@@ -239,6 +239,25 @@ CAF_TEST(the table shows decision retry after dimensions and tiers) {
                      "unreachable: TCP pre-check"));
 }
 
+CAF_TEST(graded nodes show their pressure and fractions) {
+  auto s = critical_snapshot();
+  CAF_CHECK(
+      !contains(joined(render_status_table(fresh(s), false)), "shedding"));
+  s->shedding.graded = true;
+  s->shedding.pressure = 0.55;
+  s->shedding.source = BackpressureSource::queue;
+  s->shedding.source_name = "orders";
+  s->shedding.classes = {{"critical", 1.0}, {"normal", 0.9}, {"sheddable", 0}};
+  auto text = joined(render_status_table(fresh(s), false));
+  CAF_MESSAGE("\n" << text);
+  CAF_CHECK(contains(text, "shedding    pressure 0.55 from queue 'orders'; "
+                           "admitted critical 100 %, normal 90 %, sheddable "
+                           "0 %"));
+  CAF_CHECK(contains(render_status_line(fresh(s), "12:00:00"),
+                     "pressure=0.55 admitted: critical=100% normal=90% "
+                     "sheddable=0%"));
+}
+
 CAF_TEST(json is the health body plus the connection) {
   auto j
       = nlohmann::json::parse(render_status_json(fresh(critical_snapshot())));

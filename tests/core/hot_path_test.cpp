@@ -80,6 +80,20 @@ CAF_TEST(the hot path allocates nothing) {
                     0u);
     CAF_CHECK_EQUAL(healthy, !active);
   }
+  CAF_MESSAGE("graded: try_check(work_class, key) allocates nothing");
+  auto g = std::make_shared<HealthSnapshot>();
+  g->sequence = 9;
+  g->shedding.graded = true;
+  g->shedding.pressure = 0.75;
+  g->shedding.classes = {{"critical", 1.0}, {"normal", 0.5}, {"sheddable", 0}};
+  cell->publish(g);
+  uint64_t refused = 0;
+  CAF_CHECK_EQUAL(allocations_during([&] {
+                    for (uint64_t k = 0; k < 3000; ++k)
+                      refused += checker.try_check(k % 3, k) ? 1 : 0;
+                  }),
+                  0u);
+  CAF_CHECK(refused > 1000 && refused < 2000); // a half and all of a third
   CAF_MESSAGE("the counter works: a string of 100 chars allocates");
   CAF_CHECK_GREATER(allocations_during([] {
                       std::string s(100, 'x');

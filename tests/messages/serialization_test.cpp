@@ -91,6 +91,11 @@ HealthSnapshot full_snapshot() {
   s.incarnation_started
       = wall_time{std::chrono::milliseconds{1'789'000'000'000}};
   s.epoch = 3;
+  s.shedding.graded = true;
+  s.shedding.pressure = 0.625;
+  s.shedding.source = BackpressureSource::queue;
+  s.shedding.source_name = "orders";
+  s.shedding.classes = {{"critical", 1.0}, {"normal", 0.75}};
   return s;
 }
 
