@@ -266,8 +266,11 @@ class BackpressureChecker {
     if ((w & PackedDecision::present_bit) == 0
         || (w & PackedDecision::forced_stale_bit) != 0 || age > stale_ns_)
         [[unlikely]] {
-      // A class the last cycle shed stays shed while the snapshot is stale
-      // (a known refusal never turns into an acceptance as time passes).
+      // Graded: the last cycle's answer for this key stands while the
+      // snapshot is stale. A refused key stays refused (a known refusal
+      // never turns into an acceptance because time passed); an admitted
+      // one follows the policy, as try_check() does for an accepting
+      // snapshot.
       if ((w & PackedDecision::present_bit) != 0
           && (w & PackedDecision::graded_bit) != 0) {
         size_t count = (w >> 24) & 0xf;
@@ -277,6 +280,12 @@ class BackpressureChecker {
               static_cast<BackpressureSource>((w >> 28) & 0xf),
               ReasonCode::work_shed, reason_text(ReasonCode::work_shed),
               jittered(stale_retry_after_, mixed, jitter_permille_), true};
+        if (opts_.policy == UnknownPolicy::fail_open)
+          return std::nullopt;
+        return Rejection{BackpressureSource::stale, ReasonCode::snapshot_stale,
+                         reason_text(ReasonCode::snapshot_stale),
+                         jittered(stale_retry_after_, mixed, jitter_permille_),
+                         true};
       }
       return keyed_stale(w, mixed);
     }

@@ -394,6 +394,28 @@ CAF_TEST(refusals carry the pressure source and the right retry after) {
   CAF_CHECK(r->code == ReasonCode::snapshot_stale);
 }
 
+CAF_TEST(a class shed by the last cycle stays shed when the snapshot is stale) {
+  // fail-open: a stale snapshot accepts what its cycle admitted, but a
+  // class (or key) that the cycle refused is not let in because time passed.
+  opts.policy = UnknownPolicy::fail_open;
+  publish({1.0, 0.5, 0.0});
+  clock.advance(31s); // older than the stale threshold (30 s)
+  auto c = checker();
+  CAF_REQUIRE(c.is_stale());
+  CAF_CHECK(!c.try_check(work_class::critical, 42));
+  auto r = c.try_check(work_class::sheddable, 42);
+  CAF_REQUIRE(r);
+  CAF_CHECK(r->code == ReasonCode::work_shed);
+  CAF_CHECK(r->stale);
+  CAF_CHECK(r->retry_after >= 5s); // the stale Retry-After, jittered upwards
+  // The normal class keeps the answer its key had in that cycle.
+  size_t refused = 0;
+  for (uint64_t k = 0; k < 10'000; ++k)
+    refused += c.try_check(work_class::normal, k) ? 1 : 0;
+  CAF_MESSAGE("normal keys refused while stale: " << refused);
+  CAF_CHECK(refused > 4'000 && refused < 6'000);
+}
+
 CAF_TEST(jitter never undershoots and spreads over its band) {
   opts.retry_jitter = 0.5;
   publish({1.0, 0.0, 0.0}, true, 30s, 1.0);
