@@ -94,9 +94,13 @@ generate_mutants() {
       my $text = join("", @lines);
       my $stem = $file; $stem =~ s/\.cpp$//; $stem =~ s{/}{_}g;
       my $block = 0;
+      my $rawstr = 0;
       for my $n (0 .. $#lines) {
         my $raw = $lines[$n]; chomp $raw;
         (my $t = $raw) =~ s/^\s+|\s+$//g;
+        # Raw string literals (help texts, SQL) are text, not code.
+        if ($rawstr) { $rawstr = 0 if $t =~ /\)"/; next; }
+        if ($t =~ /R"\(/) { $rawstr = 1 unless $t =~ /R"\(.*\)"/; next; }
         if ($block) { $block = 0 if $t =~ m{\*/}; next; }
         if ($t =~ m{^/\*}) { $block = 1 unless $t =~ m{\*/}; next; }
         next if $t eq "" || $t =~ m{^(//|\*|#)};
@@ -120,15 +124,16 @@ generate_mutants() {
           my $kind = ($op eq "&&" || $op eq "||") ? "logic" : "rel";
           $add->($kind, $to, "$op -> $inv{$op}");
         }
-        # const: integer literals (digit separators allowed), not floats
-        while ($code =~ /(?<![\w.\x27])(\d+(?:\x27\d+)*)(?![\w.\x27]*\.\d)(?=[\w]*(?![\w.\x27]))/g) {
+        # const: integer literals (hex, digit separators), not floats
+        while ($code =~ /(?<![\w.\x27])(0[xX][0-9A-Fa-f\x27]+|\d+(?:\x27\d+)*)/g) {
           my ($lit, $pos) = ($1, $-[1]);
           next if in_string($t, $pos);
           next if substr($code, $pos + length $lit, 1) eq ".";
           (my $v = $lit) =~ s/\x27//g;
           next if length($v) > 15;
-          my $to = substr($t, 0, $pos) . ($v + 1) . substr($t, $pos + length $lit);
-          $add->("const", $to, "$lit -> " . ($v + 1));
+          my $new = $v =~ /^0[xX]/ ? sprintf("0x%X", hex($v) + 1) : $v + 1;
+          my $to = substr($t, 0, $pos) . $new . substr($t, $pos + length $lit);
+          $add->("const", $to, "$lit -> $new");
         }
         # ret
         if ($code =~ /^return (true|false);$/) {
