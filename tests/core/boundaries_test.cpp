@@ -220,3 +220,44 @@ CAF_TEST(a sample exactly one window old still counts for the drain rate) {
   auto later = cycle(5700);
   CAF_CHECK_EQUAL(later.drain_samples, 2u); // 5800, 5700
 }
+
+namespace {
+
+bool names_option(const std::vector<ConfigError>& errors,
+                  const std::string& option) {
+  for (const auto& e : errors)
+    if (e.option == option)
+      return true;
+  return false;
+}
+
+} // namespace
+
+CAF_TEST(lost replies accept exactly 1 to 1000) {
+  // A generated mutant (scripts/mutate.sh --generate): `< 1` -> `<= 1`
+  // passed every core suite.
+  HealthConfig cfg;
+  for (uint32_t n : {0u, 1001u}) {
+    cfg.supervisor.lost_replies = n;
+    CAF_CHECK(names_option(cfg.validate(), "supervisor.lost-replies"));
+  }
+  for (uint32_t n : {1u, 2u, 1000u}) {
+    cfg.supervisor.lost_replies = n;
+    CAF_CHECK(cfg.validate().empty());
+  }
+}
+
+CAF_TEST(the hysteresis margin is checked against gaps of one message) {
+  // A generated mutant (scripts/mutate.sh --generate): `margin > 0` ->
+  // `margin > 1` passed every core suite (no test had a margin of 1).
+  HealthConfig cfg;
+  cfg.queue_thresholds = {10, 11, 20}; // a gap of one message
+  cfg.hysteresis_margin = 1;
+  CAF_CHECK(names_option(cfg.validate(), "queues.hysteresis-margin"));
+  cfg.queue_thresholds = {10, 12, 20};
+  CAF_CHECK(cfg.validate().empty());
+  CAF_MESSAGE("a margin of 0 fits any thresholds, a warning of 0 included");
+  cfg.hysteresis_margin = 0;
+  cfg.queue_thresholds = {0, 1, 2};
+  CAF_CHECK(cfg.validate().empty());
+}
