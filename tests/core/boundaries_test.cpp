@@ -261,3 +261,39 @@ CAF_TEST(the hysteresis margin is checked against gaps of one message) {
   cfg.queue_thresholds = {0, 1, 2};
   CAF_CHECK(cfg.validate().empty());
 }
+
+CAF_TEST(peer addresses take a port of one to five digits from 1 to 65535) {
+  // A generated mutant (scripts/mutate.sh --generate): `port.empty() ||
+  // port.size() > 5` -> `&&` passed every core suite; a long port then
+  // wraps around 2^32 into a valid one.
+  auto ok = [](std::string_view text, std::string host, uint16_t port) {
+    std::string error;
+    auto p = parse_peer(text, &error);
+    CAF_CHECK(p.has_value());
+    if (p) {
+      CAF_CHECK_EQUAL(p->host, host);
+      CAF_CHECK_EQUAL(p->port, port);
+    }
+    CAF_CHECK_EQUAL(error, "");
+  };
+  auto bad = [](std::string_view text) {
+    std::string error;
+    CAF_CHECK(!parse_peer(text, &error).has_value());
+    CAF_CHECK(!error.empty());
+  };
+  ok("127.0.0.1:4100", "127.0.0.1", 4100);
+  ok("node-b:1", "node-b", 1);
+  ok("node-b:65535", "node-b", 65535);
+  ok("node-b:00080", "node-b", 80);
+  ok("[::1]:4100", "::1", 4100);
+  bad("node-b:0");
+  bad("node-b:65536");
+  bad("node-b:000080");     // six digits
+  bad("node-b:4294967376"); // 2^32 + 80
+  bad("node-b:");
+  bad(":4100");
+  bad("node-b");
+  bad("node-b:41a0");
+  bad("::1:4100");
+  bad("[::1]4100");
+}
