@@ -396,7 +396,7 @@ fi
 build_apps=OFF
 if [ "$need_apps" -eq 1 ]; then
   areas="$areas;apps"
-  targets+=(apps-tests example-orchestrator)
+  targets+=(apps-tests example-orchestrator distributed-process-tests)
   build_apps=ON
   baseline_labels=${baseline_labels%)\$}'|apps)$'
 fi
@@ -406,7 +406,14 @@ stage_targets() {
     core) echo core-tests ;;
     messages) echo message-tests ;;
     actors) echo actor-tests ;;
-    distributed) echo distributed-tests ;;
+    distributed)
+      # The process tests exist only with the daemon (apps) built.
+      if [ "$build_apps" = ON ]; then
+        echo distributed-tests distributed-process-tests
+      else
+        echo distributed-tests
+      fi
+      ;;
     postgres) echo postgres-tests ;;
     apps) echo apps-tests example-orchestrator ;;
   esac
