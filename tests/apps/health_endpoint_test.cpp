@@ -5,6 +5,7 @@
 #include "caf/test/unit_test.hpp"
 
 #include "apps/tasker-health/http_api.hpp"
+#include "apps/tasker-health/snapshot_json.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -83,6 +84,33 @@ CAF_TEST(health answers 503 for a snapshot marked stale) {
   CAF_MESSAGE("the next publication is fresh again");
   publish_healthy();
   CAF_CHECK_EQUAL(api.health().status, 200);
+}
+
+CAF_TEST(zero in the queue json is a number and only minus one is null) {
+  // A generated mutant (scripts/mutate.sh --generate): `visible_length < 0`
+  // -> `<= 0` showed an empty queue's visible count as "not measured".
+  HealthSnapshot s;
+  QueueReport empty;
+  empty.name = "empty";
+  empty.tier = QueueDepthTier::normal;
+  empty.visible_length = 0;
+  empty.oldest_message_age_seconds = 0;
+  empty.drain_eta_seconds = 0;
+  QueueReport unmeasured;
+  unmeasured.name = "part";
+  unmeasured.visible_length = -1;
+  unmeasured.oldest_message_age_seconds = -1;
+  unmeasured.drain_eta_seconds = -1;
+  s.queues.queues = {empty, unmeasured};
+  auto j = to_json(s, 0ms, false);
+  const auto& q = j["queues"]["queues"];
+  CAF_REQUIRE_EQUAL(q.size(), 2u);
+  for (const auto* key :
+       {"visible_length", "oldest_message_age_seconds", "drain_eta_seconds"}) {
+    CAF_CHECK(q[0][key].is_number());
+    CAF_CHECK_EQUAL(q[0][key], 0);
+    CAF_CHECK(q[1][key].is_null());
+  }
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
