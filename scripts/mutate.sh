@@ -48,7 +48,8 @@
 # Environment: MUTATE_DIR (scratch directory, default
 # /tmp/tasker-health-mutate; kept between runs so rebuilds stay incremental),
 # JOBS (build jobs, default 2), MUTATE_TIMEOUT (seconds per CTest test,
-# default 120). ccache is used when installed.
+# default 120), MUTATE_EXCLUDE (a CTest -E regex of suites to leave out, e.g.
+# the latency assertions of apps.daemon_http on a machine under load). ccache is used when installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -469,6 +470,7 @@ run_tests() {
     args=(-L "$baseline_labels")
   fi
   if [ "$dir" = "$tsan_build" ]; then args=(-L '^core$'); fi
+  if [ -n "${MUTATE_EXCLUDE:-}" ]; then args+=(-E "$MUTATE_EXCLUDE"); fi
   if ctest --test-dir "$dir" --timeout "$timeout" --no-tests=error \
     "${args[@]}" >"$log" 2>&1; then
     return 0
