@@ -78,3 +78,18 @@ CAF_TEST(the queue summary shouts from critical on) {
   CAF_CHECK(summary(QueueDepthTier::overflow).find("OVERFLOW")
             != std::string::npos);
 }
+
+CAF_TEST(an open breaker shows when it turns half open) {
+  auto r = reading(QueueDepthTier::normal);
+  auto s = std::make_shared<HealthSnapshot>(*r.snapshot);
+  s->database.breaker.state = CircuitState::open;
+  s->database.breaker.time_until_half_open = 12s;
+  r.snapshot = s;
+  auto open = line_starting(render_status_table(r, false), "database");
+  CAF_REQUIRE(open != nullptr);
+  CAF_CHECK(open->find("breaker open (half-open in") != std::string::npos);
+  s->database.breaker.state = CircuitState::closed;
+  auto closed = line_starting(render_status_table(r, false), "database");
+  CAF_REQUIRE(closed != nullptr);
+  CAF_CHECK(closed->find("half-open in") == std::string::npos);
+}
