@@ -12,8 +12,9 @@
 //    format (a reordering of two fields of the same type passes every round
 //    trip) is a deliberate, reviewed change. After such a change, regenerate
 //    them with
-//      TASKER_HEALTH_UPDATE_GOLDEN=1 build/tests/messages/message-tests \
+//      TASKER_HEALTH_UPDATE_GOLDEN=1 build/tests/messages/message-tests
 //        -s messages.wire_format
+//    (one command line)
 //    and review the diff (docs/TESTING.md).
 //
 // And what a node of this version does with a snapshot of another version
