@@ -730,4 +730,77 @@ CAF_TEST(a disabled check is unknown every cycle and never asked) {
   CAF_CHECK_EQUAL(q_ctl->requests, 0);
 }
 
+CAF_TEST(a deadline after some replies keeps what they reported) {
+  // Issue 23: the deadline settles only the slots still open; a reply that
+  // settled its slot before stays in the snapshot.
+  q_ctl->mode = probe_control::hang;
+  start(options());
+  subscribe_recorder();
+  sched.run();
+  CAF_REQUIRE(agg_state().cycle_open);
+  CAF_REQUIRE_EQUAL(agg_state().slots[probe_slots::database].settled_cycle, 1u);
+  CAF_MESSAGE("the cycle's deadline arrives before the queue request's "
+              "timeout");
+  inject((atom::deadline, uint64_t),
+         from(self).to(agg).with(atom::deadline_v, uint64_t{1}));
+  CAF_CHECK(!agg_state().cycle_open);
+  sched.run();
+  CAF_REQUIRE_EQUAL(seen->size(), 1u);
+  CAF_CHECK(last().database.evaluated);
+  CAF_CHECK(last().database.connected);
+  CAF_CHECK(last().channel.evaluated);
+  CAF_CHECK_EQUAL(last().channel.channels.size(), 1u);
+  CAF_CHECK(!last().queues.evaluated);
+  CAF_CHECK_EQUAL(last().queues.error, "probe did not answer within 2000ms");
+  CAF_CHECK(last().status == HealthStatus::degraded);
+}
+
+CAF_TEST(a reply in time starts the lost reply count again) {
+  // Issue 23: only lost replies in a row make a probe hung; one reply in
+  // between starts the count again.
+  auto log = std::make_shared<supervisor_log>();
+  auto sup = sys.spawn(dummy_supervisor, log);
+  q_ctl->mode = probe_control::hang;
+  auto o = options();
+  o.queue = queue_probe_actor{};
+  start(std::move(o));
+  subscribe_recorder();
+  sched.run();
+  inject((atom::replace, queue_probe_actor),
+         from(sup).to(agg).with(atom::replace_v, q));
+  sched.run();
+  const auto limit = cfg.supervisor.lost_replies;
+  CAF_REQUIRE_GREATER_OR_EQUAL(limit, 2u);
+  auto& slot = agg_state().slots[probe_slots::queue];
+  // Cycle 1 is open; each further cycle starts one interval after the last.
+  auto run_cycle = [&](bool first) {
+    if (!first) {
+      sched.advance_time(cfg.evaluation_interval - cfg.probe_timeout);
+      sched.run();
+    }
+    sched.advance_time(cfg.probe_timeout);
+    sched.run();
+  };
+  for (uint32_t i = 1; i < limit; ++i)
+    run_cycle(i == 1);
+  CAF_CHECK_EQUAL(slot.lost_replies, limit - 1);
+  CAF_CHECK(log->hung.empty());
+  CAF_MESSAGE("one reply in time");
+  q_ctl->mode = probe_control::answer;
+  release_hung(*q_ctl);
+  run_cycle(false);
+  CAF_CHECK(last().queues.evaluated);
+  CAF_CHECK_EQUAL(slot.lost_replies, 0u);
+  CAF_MESSAGE("limit - 1 lost replies again: still not hung");
+  q_ctl->mode = probe_control::hang;
+  for (uint32_t i = 1; i < limit; ++i)
+    run_cycle(false);
+  CAF_CHECK_EQUAL(slot.lost_replies, limit - 1);
+  CAF_CHECK(log->hung.empty());
+  CAF_MESSAGE("one more makes limit in a row");
+  run_cycle(false);
+  CAF_CHECK_EQUAL(log->hung.size(), 1u);
+  caf::anon_send_exit(sup, caf::exit_reason::kill);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -215,6 +215,21 @@ CAF_TEST(a queue source without configured queues is not watched) {
   CAF_CHECK(hs->checker().is_healthy());
 }
 
+CAF_TEST(a system without channels does not watch the channel dimension) {
+  // A generated mutant (scripts/mutate.sh --generate) dropped
+  // `ao.watch_channels = !parts.channels.empty();` unnoticed.
+  auto p = parts();
+  p.channels.clear();
+  start(std::move(p));
+  next_interval();
+  CAF_REQUIRE(snap() != nullptr);
+  CAF_CHECK(!snap()->channel.watched);
+  CAF_CHECK(snap()->channel.channels.empty());
+  CAF_CHECK(snap()->database.watched);
+  CAF_CHECK(snap()->queues.watched);
+  CAF_CHECK(hs->checker().is_healthy());
+}
+
 CAF_TEST(a probe that can never be spawned does not hold back the first cycle) {
   int attempts = 0;
   auto p = parts();

@@ -216,6 +216,37 @@ CAF_TEST(a queue locked by another session is reported as locked) {
     check_cycle(src->measure(requests(expected)), expected, SIZE_MAX, "");
 }
 
+CAF_TEST(a lock met while preparing leaves the queue known) {
+  // Issue 23: a source starting cold meets the lock while it prepares the
+  // locked queue's statement. The queue reads "locked" every cycle, the
+  // others are measured, and the queue is not looked up again (a lock says
+  // nothing about the table): once the lock is gone, it is measured.
+  std::vector<std::pair<std::string, int64_t>> expected{
+      {"a", 10}, {"b", 11}, {"c", 12}};
+  for (auto& [name, n] : expected)
+    make_queue(name, static_cast<int>(n));
+  pqxx::connection locker{db.conninfo()};
+  pqxx::work tx{locker};
+  tx.exec("LOCK TABLE pgmq.q_b IN ACCESS EXCLUSIVE MODE");
+  auto cold = source(db.conninfo());
+  check_cycle(cold.measure(requests(expected)), expected, 1,
+              "is locked by another session");
+  auto lookups = cold.stats().discoveries;
+  auto prepared = cold.stats().statements_prepared;
+  CAF_CHECK_GREATER(lookups, 0u);
+  for (int cycle = 1; cycle < 3; ++cycle) {
+    auto h = cold.measure(requests(expected));
+    check_cycle(h, expected, 1, "is locked by another session");
+    CAF_CHECK(contains(h.queues[1].error, "SQLSTATE 55P03"));
+    CAF_CHECK_EQUAL(cold.stats().discoveries, lookups);
+  }
+  tx.abort();
+  check_cycle(cold.measure(requests(expected)), expected, SIZE_MAX, "");
+  CAF_CHECK_EQUAL(cold.stats().discoveries, lookups);
+  CAF_CHECK_GREATER(cold.stats().statements_prepared, prepared);
+  check_cycle(cold.measure(requests(expected)), expected, SIZE_MAX, "");
+}
+
 CAF_TEST(a dropped queue table with its meta row left is missing alone) {
   std::vector<std::pair<std::string, int64_t>> expected{
       {"a", 10}, {"b", 11}, {"c", 12}};
