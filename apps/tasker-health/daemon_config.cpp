@@ -381,9 +381,9 @@ caf::error daemon_config::parse(int argc, char** argv) {
 
 const std::vector<std::string>& daemon_config::own_sections() {
   static const std::vector<std::string> xs{
-      "health",     "database", "breaker", "channel", "queues",  "retry-after",
-      "supervisor", "http",     "log",     "debug",   "cluster", "grpc",
-      "shedding"};
+      "health",      "database",   "breaker", "channel", "queues",
+      "retry-after", "supervisor", "http",    "log",     "debug",
+      "cluster",     "grpc",       "shedding"};
   return xs;
 }
 
