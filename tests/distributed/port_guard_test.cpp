@@ -243,10 +243,13 @@ CAF_TEST(with mutual TLS the deadline covers the TLS handshake) {
   auto pki = test_pki::make(&why);
   TH_REQUIRE(pki, "cannot make the test certificates: " << why);
   auto port = free_port();
-  daemon_process pub{guard_args(
-      port, {"--openssl.certificate=" + pki->node_cert,
-             "--openssl.key=" + pki->node_key, "--openssl.cafile=" + pki->ca,
-             "--cluster.handshake-timeout=300ms"})};
+  // The daemon signs its snapshots with its certificate, so the certificate
+  // binds its node name ("publisher").
+  auto files = pki->issue("publisher", "ec");
+  daemon_process pub{guard_args(port, {"--openssl.certificate=" + files.cert,
+                                       "--openssl.key=" + files.key,
+                                       "--openssl.cafile=" + pki->ca,
+                                       "--cluster.handshake-timeout=300ms"})};
   wait_published(pub);
   subscriber_options o;
   o.ports = {port};
