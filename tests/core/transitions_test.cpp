@@ -51,8 +51,16 @@ CAF_TEST(the first snapshot reports its status once) {
 CAF_TEST(backpressure on changed and off) {
   auto a = base();
   auto b = base();
-  b.decision = {true, BackpressureSource::queue, ReasonCode::queue_critical,
-                "queue 'orders' depth 5000 >= critical threshold 5000", 30s};
+  b.decision = {true,
+                BackpressureSource::queue,
+                ReasonCode::queue_critical,
+                "queue 'orders' depth 5000 >= critical threshold 5000",
+                30s,
+                {},
+                0.0,
+                {},
+                0,
+                QueueDepthTier::unknown};
   b.queues.queues[0].tier = QueueDepthTier::critical;
   b.queues.queues[0].depth = 5000;
   b.status = HealthStatus::unhealthy;
@@ -158,8 +166,16 @@ HealthSnapshot with_status(HealthStatus status) {
 CAF_TEST(backpressure transitions log on at warn and off at info) {
   auto calm = base();
   auto on = base();
-  on.decision = {true, BackpressureSource::queue, ReasonCode::queue_critical,
-                 "critical", 30s};
+  on.decision = {true,
+                 BackpressureSource::queue,
+                 ReasonCode::queue_critical,
+                 "critical",
+                 30s,
+                 {},
+                 0.0,
+                 {},
+                 0,
+                 QueueDepthTier::unknown};
   auto other = on;
   other.decision.code = ReasonCode::queue_overflow;
   CAF_CHECK_EQUAL(level(&calm, on, Transition::backpressure_on), "warn");

@@ -189,7 +189,7 @@ class subscriber_node {
       : cfg_(o.files), sys_(cfg_) {
     cluster_options co;
     for (auto port : o.ports)
-      co.peers.push_back({"127.0.0.1", port});
+      co.peers.push_back({"127.0.0.1", port, ""});
     static_cast<link_connect_options&>(co) = o;
     // Mutual TLS: verify the peers' signed snapshots against the CA.
     std::string error;

@@ -229,7 +229,7 @@ struct fixture : point_to_point_fixture<test_coordinator_fixture<node_config>> {
   /// A cluster on mars watching `peers` (earth:8080 by default), with
   /// `local` as its local node "mars".
   cluster start_cluster(std::shared_ptr<SnapshotCell> local,
-                        std::vector<PeerAddress> peers = {{"earth", 8080}},
+                        std::vector<PeerAddress> peers = {{"earth", 8080, ""}},
                         UnknownPolicy policy = UnknownPolicy::fail_open) {
     cluster_options o;
     o.peers = std::move(peers);
@@ -447,7 +447,7 @@ CAF_TEST(the cluster view with one node down) {
   push(snap(7, 100, 1));
   // jupiter:8080 is not prepared: connecting to it fails.
   cluster_options o;
-  o.peers = {{"earth", 8080}, {"jupiter", 8080}};
+  o.peers = {{"earth", 8080, ""}, {"jupiter", 8080, ""}};
   o.precheck_timeout = 0ms;
   o.jitter = 0.0;
   auto local = std::make_shared<SnapshotCell>();
@@ -495,9 +495,9 @@ CAF_TEST(a stale node counts neither as accepting nor as rejecting) {
   // Under either policy: fail-closed rejects a stale snapshot at the hot
   // path, but the view reports the node as unreachable, not as rejecting.
   auto lenient
-      = start_cluster(local, {{"earth", 8080}}, UnknownPolicy::fail_open);
+      = start_cluster(local, {{"earth", 8080, ""}}, UnknownPolicy::fail_open);
   auto strict
-      = start_cluster(local, {{"earth", 8080}}, UnknownPolicy::fail_closed);
+      = start_cluster(local, {{"earth", 8080, ""}}, UnknownPolicy::fail_closed);
   for (auto* c : {&lenient, &strict}) {
     auto s = c->summary();
     CAF_REQUIRE_EQUAL(s.nodes.size(), 2u);
@@ -534,7 +534,7 @@ CAF_TEST(a stale node counts neither as accepting nor as rejecting) {
 
 CAF_TEST(a peer whose link is down is unreachable whatever its cell holds) {
   // jupiter:8080 is not prepared: connecting to it fails.
-  auto c = start_cluster(nullptr, {{"jupiter", 8080}});
+  auto c = start_cluster(nullptr, {{"jupiter", 8080, ""}});
   CAF_REQUIRE(!c.summary().nodes.at(0).connected);
   // The facade reads a peer's board and its cell one after the other, with
   // no common lock, and peer_cell() hands the cell out: a fresh snapshot

@@ -84,8 +84,16 @@ HealthSnapshot full_snapshot() {
   s.queues.worst_tier = QueueDepthTier::overflow;
   s.queues.worst_queue = "orders";
   s.custom.push_back({"ledger", CustomKind::critical, true, false, "lag", ""});
-  s.decision = {true, BackpressureSource::circuit_breaker,
-                ReasonCode::breaker_open, "breaker open", 13s};
+  s.decision = {true,
+                BackpressureSource::circuit_breaker,
+                ReasonCode::breaker_open,
+                "breaker open",
+                13s,
+                {},
+                0.0,
+                {},
+                0,
+                QueueDepthTier::unknown};
   s.status = HealthStatus::unhealthy;
   s.incarnation = 0x7bc705256ff9609a;
   s.incarnation_started

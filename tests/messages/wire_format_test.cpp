@@ -226,8 +226,16 @@ HealthSnapshot every_field_set() {
   q.check_duration = 2800us;
   q.error = "queue error";
   s.custom = {custom_health("ledger"), custom_health("billing")};
-  s.decision = {true, BackpressureSource::circuit_breaker,
-                ReasonCode::breaker_open, "breaker open", 13s};
+  s.decision = {true,
+                BackpressureSource::circuit_breaker,
+                ReasonCode::breaker_open,
+                "breaker open",
+                13s,
+                {},
+                0.0,
+                {},
+                0,
+                QueueDepthTier::unknown};
   s.status = HealthStatus::unhealthy;
   s.incarnation = 0x7bc705256ff9609a;
   s.incarnation_started
@@ -285,8 +293,16 @@ HealthSnapshot bool_pattern(int bit) {
 }
 
 BackpressureDecision golden_decision() {
-  return {true, BackpressureSource::custom, ReasonCode::custom_unknown,
-          "custom dimension 'ledger' unknown (fail-closed): no reply", 23s};
+  return {true,
+          BackpressureSource::custom,
+          ReasonCode::custom_unknown,
+          "custom dimension 'ledger' unknown (fail-closed): no reply",
+          23s,
+          {},
+          0.0,
+          {},
+          0,
+          QueueDepthTier::unknown};
 }
 
 // ---- bytes and hex
