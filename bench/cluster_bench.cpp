@@ -16,7 +16,15 @@
 // behind it), local (N caches on the publishing node); e.g.
 // --rows=remote:100,remote:100:tls,link:1000. A suffix :direct publishes on
 // CAF's own port instead of through the port guard (actors/port_guard.hpp),
-// the path before the guard, for a side-by-side comparison.
+// the path before the guard, for a side-by-side comparison. KIND links (N
+// links on one subscribing node, one cache behind each: N signed
+// subscriptions over one connection, each envelope verified by its link)
+// takes a suffix :hmac (the publisher signs with a shared key, HMAC-SHA256;
+// every link checks the MAC) or :cert (mutual TLS, and the publisher signs
+// with its certificate's key, ECDSA P-256, certificate issued for the node
+// name; every link checks the chain, the name and the signature). Snapshot
+// authentication applies to links only (the rows link, links, nodes); the
+// remote rows subscribe caches directly, without envelopes.
 //
 // Method. Each row starts fresh actor systems in this process, one per node,
 // talking over loopback TCP like separate processes (each has its own
@@ -196,7 +204,10 @@ stats summarize(std::vector<double> xs) {
   return s;
 }
 
-enum class mode { local, remote, link, nodes };
+enum class mode { local, remote, link, nodes, links };
+
+/// How the publisher authenticates its snapshots (rows with links only).
+enum class signing { none, hmac, cert };
 
 struct row_spec {
   mode how;
@@ -205,6 +216,7 @@ struct row_spec {
   /// Published on CAF's own port (no port guard): the path before the
   /// guard, for side-by-side rows (suffix ":direct").
   bool direct = false;
+  signing auth = signing::none;
 };
 
 struct row_result {
@@ -233,6 +245,9 @@ struct bench_options {
   std::chrono::seconds seconds{10};
   size_t queues = 8;
   const test::test_pki* pki = nullptr;
+  /// The publisher's certificate for rows with :cert (CN and SAN DNS
+  /// "publisher", the node id of health_config()).
+  test::test_pki::issued publisher_cert;
 };
 
 HealthConfig health_config(size_t queues) {
@@ -268,6 +283,33 @@ row_result run_row(const bench_options& o, row_spec spec) {
     pub_files = {o.pki->node_cert, o.pki->node_key, o.pki->ca};
     sub_files = {o.pki->client_cert, o.pki->client_key, o.pki->ca};
   }
+  // Snapshot authentication: what the publisher signs with and what every
+  // link verifies with.
+  std::shared_ptr<const SnapshotAuth> pub_auth, sub_auth;
+  if (spec.auth != signing::none && spec.how != mode::link
+      && spec.how != mode::links && spec.how != mode::nodes) {
+    r.error = "authentication applies to links (rows link, links, nodes)";
+    return r;
+  }
+  if (spec.auth == signing::hmac) {
+    auto key = std::make_shared<const SnapshotAuth>(
+        SnapshotAuth::from_key("a shared key of 32 bytes, bench!"));
+    pub_auth = key;
+    sub_auth = key;
+  } else if (spec.auth == signing::cert) {
+    pub_files = {o.publisher_cert.cert, o.publisher_cert.key, o.pki->ca};
+    std::string why;
+    auto pub = SnapshotAuth::from_certificate(
+        pub_files.certificate, pub_files.key, "", o.pki->ca, "", why);
+    auto sub = SnapshotAuth::from_certificate(
+        sub_files.certificate, sub_files.key, "", o.pki->ca, "", why);
+    if (!pub || !sub) {
+      r.error = "certificate: " + why;
+      return r;
+    }
+    pub_auth = std::make_shared<const SnapshotAuth>(std::move(*pub));
+    sub_auth = std::make_shared<const SnapshotAuth>(std::move(*sub));
+  }
   auto rec = std::make_shared<recorder>();
   auto observe = [rec](const HealthSnapshot& s) {
     rec->add(s);
@@ -296,6 +338,7 @@ row_result run_row(const bench_options& o, row_spec spec) {
   std::optional<caf::actor_system> sub_sys;
   std::vector<cache_actor> caches;
   link_actor link;
+  std::vector<link_actor> links;
   std::vector<std::unique_ptr<subscriber>> nodes;
   // Every path out of here stops the subscribers' actors before their
   // systems go away (~actor_system waits for them), then the publisher.
@@ -307,6 +350,9 @@ row_result run_row(const bench_options& o, row_spec spec) {
     nodes.clear();
     for (auto& c : caches)
       caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
+    for (auto& l : links)
+      caf::anon_send_exit(l, caf::exit_reason::user_shutdown);
+    links.clear();
     if (link)
       caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
     caches.clear();
@@ -326,6 +372,7 @@ row_result run_row(const bench_options& o, row_spec spec) {
     po.tls = spec.tls;
     po.max_subscribers = 1000;
     po.guarded = !spec.direct;
+    po.auth = pub_auth;
     auto published = hs->publish(po);
     if (!published) {
       r.error = "publish: " + pub_sys.render(published.error());
@@ -345,6 +392,7 @@ row_result run_row(const bench_options& o, row_spec spec) {
         lo.cell = std::make_shared<SnapshotCell>();
         lo.board = std::make_shared<peer_board>();
         lo.seed = i;
+        lo.auth = sub_auth;
         boards.push_back(lo.board);
         n.link = n.sys.spawn(peer_link, std::move(lo));
         cache_options co;
@@ -364,6 +412,41 @@ row_result run_row(const bench_options& o, row_spec spec) {
         r.error = "not every node connected";
         return r;
       }
+    }
+  }
+  if (spec.how == mode::links) {
+    // N links on one subscribing node (one BASP connection), one cache each.
+    sub_cfg.emplace(o.caf_args, sub_files);
+    sub_sys.emplace(*sub_cfg);
+    std::vector<std::shared_ptr<peer_board>> boards;
+    for (size_t i = 0; i < spec.caches; ++i) {
+      link_options lo;
+      lo.host = "127.0.0.1";
+      lo.port = port;
+      lo.tls = spec.tls;
+      lo.cell = std::make_shared<SnapshotCell>();
+      lo.board = std::make_shared<peer_board>();
+      lo.seed = i;
+      lo.auth = sub_auth;
+      boards.push_back(lo.board);
+      links.push_back(sub_sys->spawn(peer_link, std::move(lo)));
+      cache_options co;
+      co.cell = std::make_shared<SnapshotCell>();
+      co.stale_threshold = 2s;
+      co.observer = observe;
+      co.name = "bench-cache-" + std::to_string(i);
+      caches.push_back(sub_sys->spawn(cache, links.back(), std::move(co)));
+    }
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    auto all = [&] {
+      return std::all_of(boards.begin(), boards.end(),
+                         [](auto& b) { return b->get().connected; });
+    };
+    while (!all() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(10ms);
+    if (!all()) {
+      r.error = "not every link connected: " + boards.front()->get().last_error;
+      return r;
     }
   }
   if (spec.how == mode::remote || spec.how == mode::link) {
@@ -388,6 +471,7 @@ row_result run_row(const bench_options& o, row_spec spec) {
       lo.tls = spec.tls;
       lo.cell = std::make_shared<SnapshotCell>();
       lo.board = std::make_shared<peer_board>();
+      lo.auth = sub_auth;
       auto board = lo.board;
       link = sub_sys->spawn(peer_link, std::move(lo));
       auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -431,6 +515,16 @@ const char* mode_name(mode m) {
     case mode::remote: return "remote caches (one subscription each)";
     case mode::link: return "one remote subscription (link), local caches";
     case mode::nodes: return "nodes, one link and one cache each";
+    case mode::links: return "links on one node, one cache each";
+  }
+  return "?";
+}
+
+const char* auth_name(signing a) {
+  switch (a) {
+    case signing::none: return "-";
+    case signing::hmac: return "HMAC-SHA256";
+    case signing::cert: return "certificate (ECDSA P-256)";
   }
   return "?";
 }
@@ -470,10 +564,17 @@ std::vector<row_spec> parse_rows(const std::string& text) {
     r.how = kind == "local"   ? mode::local
             : kind == "link"  ? mode::link
             : kind == "nodes" ? mode::nodes
+            : kind == "links" ? mode::links
                               : mode::remote;
     r.caches = std::stoul(rest);
     r.tls = rest.find(":tls") != std::string::npos;
     r.direct = rest.find(":direct") != std::string::npos;
+    if (rest.find(":hmac") != std::string::npos)
+      r.auth = signing::hmac;
+    if (rest.find(":cert") != std::string::npos) {
+      r.auth = signing::cert;
+      r.tls = true;
+    }
     rows.push_back(r);
   }
   return rows;
@@ -513,6 +614,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   o.pki = &*pki;
+  o.publisher_cert = pki->issue("publisher");
+  if (o.publisher_cert.cert.empty()) {
+    std::fprintf(stderr, "cannot issue the publisher's certificate\n");
+    return 1;
+  }
   std::printf("cluster bench: 10 Hz, %lld s per run after a 1 s warm-up, %zu "
               "runs per row (rows interleaved), %zu queues per snapshot; "
               "latency = cache's cell published - snapshot produced_at (same "
@@ -527,17 +633,20 @@ int main(int argc, char** argv) {
   for (size_t k = 0; k < repeat; ++k)
     for (size_t i = 0; i < rows.size(); ++i) {
       auto r = run_row(o, rows[i]);
-      std::fprintf(stderr, "run %zu/%zu: %s %zu%s%s: %s p50 %.3f p99 %.3f\n",
-                   k + 1, repeat, mode_name(rows[i].how), rows[i].caches,
-                   rows[i].tls ? " tls" : "", rows[i].direct ? " direct" : "",
-                   r.error.empty() ? "ok" : r.error.c_str(), r.latency.p50,
-                   r.latency.p99);
+      std::fprintf(
+          stderr, "run %zu/%zu: %s %zu%s%s auth %s: %s p50 %.3f p99 %.3f\n",
+          k + 1, repeat, mode_name(rows[i].how), rows[i].caches,
+          rows[i].tls ? " tls" : "", rows[i].direct ? " direct" : "",
+          auth_name(rows[i].auth), r.error.empty() ? "ok" : r.error.c_str(),
+          r.latency.p50, r.latency.p99);
       results[i].push_back(std::move(r));
     }
-  std::printf("| delivery | caches | TLS | port | snapshot bytes | snapshots "
-              "| samples | missed | p50 ms | p99 ms | max ms | load |\n");
-  std::printf("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | "
-              "---: | ---: | ---: |\n");
+  std::printf(
+      "| delivery | caches | TLS | signed | port | snapshot bytes "
+      "| snapshots | samples | missed | p50 ms | p99 ms | max ms | load "
+      "|\n");
+  std::printf("| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | "
+              "---: | ---: | ---: | ---: |\n");
   for (size_t i = 0; i < rows.size(); ++i) {
     auto& spec = rows[i];
     std::vector<double> p50, p99;
@@ -560,17 +669,17 @@ int main(int argc, char** argv) {
       bytes = r.snapshot_bytes;
     }
     if (p50.empty()) {
-      std::printf("| %s | %zu | %s | %s | failed: %s |\n", mode_name(spec.how),
-                  spec.caches, spec.tls ? "yes" : "no", port_name(spec),
-                  errors.c_str());
+      std::printf("| %s | %zu | %s | %s | %s | failed: %s |\n",
+                  mode_name(spec.how), spec.caches, spec.tls ? "yes" : "no",
+                  auth_name(spec.auth), port_name(spec), errors.c_str());
       continue;
     }
     auto [lo50, hi50] = std::minmax_element(p50.begin(), p50.end());
     auto [lo99, hi99] = std::minmax_element(p99.begin(), p99.end());
-    std::printf("| %s | %zu | %s | %s | %zu | %llu | %llu | %llu | %.2f [%.2f "
-                "- %.2f] | %.2f [%.2f - %.2f] | %.2f | %.1f |\n",
+    std::printf("| %s | %zu | %s | %s | %s | %zu | %llu | %llu | %llu | %.2f "
+                "[%.2f - %.2f] | %.2f [%.2f - %.2f] | %.2f | %.1f |\n",
                 mode_name(spec.how), spec.caches, spec.tls ? "yes" : "no",
-                port_name(spec), bytes,
+                auth_name(spec.auth), port_name(spec), bytes,
                 static_cast<unsigned long long>(snapshots),
                 static_cast<unsigned long long>(samples),
                 static_cast<unsigned long long>(
