@@ -480,10 +480,14 @@ CAF_TEST(a peer facing child killed 100 times never makes the root give up) {
   spec.role = child_spec::independent_role;
   spec.peer_facing = true;
   spec.spawn = [](caf::actor_system& s, const aggregator_actor&, uint32_t) {
-    return s.spawn([]() -> caf::behavior {
-      return {[](int) {
-      }};
-    });
+    // One argument: CAF 0.17 binds a reference to a null argument tuple
+    // when a function actor is spawned without any (UBSan reports it).
+    return s.spawn(
+        [](int) -> caf::behavior {
+          return {[](int) {
+          }};
+        },
+        0);
   };
   auto first = spec.spawn(sys, aggregator_actor{}, 0);
   caf::anon_send(hs->root(), atom::adopt_v, spec, first);

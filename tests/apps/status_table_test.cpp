@@ -85,11 +85,13 @@ CAF_TEST(an open breaker shows when it turns half open) {
   s->database.breaker.state = CircuitState::open;
   s->database.breaker.time_until_half_open = 12s;
   r.snapshot = s;
-  auto open = line_starting(render_status_table(r, false), "database");
+  auto open_table = render_status_table(r, false);
+  auto open = line_starting(open_table, "database");
   CAF_REQUIRE(open != nullptr);
   CAF_CHECK(open->find("breaker open (half-open in") != std::string::npos);
   s->database.breaker.state = CircuitState::closed;
-  auto closed = line_starting(render_status_table(r, false), "database");
+  auto closed_table = render_status_table(r, false);
+  auto closed = line_starting(closed_table, "database");
   CAF_REQUIRE(closed != nullptr);
   CAF_CHECK(closed->find("half-open in") == std::string::npos);
 }
