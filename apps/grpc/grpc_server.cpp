@@ -1,5 +1,7 @@
 #include "apps/grpc/grpc_server.hpp"
 
+#include "apps/original/original_checks.hpp"
+
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tasker/v1/health.grpc.pb.h"
 
@@ -81,109 +83,22 @@ std::string status_text(HealthStatus s) {
   return s == HealthStatus::stale ? "unhealthy" : std::string{to_string(s)};
 }
 
-uint64_t to_ms(std::chrono::microseconds d) {
-  return static_cast<uint64_t>(std::max<int64_t>(d.count(), 0) / 1000);
+void set_check(tasker::v1::HealthCheck* c, const app::original_check& x) {
+  c->set_status(x.status);
+  c->set_message(x.message);
+  c->set_duration_ms(x.duration_ms);
 }
 
-void set_check(tasker::v1::HealthCheck* c, const char* status,
-               const std::string& message, uint64_t duration_ms = 0) {
-  c->set_status(status);
-  if (!message.empty())
-    c->set_message(message);
-  c->set_duration_ms(duration_ms);
-}
-
-void database_check(tasker::v1::HealthCheck* c, const HealthSnapshot* s,
-                    bool stale) {
-  if (!s || stale)
-    return set_check(c, "unknown",
-                     s ? "health snapshot stale" : "no health snapshot yet");
-  const auto& d = s->database;
-  if (!d.watched)
-    return set_check(c, "unknown", "not watched by this node");
-  if (!d.evaluated)
-    return set_check(c, "unknown", d.error);
-  if (!d.connected)
-    return set_check(c, "unhealthy", d.error, to_ms(d.check_duration));
-  set_check(c, "healthy", "", to_ms(d.check_duration));
-}
-
-void breaker_check(tasker::v1::HealthCheck* c, const HealthSnapshot* s,
-                   bool stale) {
-  if (!s || stale)
-    return set_check(c, "unknown",
-                     s ? "health snapshot stale" : "no health snapshot yet");
-  const auto& b = s->database.breaker;
-  auto text = "state " + std::string{to_string(b.state)}
-              + ", consecutive failures "
-              + std::to_string(b.consecutive_failures);
-  switch (b.state) {
-    case CircuitState::closed: return set_check(c, "healthy", text);
-    case CircuitState::half_open: return set_check(c, "degraded", text);
-    case CircuitState::open: return set_check(c, "unhealthy", text);
-  }
-}
-
-void system_check(tasker::v1::HealthCheck* c, const health_source& src,
-                  const HealthSnapshot* s) {
-  auto r = readiness(src);
-  if (!r)
-    return set_check(c, "healthy", "accepting work",
-                     s ? to_ms(s->evaluation_duration) : 0);
-  auto text = std::string{r->reason} + " (retry after "
-              + std::to_string(r->retry_after.count()) + "s)";
-  if (s && !src.checker.is_stale() && !s->decision.reason.empty())
-    text = s->decision.reason;
-  set_check(c, "unhealthy", text, s ? to_ms(s->evaluation_duration) : 0);
-}
-
-void channel_check(tasker::v1::HealthCheck* c, const HealthSnapshot* s,
-                   bool stale) {
-  if (!s || stale)
-    return set_check(c, "unknown",
-                     s ? "health snapshot stale" : "no health snapshot yet");
-  const auto& ch = s->channel;
-  if (!ch.watched)
-    return set_check(c, "unknown", "not watched by this node");
-  if (!ch.evaluated)
-    return set_check(c, "unknown", ch.error);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "max saturation %.1f%%",
-                ch.max_saturation_percent());
-  if (ch.any_critical())
-    return set_check(c, "unhealthy", buf);
-  if (ch.any_warning())
-    return set_check(c, "degraded", buf);
-  set_check(c, "healthy", buf);
-}
-
-void queue_check(tasker::v1::HealthCheck* c, const HealthSnapshot* s,
-                 bool stale) {
-  if (!s || stale)
-    return set_check(c, "unknown",
-                     s ? "health snapshot stale" : "no health snapshot yet");
-  const auto& q = s->queues;
-  if (!q.watched)
-    return set_check(c, "unknown", "not watched by this node");
-  auto duration = to_ms(q.check_duration);
-  if (!q.evaluated)
-    return set_check(c, "unknown", q.error, duration);
-  for (const auto& r : q.queues)
-    if (r.tier == QueueDepthTier::unknown)
-      return set_check(c, "unknown",
-                       "queue " + r.name + ": "
-                           + (r.error.empty() ? "not measured" : r.error),
-                       duration);
-  std::string text = "worst queue " + q.worst_queue + " at "
-                     + std::string{to_string(q.worst_tier)};
-  for (const auto& r : q.queues)
-    if (r.name == q.worst_queue)
-      text += ", depth " + std::to_string(r.depth) + (r.capped ? "+" : "");
-  if (q.worst_tier >= QueueDepthTier::critical)
-    return set_check(c, "unhealthy", text, duration);
-  if (q.worst_tier == QueueDepthTier::warning)
-    return set_check(c, "degraded", text, duration);
-  set_check(c, "healthy", text, duration);
+/// The original's checks, as its REST paths answer them (one mapping:
+/// apps/original/original_checks.hpp).
+app::original_view original_of(const health_source& src,
+                               const HealthSnapshot* s) {
+  app::original_view v;
+  v.snapshot = s;
+  v.stale = src.checker.is_stale();
+  v.readiness = readiness(src);
+  v.now = std::chrono::system_clock::now();
+  return v;
 }
 
 void fill_info(tasker::v1::HealthInfo* info, const health_source& src,
@@ -613,15 +528,20 @@ class tasker_service_impl final
                             "not ready: " + std::string{r->reason}};
       }
       auto s = src_.checker.snapshot();
-      bool stale = src_.checker.is_stale();
+      auto v = original_of(src_, s.get());
+      auto x = app::original_checks_of(v);
+      if (!app::original_ready(v, x))
+        return grpc::Status{grpc::StatusCode::UNAVAILABLE,
+                            "not ready: a database or breaker check is not "
+                            "healthy"};
       res->set_status(status_text(src_.checker.status()));
       res->set_timestamp(rfc3339_now());
       auto* c = res->mutable_checks();
-      database_check(c->mutable_web_database(), s.get(), stale);
-      database_check(c->mutable_orchestration_database(), s.get(), stale);
-      breaker_check(c->mutable_circuit_breaker(), s.get(), stale);
-      system_check(c->mutable_orchestration_system(), src_, s.get());
-      channel_check(c->mutable_command_processor(), s.get(), stale);
+      set_check(c->mutable_web_database(), x.web_database);
+      set_check(c->mutable_orchestration_database(), x.orchestration_database);
+      set_check(c->mutable_circuit_breaker(), x.circuit_breaker);
+      set_check(c->mutable_orchestration_system(), x.orchestration_system);
+      set_check(c->mutable_command_processor(), x.command_processor);
       fill_info(res->mutable_info(), src_, s.get());
       return grpc::Status::OK;
     });
@@ -633,19 +553,19 @@ class tasker_service_impl final
                       tasker::v1::DetailedHealthResponse* res) override {
     return answer(ctx, [&] {
       auto s = src_.checker.snapshot();
-      bool stale = src_.checker.is_stale();
+      auto v = original_of(src_, s.get());
+      auto x = app::original_checks_of(v);
       res->set_status(status_text(src_.checker.status()));
       res->set_timestamp(rfc3339_now());
       auto* c = res->mutable_checks();
-      database_check(c->mutable_web_database(), s.get(), stale);
-      database_check(c->mutable_orchestration_database(), s.get(), stale);
-      breaker_check(c->mutable_circuit_breaker(), s.get(), stale);
-      system_check(c->mutable_orchestration_system(), src_, s.get());
-      channel_check(c->mutable_command_processor(), s.get(), stale);
-      set_check(c->mutable_pool_utilization(), "unknown",
-                "not measured: tasker-health keeps no connection pool");
-      queue_check(c->mutable_queue_depth(), s.get(), stale);
-      channel_check(c->mutable_channel_saturation(), s.get(), stale);
+      set_check(c->mutable_web_database(), x.web_database);
+      set_check(c->mutable_orchestration_database(), x.orchestration_database);
+      set_check(c->mutable_circuit_breaker(), x.circuit_breaker);
+      set_check(c->mutable_orchestration_system(), x.orchestration_system);
+      set_check(c->mutable_command_processor(), x.command_processor);
+      set_check(c->mutable_pool_utilization(), x.pool_utilization);
+      set_check(c->mutable_queue_depth(), x.queue_depth);
+      set_check(c->mutable_channel_saturation(), x.channel_saturation);
       fill_info(res->mutable_info(), src_, s.get());
       return grpc::Status::OK;
     });

@@ -9,7 +9,9 @@
 #include "../support/daemon_process.hpp"
 #include "../support/pg_test_env.hpp"
 #include "../support/raw_http.hpp"
+
 #include "../support/tls_certs.hpp"
+#include <nlohmann/json.hpp>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tasker/v1/health.grpc.pb.h"
@@ -309,11 +311,33 @@ CAF_TEST(tasker.v1 calls answer like the HTTP endpoints) {
     CAF_REQUIRE(st.ok());
     CAF_CHECK_EQUAL(res.status(), "unhealthy");
     CAF_CHECK_EQUAL(res.checks().queue_depth().status(), "unhealthy");
-    CAF_CHECK(res.checks().queue_depth().message().find("orders at overflow")
+    CAF_CHECK(res.checks().queue_depth().message().find("'orders' overflow")
               != std::string::npos);
     CAF_CHECK_EQUAL(res.checks().web_database().status(), "healthy");
-    CAF_CHECK_EQUAL(res.checks().orchestration_system().status(), "unhealthy");
+    // The system runs: the original's orchestration_system check is about
+    // its operational state, not about backpressure.
+    CAF_CHECK_EQUAL(res.checks().orchestration_system().status(), "healthy");
     CAF_CHECK_EQUAL(res.checks().pool_utilization().status(), "unknown");
+    CAF_MESSAGE("every check as GET /health/detailed answers it");
+    auto http = request_once(d.port(), "GET", "/health/detailed");
+    CAF_REQUIRE(http && http->status == 200);
+    auto body = nlohmann::json::parse(http->body);
+    const auto& c = res.checks();
+    const std::pair<const char*, const tasker::v1::HealthCheck*> pairs[]
+        = {{"web_database", &c.web_database()},
+           {"orchestration_database", &c.orchestration_database()},
+           {"circuit_breaker", &c.circuit_breaker()},
+           {"orchestration_system", &c.orchestration_system()},
+           {"command_processor", &c.command_processor()},
+           {"pool_utilization", &c.pool_utilization()},
+           {"queue_depth", &c.queue_depth()},
+           {"channel_saturation", &c.channel_saturation()}};
+    for (auto [name, check] : pairs) {
+      CAF_CHECK_EQUAL(body["checks"][name]["status"].get<std::string>(),
+                      check->status());
+      CAF_CHECK_EQUAL(body["checks"][name]["message"].get<std::string>(),
+                      check->message());
+    }
   }
   {
     grpc::ClientContext ctx;
