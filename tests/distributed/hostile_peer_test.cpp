@@ -40,25 +40,6 @@ double metric_value(const std::string& text, const std::string& name) {
   return std::stod(text.substr(pos + name.size() + 2));
 }
 
-/// A BASP header (CAF 0.17: 32 bytes, network byte order; the layout is in
-/// actors/port_guard.hpp).
-std::string basp_header(uint8_t operation, uint32_t payload_len,
-                        uint64_t operation_data, uint64_t source,
-                        uint64_t dest) {
-  std::string h;
-  h.push_back(static_cast<char>(operation));
-  h.append(3, '\0');
-  auto put = [&](uint64_t v, int bytes) {
-    for (int i = bytes - 1; i >= 0; --i)
-      h.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  };
-  put(payload_len, 4);
-  put(operation_data, 8);
-  put(source, 8);
-  put(dest, 8);
-  return h;
-}
-
 /// A relay on a loopback port in front of `upstream_port` for one
 /// connection: what a CAF node in this process sends goes through
 /// unchanged, and the test can add bytes of its own on the established

@@ -20,26 +20,6 @@ using namespace tasker::health::test;
 
 namespace {
 
-/// A BASP header (CAF 0.17: 32 bytes, network byte order): operation,
-/// two padding bytes, flags, payload length, operation data, source and
-/// destination actor.
-std::string basp_header(uint8_t operation, uint32_t payload_len,
-                        uint64_t operation_data, uint64_t source,
-                        uint64_t dest) {
-  std::string h;
-  h.push_back(static_cast<char>(operation));
-  h.append(3, '\0');
-  auto put = [&](uint64_t v, int bytes) {
-    for (int i = bytes - 1; i >= 0; --i)
-      h.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  };
-  put(payload_len, 4);
-  put(operation_data, 8);
-  put(source, 8);
-  put(dest, 8);
-  return h;
-}
-
 std::string random_bytes(std::mt19937& rng, size_t n) {
   std::string out(n, '\0');
   for (auto& c : out)

@@ -29,17 +29,6 @@ using namespace tasker::health::test;
 
 namespace {
 
-/// A BASP header (CAF 0.17: 32 bytes, network byte order).
-std::string basp_header(uint8_t operation, uint32_t payload_len) {
-  std::string h;
-  h.push_back(static_cast<char>(operation));
-  h.append(3, '\0');
-  for (int i = 3; i >= 0; --i)
-    h.push_back(static_cast<char>((payload_len >> (8 * i)) & 0xff));
-  h.append(24, '\0');
-  return h;
-}
-
 /// CPU time (user + system) of a process in seconds.
 double cpu_seconds(pid_t pid) {
   std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};

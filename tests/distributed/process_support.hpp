@@ -28,6 +28,7 @@
 #include "caf/typed_event_based_actor.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -285,6 +286,26 @@ inline std::string fmt_mb(double mb) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.1f MB", mb);
   return buf;
+}
+
+/// A BASP header (CAF 0.17: 32 bytes, network byte order; the layout is in
+/// actors/port_guard.hpp): operation, two padding bytes, flags, payload
+/// length, operation data, source and destination actor.
+inline std::string basp_header(uint8_t operation, uint32_t payload_len,
+                               uint64_t operation_data = 0, uint64_t source = 0,
+                               uint64_t dest = 0) {
+  std::string h;
+  h.push_back(static_cast<char>(operation));
+  h.append(3, '\0');
+  auto put = [&](uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i)
+      h.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  put(payload_len, 4);
+  put(operation_data, 8);
+  put(source, 8);
+  put(dest, 8);
+  return h;
 }
 
 } // namespace tasker::health::test
