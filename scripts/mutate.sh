@@ -397,7 +397,8 @@ fi
 build_apps=OFF
 if [ "$need_apps" -eq 1 ]; then
   areas="$areas;apps"
-  targets+=(apps-tests example-orchestrator distributed-process-tests)
+  targets+=(apps-tests grpc-tests prometheus-tests example-orchestrator
+    distributed-process-tests)
   build_apps=ON
   baseline_labels=${baseline_labels%)\$}'|apps)$'
 fi
@@ -416,7 +417,7 @@ stage_targets() {
       fi
       ;;
     postgres) echo postgres-tests ;;
-    apps) echo apps-tests example-orchestrator ;;
+    apps) echo apps-tests grpc-tests prometheus-tests example-orchestrator ;;
   esac
 }
 launcher=()
