@@ -297,3 +297,28 @@ CAF_TEST(changes name connection decision and tiers) {
   CAF_CHECK(contains(joined(status_changes(lost, b)), "connected to"));
   CAF_CHECK(status_changes(b, b).empty());
 }
+
+CAF_TEST(a reading is as old as its snapshot when a publisher held it) {
+  auto now = std::chrono::system_clock::now();
+  auto s = critical_snapshot();
+  s->decision = BackpressureDecision{};
+  s->produced_at = now - 40s; // produced 40 s ago ...
+  cluster_node n;
+  n.connected = true;
+  n.accepting = true;
+  n.age = 10ms; // ... but it arrived here 10 ms ago
+  auto held = make_reading(n, s, "127.0.0.1:7400", now, 30s);
+  CAF_REQUIRE(held.age.has_value());
+  CAF_CHECK(*held.age == 40s);
+  CAF_CHECK(held.stale);
+  CAF_CHECK_EQUAL(held.exit_code(), status_unreachable);
+  // A snapshot produced just before it arrived: the cell's age counts.
+  s->produced_at = now - 5ms;
+  auto fresh_one = make_reading(n, s, "127.0.0.1:7400", now, 30s);
+  CAF_CHECK(fresh_one.age == std::optional<milliseconds>{10ms});
+  CAF_CHECK(!fresh_one.stale);
+  CAF_CHECK_EQUAL(fresh_one.exit_code(), status_accepting);
+  // Not fresh by the link's judgement (neither accepting nor rejecting).
+  n.accepting = false;
+  CAF_CHECK(make_reading(n, s, "127.0.0.1:7400", now, 30s).stale);
+}
