@@ -9,19 +9,22 @@
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/atom.hpp"
+#include "caf/config_option.hpp"
+#include "caf/config_option_set.hpp"
 #include "caf/io/middleman.hpp"
 #include "caf/openssl/manager.hpp"
+#include "caf/pec.hpp"
 #include "caf/timestamp.hpp"
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <deque>
 #include <iostream>
+#include <map>
 #include <thread>
 
 #include <unistd.h>
@@ -35,162 +38,277 @@ using std::chrono::steady_clock;
 
 // ---- arguments --------------------------------------------------------------
 
-/// "250ms", "2s", "1min", "1h" (a whole number and a unit).
-std::optional<milliseconds> parse_duration(const std::string& text) {
-  int64_t n = 0;
-  auto* first = text.data();
-  auto* last = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(first, last, n);
-  if (ec != std::errc{} || ptr == first || n < 0)
-    return std::nullopt;
-  std::string unit{ptr, last};
-  if (unit == "ms")
-    return milliseconds{n};
-  if (n > 100'000'000)
-    return std::nullopt;
-  if (unit == "s")
-    return milliseconds{n * 1000};
-  if (unit == "min")
-    return milliseconds{n * 60'000};
-  if (unit == "h")
-    return milliseconds{n * 3'600'000};
-  return std::nullopt;
-}
-
+/// "250ms", "2s", "10min", "1h": the largest unit that divides `d`.
 std::string ms_text(milliseconds d) {
-  if (d.count() % 1000 == 0)
-    return std::to_string(d.count() / 1000) + "s";
-  return std::to_string(d.count()) + "ms";
+  auto n = d.count();
+  if (n != 0 && n % 3'600'000 == 0)
+    return std::to_string(n / 3'600'000) + "h";
+  if (n != 0 && n % 60'000 == 0)
+    return std::to_string(n / 60'000) + "min";
+  if (n % 1000 == 0)
+    return std::to_string(n / 1000) + "s";
+  return std::to_string(n) + "ms";
 }
 
-} // namespace
+/// The range of a duration option.
+struct duration_rule {
+  const char* option;
+  milliseconds lo;
+  milliseconds hi;
+};
 
-status_options parse_status_args(const std::vector<std::string>& args,
-                                 std::vector<ConfigError>& errors) {
-  status_options o;
-  bool have_connect = false;
+constexpr duration_rule duration_rules[] = {
+    {"timeout", milliseconds{10}, milliseconds{600'000}},
+    {"interval", milliseconds{50}, milliseconds{3'600'000}},
+    {"stale-after", milliseconds{10}, milliseconds{86'400'000}},
+    {"middleman.heartbeat-interval", milliseconds{1}, milliseconds{600'000}},
+    {"middleman.connection-timeout", milliseconds{1}, milliseconds{3'600'000}},
+};
+
+const duration_rule* rule_of(const std::string& option) {
+  for (const auto& r : duration_rules)
+    if (option == r.option)
+      return &r;
+  return nullptr;
+}
+
+std::string duration_error(const duration_rule& r, const std::string& text) {
+  return "must be a duration from " + ms_text(r.lo) + " to " + ms_text(r.hi)
+         + " with a unit (ms, s, min, h), got '" + text + "'";
+}
+
+const std::vector<std::string>& log_levels() {
+  static const std::vector<std::string> xs{"trace", "debug",    "info", "warn",
+                                           "error", "critical", "off"};
+  return xs;
+}
+
+/// The options of `tasker-health status` as CAF option groups: CAF parses
+/// each value by its type and the help is generated from them. Only these:
+/// CAF's own options (scheduler, ...) are not options of this command, and
+/// the system it runs is configured from the result (status_config).
+struct status_args_config : caf::actor_system_config {
+  status_options& o;
+  std::string connect;
+  bool no_color = false;
+  caf::timespan timeout;
+  caf::timespan interval;
+  caf::timespan stale_after;
+  caf::timespan heartbeat_interval;
+  caf::timespan connection_timeout;
+
+  const caf::config_option_set& options() const { return custom_options_; }
+
+  explicit status_args_config(status_options& out)
+      : o(out), timeout(o.timeout), interval(o.interval),
+        stale_after(o.stale_after), heartbeat_interval(o.heartbeat_interval),
+        connection_timeout(o.connection_timeout) {
+    custom_options_.clear();
+    opt_group{custom_options_, "global"}
+        .add(connect, "connect",
+             "the node's cluster.port, e.g. 127.0.0.1:7400 or [::1]:7400 "
+             "(required)")
+        .add(o.watch, "watch", "live view until SIGINT/SIGTERM")
+        .add(o.json, "json", "JSON instead of the table")
+        .add(timeout, "timeout",
+             "one-shot: the longest wait for a snapshot; both: the bound of "
+             "one connect attempt")
+        .add(interval, "interval", "--watch: time between two frames")
+        .add(stale_after, "stale-after",
+             "a snapshot older than this is stale (the daemon's "
+             "health.stale-threshold); the age is measured from its arrival "
+             "and from its produced_at, so the two hosts' clocks must agree "
+             "within it")
+        .add(o.plain, "plain", "--watch: plain lines even on a terminal")
+        .add(no_color, "no-color",
+             "no ANSI colors (also when NO_COLOR is set)");
+    opt_group{custom_options_, "middleman"}
+        .add(heartbeat_interval, "heartbeat-interval", "CAF heartbeats")
+        .add(connection_timeout, "connection-timeout",
+             "a silent node is dropped after this; must exceed the heartbeat "
+             "interval, and the node's heartbeat interval");
+    opt_group{custom_options_, "openssl"}
+        .add(o.certificate, "certificate",
+             "this client's PEM certificate (chain)")
+        .add(o.key, "key", "its PEM private key")
+        .add(o.passphrase, "passphrase", "the key's passphrase, if encrypted")
+        .add(o.cafile, "cafile", "the CA that signed the node's certificate")
+        .add(o.capath, "capath", "or a folder of CAs (openssl rehash)");
+    opt_group{custom_options_, "cluster"}.add(
+        o.auth_key_file, "auth-key-file",
+        "the cluster's shared key (the node's cluster.auth-key-file): its "
+        "snapshots are verified with it");
+    opt_group{custom_options_, "log"}.add(
+        o.log_level, "level",
+        "the component's log on stderr (connect attempts, retries): trace, "
+        "debug, info, warn, error, critical, off");
+    opt_group{custom_options_, "global"}.add(o.help, "help,h", "this text");
+  }
+
+  /// The option's name on the command line ("connect", "openssl.key").
+  static std::string name_of(const caf::config_option& opt) {
+    auto category = str(opt.category());
+    auto name = str(opt.long_name());
+    return category == "global" ? name : category + "." + name;
+  }
+
+  /// The word after '=' in the help.
+  static std::string metavar(const caf::config_option& opt) {
+    auto name = name_of(opt);
+    if (rule_of(name) != nullptr)
+      return "DURATION";
+    if (name == "connect")
+      return "HOST:PORT";
+    if (name == "openssl.capath")
+      return "DIR";
+    if (name == "openssl.passphrase")
+      return "TEXT";
+    if (name == "log.level")
+      return "LEVEL";
+    return "FILE";
+  }
+
+  /// "(default 2s; 10ms to 10min)", "(default off)" or "".
+  static std::string default_text(const caf::config_option& opt) {
+    auto v = opt.get();
+    if (!v)
+      return "";
+    if (auto t = caf::get_if<caf::timespan>(&*v)) {
+      auto d = ms_text(std::chrono::duration_cast<milliseconds>(*t));
+      auto r = rule_of(name_of(opt));
+      return " (default " + d
+             + (r ? "; " + ms_text(r->lo) + " to " + ms_text(r->hi) : "") + ")";
+    }
+    if (auto str = caf::get_if<std::string>(&*v); str && !str->empty())
+      return " (default " + *str + ")";
+    return "";
+  }
+};
+
+/// `text` broken into lines of at most `width` columns.
+std::vector<std::string> wrap(const std::string& text, size_t width) {
+  std::vector<std::string> lines{""};
+  size_t pos = 0;
+  while (pos < text.size()) {
+    auto end = text.find(' ', pos);
+    if (end == std::string::npos)
+      end = text.size();
+    auto word = text.substr(pos, end - pos);
+    if (!lines.back().empty() && lines.back().size() + 1 + word.size() > width)
+      lines.emplace_back();
+    lines.back() += (lines.back().empty() ? "" : " ") + word;
+    pos = end + 1;
+  }
+  return lines;
+}
+
+/// Hands `args` to CAF's parser one option at a time (so that every problem
+/// is reported, each with its option); `--name value` is joined to
+/// `--name=value` first. Returns what was given per option.
+std::map<std::string, std::string>
+read_arguments(status_args_config& cfg, const std::vector<std::string>& args,
+               std::vector<ConfigError>& errors) {
+  const auto& options = cfg.options();
+  std::map<std::string, std::string> texts;
   for (size_t i = 0; i < args.size(); ++i) {
     const auto& arg = args[i];
-    auto eq = arg.find('=');
-    std::string name = arg.substr(0, eq);
-    bool inline_value = eq != std::string::npos;
-    auto value = [&](std::string& out) {
-      if (inline_value) {
-        out = arg.substr(eq + 1);
-        return true;
-      }
-      if (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) {
-        out = args[++i];
-        return true;
-      }
-      errors.push_back(
-          {name.substr(2), "needs a value: " + name + "=VALUE (see --help)"});
-      return false;
-    };
-    auto flag = [&](bool& out) {
-      if (inline_value)
-        errors.push_back({name.substr(2),
-                          "is a flag and takes no value (got '" + arg + "')"});
-      out = true;
-    };
-    auto duration = [&](milliseconds& out, milliseconds lo, milliseconds hi) {
-      std::string text;
-      if (!value(text))
-        return;
-      auto d = parse_duration(text);
-      if (!d || *d < lo || *d > hi) {
-        errors.push_back(
-            {name.substr(2),
-             "must be a duration from " + ms_text(lo) + " to " + ms_text(hi)
-                 + " with a unit (ms, s, min, h), got '" + text + "'"});
-        return;
-      }
-      out = *d;
-    };
-    if (name == "-h" || name == "--help") {
-      o.help = true;
-      return o;
-    }
-    if (name == "--connect") {
-      std::string text;
-      if (!value(text))
-        continue;
-      std::string why;
-      if (auto p = parse_peer(text, &why)) {
-        o.peer = *p;
-        have_connect = true;
-      } else {
-        errors.push_back({"connect", why});
-      }
-    } else if (name == "--watch") {
-      flag(o.watch);
-    } else if (name == "--json") {
-      flag(o.json);
-    } else if (name == "--plain") {
-      flag(o.plain);
-    } else if (name == "--no-color") {
-      bool b = false;
-      flag(b);
-      o.color = false;
-    } else if (name == "--timeout") {
-      duration(o.timeout, milliseconds{10}, milliseconds{600'000});
-    } else if (name == "--interval") {
-      duration(o.interval, milliseconds{50}, milliseconds{3'600'000});
-    } else if (name == "--stale-after") {
-      duration(o.stale_after, milliseconds{10}, milliseconds{86'400'000});
-    } else if (name == "--middleman.heartbeat-interval") {
-      duration(o.heartbeat_interval, milliseconds{1}, milliseconds{600'000});
-    } else if (name == "--middleman.connection-timeout") {
-      duration(o.connection_timeout, milliseconds{1}, milliseconds{3'600'000});
-    } else if (name == "--openssl.certificate") {
-      value(o.certificate);
-    } else if (name == "--openssl.key") {
-      value(o.key);
-    } else if (name == "--openssl.passphrase") {
-      value(o.passphrase);
-    } else if (name == "--openssl.cafile") {
-      value(o.cafile);
-    } else if (name == "--openssl.capath") {
-      value(o.capath);
-    } else if (name == "--cluster.auth-key-file") {
-      value(o.auth_key_file);
-    } else if (name == "--log.level") {
-      std::string level;
-      if (!value(level))
-        continue;
-      static const std::vector<std::string> levels{
-          "trace", "debug", "info", "warn", "error", "critical", "off"};
-      if (std::find(levels.begin(), levels.end(), level) == levels.end())
-        errors.push_back({"log.level", "must be one of trace, debug, info, "
-                                       "warn, error, critical, off (got '"
-                                           + level + "')"});
-      else
-        o.log_level = level;
-    } else if (name.rfind("--", 0) == 0) {
-      errors.push_back({name.substr(2), "unknown option (see --help)"});
-    } else {
+    if (arg.rfind("--", 0) != 0) {
       errors.push_back({"command line", "unexpected argument '" + arg
                                             + "' (options look like "
                                               "--name=value; see --help)"});
+      continue;
     }
+    auto eq = arg.find('=');
+    auto name = arg.substr(2, eq == std::string::npos ? eq : eq - 2);
+    auto opt = options.cli_long_name_lookup(name);
+    if (opt == nullptr) {
+      errors.push_back({name, "unknown option (see --help)"});
+      continue;
+    }
+    std::string given = arg;
+    if (opt->is_flag() && eq != std::string::npos) {
+      errors.push_back(
+          {name, "is a flag and takes no value (got '" + arg + "')"});
+      continue;
+    }
+    if (!opt->is_flag() && eq == std::string::npos) {
+      if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) {
+        errors.push_back(
+            {name, "needs a value: --" + name + "=VALUE (see --help)"});
+        continue;
+      }
+      given += "=" + args[++i];
+    }
+    auto value = given.substr(std::min(given.size(), given.find('=') + 1));
+    texts[name] = value;
+    auto code = options.parse(cfg.content, {given}).first;
+    if (code == caf::pec::success)
+      continue;
+    if (auto r = rule_of(name))
+      errors.push_back({name, duration_error(*r, value)});
+    else
+      errors.push_back({name, "invalid value '" + value + "' ("
+                                  + caf::to_string(code) + ")"});
   }
-  if (!have_connect
-      && std::none_of(errors.begin(), errors.end(), [](const ConfigError& e) {
-           return e.option == "connect";
-         }))
-    errors.push_back({"connect", "is required: --connect=HOST:PORT (a node's "
-                                 "cluster.port)"});
+  return texts;
+}
+
+/// The rules beyond the types: ranges, levels, the peer address.
+void check_values(const status_args_config& cfg,
+                  std::map<std::string, std::string>& texts, status_options& o,
+                  std::vector<ConfigError>& errors) {
+  // The durations: in range, then whole milliseconds.
+  auto duration = [&](const char* option, caf::timespan t, milliseconds& out) {
+    auto r = rule_of(option);
+    if (t < r->lo || t > r->hi) {
+      errors.push_back({option, duration_error(*r, texts[option])});
+      return;
+    }
+    out = std::chrono::duration_cast<milliseconds>(t);
+  };
+  duration("timeout", cfg.timeout, o.timeout);
+  duration("interval", cfg.interval, o.interval);
+  duration("stale-after", cfg.stale_after, o.stale_after);
+  duration("middleman.heartbeat-interval", cfg.heartbeat_interval,
+           o.heartbeat_interval);
+  duration("middleman.connection-timeout", cfg.connection_timeout,
+           o.connection_timeout);
   if (o.connection_timeout <= o.heartbeat_interval)
     errors.push_back({"middleman.connection-timeout",
                       "must exceed middleman.heartbeat-interval (timeout "
                           + ms_text(o.connection_timeout) + ", interval "
                           + ms_text(o.heartbeat_interval) + ")"});
+  o.color = !cfg.no_color;
+  const auto& levels = log_levels();
+  if (std::find(levels.begin(), levels.end(), o.log_level) == levels.end()) {
+    errors.push_back({"log.level", "must be one of trace, debug, info, "
+                                   "warn, error, critical, off (got '"
+                                       + o.log_level + "')"});
+    o.log_level = "off";
+  }
+  if (caf::get_if(&cfg.content, "connect") == nullptr) {
+    if (std::none_of(errors.begin(), errors.end(), [](const ConfigError& e) {
+          return e.option == "connect"; // "needs a value" said it already
+        }))
+      errors.push_back({"connect", "is required: --connect=HOST:PORT (a "
+                                   "node's cluster.port)"});
+  } else {
+    std::string why;
+    if (auto p = parse_peer(cfg.connect, &why))
+      o.peer = *p;
+    else
+      errors.push_back({"connect", why});
+  }
+}
+
+/// The TLS files as the daemon checks them, and how the node's snapshots
+/// are verified: with its certificate under mutual TLS, else with the
+/// cluster's shared key.
+void check_security(status_options& o, std::vector<ConfigError>& errors) {
   tls_files files{o.certificate, o.key, o.passphrase, o.cafile, o.capath};
   auto before = errors.size();
   for (auto& e : check_tls_files(files))
     errors.push_back(std::move(e));
-  // The node signs its snapshots: with its certificate under mutual TLS,
-  // else with the cluster's shared key.
   std::string why;
   if (!o.auth_key_file.empty() && files.any()) {
     errors.push_back({"cluster.auth-key-file",
@@ -208,11 +326,31 @@ status_options parse_status_args(const std::vector<std::string>& args,
     else
       errors.push_back({"openssl.certificate", why});
   }
+}
+
+} // namespace
+
+status_options parse_status_args(const std::vector<std::string>& args,
+                                 std::vector<ConfigError>& errors) {
+  status_options o;
+  if (std::any_of(args.begin(), args.end(), [](const std::string& a) {
+        return a == "-h" || a == "--help";
+      })) {
+    o.help = true; // the other arguments are not checked
+    return o;
+  }
+  status_args_config cfg{o};
+  auto texts = read_arguments(cfg, args, errors);
+  check_values(cfg, texts, o, errors);
+  check_security(o, errors);
   return o;
 }
 
 std::string status_help() {
-  return R"(Usage: tasker-health status --connect=HOST:PORT [--watch] [--json] [OPTION]...
+  status_options defaults;
+  status_args_config cfg{defaults};
+  std::string out
+      = R"(Usage: tasker-health status --connect=HOST:PORT [--watch] [--json] [OPTION]...
 
 Reads a tasker-health node's snapshots over CAF networking: it connects to the
 node's publisher (the daemon's cluster.port) like a peer of the cluster does
@@ -232,51 +370,46 @@ per line with --json. A lost node is shown as unreachable (or stale), and the
 command reconnects by itself with backoff.
 
 Options (--name=VALUE or --name VALUE):
-  --connect=HOST:PORT     the node's cluster.port, e.g. 127.0.0.1:7400 or
-                          [::1]:7400 (required)
-  --watch                 live view until SIGINT/SIGTERM
-  --json                  JSON instead of the table
-  --timeout=DURATION      one-shot: the longest wait for a snapshot; both:
-                          the bound of one connect attempt (default 2s;
-                          10ms to 10min)
-  --interval=DURATION     --watch: time between two frames (default 1s;
-                          50ms to 1h)
-  --stale-after=DURATION  a snapshot older than this is stale (default 30s,
-                          the daemon's health.stale-threshold); the age is
-                          measured from its arrival and from its produced_at,
-                          so the two hosts' clocks must agree within it
-  --plain                 --watch: plain lines even on a terminal
-  --no-color              no ANSI colors (also when NO_COLOR is set)
-  --middleman.heartbeat-interval=DURATION   CAF heartbeats (default 200ms)
-  --middleman.connection-timeout=DURATION   a silent node is dropped after
-                          this (default 1s); must exceed the heartbeat
-                          interval, and the node's heartbeat interval
-  --openssl.certificate=FILE  this client's PEM certificate (chain)
-  --openssl.key=FILE          its PEM private key
-  --openssl.passphrase=TEXT   the key's passphrase, if encrypted
-  --openssl.cafile=FILE       the CA that signed the node's certificate
-  --openssl.capath=DIR        or a folder of CAs (openssl rehash)
-                          Any openssl option set: mutual TLS (certificate,
-                          key and cafile or capath required; checked before
-                          connecting: readable, the key matches, not
-                          expired, signed by the CA); else plain TCP.
-                          The node's snapshots are then verified against
-                          the CA (signed by a certificate of the node's name).
-  --cluster.auth-key-file=FILE  the cluster's shared key (the node's
-                          cluster.auth-key-file): its snapshots are
-                          verified with it. Neither: not verified.
-  --log.level=LEVEL       the component's log on stderr (connect attempts,
-                          retries): trace, debug, info, warn, error,
-                          critical, off (default off)
-  -h, --help              this text
-
+)";
+  // Generated from the option groups: every option, its default and range.
+  constexpr size_t column = 26;
+  for (const auto& opt : cfg.options()) {
+    auto name = status_args_config::name_of(opt);
+    auto shorts = str(opt.short_names());
+    std::string left = "  ";
+    for (char c : shorts)
+      left += std::string{"-"} + c + ", ";
+    left += "--" + name;
+    if (!opt.is_flag())
+      left += "=" + status_args_config::metavar(opt);
+    auto description
+        = str(opt.description()) + status_args_config::default_text(opt);
+    auto lines = wrap(description, 78 - column);
+    if (left.size() + 2 > column)
+      out += left + "\n";
+    else
+      lines.front() = text::pad(left, column) + lines.front();
+    for (size_t i = 0; i < lines.size(); ++i)
+      out += (i == 0 && left.size() + 2 <= column ? ""
+                                                  : std::string(column, ' '))
+             + lines[i] + "\n";
+  }
+  out += R"(
 Durations take a unit: ms, s, min, h.
+
+Any openssl option set: mutual TLS (certificate, key and cafile or capath
+required; checked before connecting: readable, the key matches, not expired,
+signed by the CA); else plain TCP. The node's snapshots are then verified
+against the CA (signed by a certificate of the node's name). With
+--cluster.auth-key-file they are verified with the cluster's shared key.
+Neither: not verified.
 
 Exit status: 0 the node accepts work; 1 its backpressure is active; 3 it is
 unreachable, or no fresh snapshot came within --timeout (stale); 2 bad
 arguments (each problem is printed naming its option). --watch exits 0 on
 SIGINT or SIGTERM.
 )";
+  return out;
 }
 
 status_reading make_reading(const cluster_node& n,

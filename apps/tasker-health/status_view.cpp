@@ -147,6 +147,97 @@ std::string shedding_text(const SheddingState& sh) {
 
 } // namespace
 
+namespace {
+
+/// The dimensions: database, channel (and each channel), queues, custom.
+void dimension_lines(const HealthSnapshot& s, bool color,
+                     std::vector<std::string>& out) {
+  {
+    auto t = database_text(s.database);
+    std::string detail;
+    if (s.database.watched) {
+      detail = "check " + micros_text(s.database.check_duration) + ", breaker "
+               + str(to_string(s.database.breaker.state));
+      if (s.database.breaker.state == CircuitState::open)
+        detail += " (half-open in "
+                  + age_text(s.database.breaker.time_until_half_open) + ")";
+      if (!s.database.error.empty())
+        detail += ", error: " + s.database.error;
+    }
+    out.push_back(pad("database", 12) + paint(color, t, state_color(t), 24)
+                  + detail);
+  }
+  {
+    auto t = channel_text(s.channel);
+    std::string detail;
+    if (s.channel.watched && s.channel.evaluated)
+      detail = "max " + fixed(s.channel.max_saturation_percent(), 1) + " %";
+    if (!s.channel.error.empty())
+      detail += (detail.empty() ? "" : ", ") + ("error: " + s.channel.error);
+    out.push_back(pad("channel", 12) + paint(color, t, state_color(t), 24)
+                  + detail);
+    for (const auto& c : s.channel.channels)
+      out.push_back(pad("", 12) + pad(c.name, 24)
+                    + std::to_string(c.capacity - c.available) + "/"
+                    + std::to_string(c.capacity) + " ("
+                    + fixed(c.saturation_percent, 1) + " %)");
+  }
+  {
+    auto t = queues_text(s.queues);
+    std::string detail;
+    if (s.queues.watched) {
+      detail = "check " + micros_text(s.queues.check_duration);
+      if (!s.queues.worst_queue.empty())
+        detail += ", worst " + s.queues.worst_queue;
+      if (!s.queues.error.empty())
+        detail += ", error: " + s.queues.error;
+    }
+    out.push_back(pad("queues", 12)
+                  + paint(color, t,
+                          s.queues.evaluated ? tier_color(s.queues.worst_tier)
+                                             : state_color(t),
+                          24)
+                  + detail);
+  }
+  for (const auto& c : s.custom) {
+    std::string t = !c.evaluated ? "unknown" : c.healthy ? "ok" : "failing";
+    std::string detail = str(to_string(c.kind));
+    if (!c.detail.empty())
+      detail += ", " + c.detail;
+    if (!c.error.empty())
+      detail += ", error: " + c.error;
+    out.push_back(pad(c.name, 12) + paint(color, t, state_color(t), 24)
+                  + detail);
+  }
+}
+
+/// The queue table: name, depth, tier (shouted from Critical on), oldest.
+void queue_table(const QueueHealth& queues, bool color,
+                 std::vector<std::string>& out) {
+  if (queues.queues.empty())
+    return;
+  out.emplace_back();
+  out.push_back(paint(color,
+                      pad("QUEUE", 24) + rpad("DEPTH", 9) + "  "
+                          + pad("TIER", 10) + rpad("OLDEST", 8),
+                      dim));
+  for (const auto& q : queues.queues) {
+    std::string row
+        = pad(q.name, 24) + rpad(depth_text(q), 9) + "  "
+          + paint(color, tier_label(q),
+                  q.missing ? magenta : tier_color(q.tier), 10)
+          + rpad(q.oldest_message_age_seconds >= 0
+                     ? std::to_string(q.oldest_message_age_seconds) + " s"
+                     : "-",
+                 8);
+    if (!q.error.empty())
+      row += "  error: " + q.error;
+    out.push_back(row);
+  }
+}
+
+} // namespace
+
 std::vector<std::string> render_status_table(const status_reading& r,
                                              bool color) {
   std::vector<std::string> out;
@@ -188,83 +279,8 @@ std::vector<std::string> render_status_table(const status_reading& r,
   }
   if (s->shedding.graded)
     out.push_back(pad("shedding", 12) + shedding_text(s->shedding));
-  {
-    auto t = database_text(s->database);
-    std::string detail;
-    if (s->database.watched) {
-      detail = "check " + micros_text(s->database.check_duration) + ", breaker "
-               + str(to_string(s->database.breaker.state));
-      if (s->database.breaker.state == CircuitState::open)
-        detail += " (half-open in "
-                  + age_text(s->database.breaker.time_until_half_open) + ")";
-      if (!s->database.error.empty())
-        detail += ", error: " + s->database.error;
-    }
-    out.push_back(pad("database", 12) + paint(color, t, state_color(t), 24)
-                  + detail);
-  }
-  {
-    auto t = channel_text(s->channel);
-    std::string detail;
-    if (s->channel.watched && s->channel.evaluated)
-      detail = "max " + fixed(s->channel.max_saturation_percent(), 1) + " %";
-    if (!s->channel.error.empty())
-      detail += (detail.empty() ? "" : ", ") + ("error: " + s->channel.error);
-    out.push_back(pad("channel", 12) + paint(color, t, state_color(t), 24)
-                  + detail);
-    for (const auto& c : s->channel.channels)
-      out.push_back(pad("", 12) + pad(c.name, 24)
-                    + std::to_string(c.capacity - c.available) + "/"
-                    + std::to_string(c.capacity) + " ("
-                    + fixed(c.saturation_percent, 1) + " %)");
-  }
-  {
-    auto t = queues_text(s->queues);
-    std::string detail;
-    if (s->queues.watched) {
-      detail = "check " + micros_text(s->queues.check_duration);
-      if (!s->queues.worst_queue.empty())
-        detail += ", worst " + s->queues.worst_queue;
-      if (!s->queues.error.empty())
-        detail += ", error: " + s->queues.error;
-    }
-    out.push_back(pad("queues", 12)
-                  + paint(color, t,
-                          s->queues.evaluated ? tier_color(s->queues.worst_tier)
-                                              : state_color(t),
-                          24)
-                  + detail);
-  }
-  for (const auto& c : s->custom) {
-    std::string t = !c.evaluated ? "unknown" : c.healthy ? "ok" : "failing";
-    std::string detail = str(to_string(c.kind));
-    if (!c.detail.empty())
-      detail += ", " + c.detail;
-    if (!c.error.empty())
-      detail += ", error: " + c.error;
-    out.push_back(pad(c.name, 12) + paint(color, t, state_color(t), 24)
-                  + detail);
-  }
-  if (!s->queues.queues.empty()) {
-    out.emplace_back();
-    out.push_back(paint(color,
-                        pad("QUEUE", 24) + rpad("DEPTH", 9) + "  "
-                            + pad("TIER", 10) + rpad("OLDEST", 8),
-                        dim));
-    for (const auto& q : s->queues.queues) {
-      std::string row
-          = pad(q.name, 24) + rpad(depth_text(q), 9) + "  "
-            + paint(color, tier_label(q),
-                    q.missing ? magenta : tier_color(q.tier), 10)
-            + rpad(q.oldest_message_age_seconds >= 0
-                       ? std::to_string(q.oldest_message_age_seconds) + " s"
-                       : "-",
-                   8);
-      if (!q.error.empty())
-        row += "  error: " + q.error;
-      out.push_back(row);
-    }
-  }
+  dimension_lines(*s, color, out);
+  queue_table(s->queues, color, out);
   for (auto& line : out) // padded columns without a detail
     line.erase(line.find_last_not_of(' ') + 1);
   return out;
