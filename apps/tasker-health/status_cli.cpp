@@ -74,7 +74,7 @@ const duration_rule* rule_of(const std::string& option) {
 
 std::string duration_error(const duration_rule& r, const std::string& text) {
   return "must be a duration from " + ms_text(r.lo) + " to " + ms_text(r.hi)
-         + " with a unit (ms, s, min, h), got '" + text + "'";
+         + " with a unit (ns, us, ms, s, min, h), got '" + text + "'";
 }
 
 const std::vector<std::string>& log_levels() {
@@ -395,7 +395,7 @@ Options (--name=VALUE or --name VALUE):
              + lines[i] + "\n";
   }
   out += R"(
-Durations take a unit: ms, s, min, h.
+Durations take a unit: ns, us, ms, s, min, h (as in the daemon).
 
 Any openssl option set: mutual TLS (certificate, key and cafile or capath
 required; checked before connecting: readable, the key matches, not expired,

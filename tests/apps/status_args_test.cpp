@@ -327,8 +327,9 @@ CAF_TEST(durations are checked against their range after caf parsed them) {
   parsed p{{"--connect=a:1", "--timeout=99h", "--stale-after=-5s",
             "--interval=1500us", "--middleman.heartbeat-interval=0ms"}};
   p.show();
-  CAF_CHECK(p.has("timeout", "from 10ms to 10min with a unit (ms, s, min, h), "
-                             "got '99h'"));
+  CAF_CHECK(p.has("timeout",
+                  "from 10ms to 10min with a unit (ns, us, ms, s, min, h), "
+                  "got '99h'"));
   CAF_CHECK(p.has("stale-after", "from 10ms to 24h"));
   CAF_CHECK(p.has("stale-after", "got '-5s'"));
   CAF_CHECK(p.has("interval", "from 50ms to 1h"));
