@@ -56,7 +56,7 @@ std::string line_of(const std::vector<std::string>& lines,
   return l ? *l : std::string{};
 }
 
-bool has(const std::string& text, const std::string& needle) {
+bool contains(const std::string& text, const std::string& needle) {
   return text.find(needle) != std::string::npos;
 }
 
@@ -131,16 +131,16 @@ CAF_TEST(
   auto row = [](status_reading r) {
     return line_of(render_status_table(r, false), "orders");
   };
-  CAF_CHECK(has(row(reading(QueueDepthTier::warning)), "warning"));
-  CAF_CHECK(has(row(reading(QueueDepthTier::critical)), "CRITICAL"));
-  CAF_CHECK(has(row(reading(QueueDepthTier::overflow)), "OVERFLOW"));
+  CAF_CHECK(contains(row(reading(QueueDepthTier::warning)), "warning"));
+  CAF_CHECK(contains(row(reading(QueueDepthTier::critical)), "CRITICAL"));
+  CAF_CHECK(contains(row(reading(QueueDepthTier::overflow)), "OVERFLOW"));
   auto missing = with(reading(QueueDepthTier::normal), [](HealthSnapshot& s) {
     s.queues.queues[0].missing = true;
   });
   auto l = row(missing);
   CAF_MESSAGE(l);
-  CAF_CHECK(!has(l, "123456"));
-  CAF_CHECK(has(l, "missing"));
+  CAF_CHECK(!contains(l, "123456"));
+  CAF_CHECK(contains(l, "missing"));
 }
 
 CAF_TEST(each state has its color) {
@@ -149,29 +149,31 @@ CAF_TEST(each state has its color) {
   auto row = [](QueueDepthTier t) {
     return line_of(render_status_table(reading(t), true), "orders");
   };
-  CAF_CHECK(has(row(QueueDepthTier::normal), "\x1b[32mnormal"));
-  CAF_CHECK(has(row(QueueDepthTier::warning), "\x1b[33mwarning"));
-  CAF_CHECK(has(row(QueueDepthTier::critical), "\x1b[31mCRITICAL"));
-  CAF_CHECK(has(row(QueueDepthTier::overflow), "\x1b[1;31mOVERFLOW"));
-  CAF_CHECK(has(row(QueueDepthTier::unknown), "\x1b[35munknown"));
+  CAF_CHECK(contains(row(QueueDepthTier::normal), "\x1b[32mnormal"));
+  CAF_CHECK(contains(row(QueueDepthTier::warning), "\x1b[33mwarning"));
+  CAF_CHECK(contains(row(QueueDepthTier::critical), "\x1b[31mCRITICAL"));
+  CAF_CHECK(contains(row(QueueDepthTier::overflow), "\x1b[1;31mOVERFLOW"));
+  CAF_CHECK(contains(row(QueueDepthTier::unknown), "\x1b[35munknown"));
   auto status = [](HealthStatus st, bool stale) {
     auto r = with(reading(QueueDepthTier::normal),
                   [&](HealthSnapshot& s) { s.status = st; });
     r.stale = stale;
     return line_of(render_status_table(r, true), "status");
   };
-  CAF_CHECK(has(status(HealthStatus::healthy, false), "\x1b[32mHEALTHY"));
-  CAF_CHECK(has(status(HealthStatus::degraded, false), "\x1b[33mDEGRADED"));
-  CAF_CHECK(has(status(HealthStatus::unhealthy, false), "\x1b[31mUNHEALTHY"));
+  CAF_CHECK(contains(status(HealthStatus::healthy, false), "\x1b[32mHEALTHY"));
+  CAF_CHECK(
+      contains(status(HealthStatus::degraded, false), "\x1b[33mDEGRADED"));
+  CAF_CHECK(
+      contains(status(HealthStatus::unhealthy, false), "\x1b[31mUNHEALTHY"));
   // A stale reading is stale whatever its snapshot said.
-  CAF_CHECK(has(status(HealthStatus::healthy, true), "\x1b[35mSTALE"));
+  CAF_CHECK(contains(status(HealthStatus::healthy, true), "\x1b[35mSTALE"));
   auto down = with(reading(QueueDepthTier::normal),
                    [](HealthSnapshot& s) { s.database.connected = false; });
-  CAF_CHECK(has(line_of(render_status_table(down, true), "database"),
-                "\x1b[31mDOWN"));
+  CAF_CHECK(contains(line_of(render_status_table(down, true), "database"),
+                     "\x1b[31mDOWN"));
   auto ok = line_of(render_status_table(reading(QueueDepthTier::normal), true),
                     "database");
-  CAF_CHECK(has(ok, "\x1b[32mok"));
+  CAF_CHECK(contains(ok, "\x1b[32mok"));
 }
 
 CAF_TEST(the dimensions say what was measured and what was not ) {
@@ -180,16 +182,17 @@ CAF_TEST(the dimensions say what was measured and what was not ) {
         render_status_table(with(reading(QueueDepthTier::normal), f), false),
         "database");
   };
+  CAF_CHECK(contains(
+      db([](HealthSnapshot& s) { s.database.connected = false; }), "DOWN"));
+  CAF_CHECK(contains(db([](HealthSnapshot& s) { s.database.timed_out = true; }),
+                     "TIMED OUT"));
   CAF_CHECK(
-      has(db([](HealthSnapshot& s) { s.database.connected = false; }), "DOWN"));
-  CAF_CHECK(has(db([](HealthSnapshot& s) { s.database.timed_out = true; }),
-                "TIMED OUT"));
-  CAF_CHECK(has(db([](HealthSnapshot& s) { s.database.check_skipped = true; }),
-                "skipped (breaker open)"));
-  CAF_CHECK(has(db([](HealthSnapshot& s) { s.database.evaluated = false; }),
-                "unknown"));
-  CAF_CHECK(has(db([](HealthSnapshot& s) { s.database.watched = false; }),
-                "not watched"));
+      contains(db([](HealthSnapshot& s) { s.database.check_skipped = true; }),
+               "skipped (breaker open)"));
+  CAF_CHECK(contains(
+      db([](HealthSnapshot& s) { s.database.evaluated = false; }), "unknown"));
+  CAF_CHECK(contains(db([](HealthSnapshot& s) { s.database.watched = false; }),
+                     "not watched"));
   auto ch = [](bool warning, bool saturated, bool critical) {
     auto r = with(reading(QueueDepthTier::normal), [&](HealthSnapshot& s) {
       s.channel.watched = true;
@@ -208,16 +211,17 @@ CAF_TEST(the dimensions say what was measured and what was not ) {
   };
   auto calm = ch(false, false, false);
   CAF_MESSAGE("\n" << calm);
-  CAF_CHECK(has(calm, "commands"));
-  CAF_CHECK(has(calm, "750/1000 (75.0 %)"));
-  CAF_CHECK(has(ch(true, false, false), "warning"));
-  CAF_CHECK(has(ch(true, true, false), "SATURATED"));
-  CAF_CHECK(has(ch(true, true, true), "CRITICAL"));
+  CAF_CHECK(contains(calm, "commands"));
+  CAF_CHECK(contains(calm, "750/1000 (75.0 %)"));
+  CAF_CHECK(contains(ch(true, false, false), "warning"));
+  CAF_CHECK(contains(ch(true, true, false), "SATURATED"));
+  CAF_CHECK(contains(ch(true, true, true), "CRITICAL"));
   auto unknown_queues
       = with(reading(QueueDepthTier::normal),
              [](HealthSnapshot& s) { s.queues.evaluated = false; });
-  CAF_CHECK(has(line_of(render_status_table(unknown_queues, false), "queues"),
-                "unknown"));
+  CAF_CHECK(
+      contains(line_of(render_status_table(unknown_queues, false), "queues"),
+               "unknown"));
 }
 
 CAF_TEST(a change is a new tier status decision breaker or freshness) {
@@ -233,8 +237,8 @@ CAF_TEST(a change is a new tier status decision breaker or freshness) {
                   "queue orders: normal -> critical (depth 123456)\n");
   auto gone
       = with(a, [](HealthSnapshot& s) { s.queues.queues[0].missing = true; });
-  CAF_CHECK(
-      has(joined(status_changes(a, gone)), "queue orders: normal -> missing"));
+  CAF_CHECK(contains(joined(status_changes(a, gone)),
+                     "queue orders: normal -> missing"));
   auto added = with(a, [](HealthSnapshot& s) {
     QueueReport q;
     q.name = "events";
@@ -250,8 +254,8 @@ CAF_TEST(a change is a new tier status decision breaker or freshness) {
   auto stale = a;
   stale.stale = true;
   stale.age = 40s;
-  CAF_CHECK(has(joined(status_changes(a, stale)),
-                "stale: no fresh snapshot (the last one is 40.0 s old)"));
+  CAF_CHECK(contains(joined(status_changes(a, stale)),
+                     "stale: no fresh snapshot (the last one is 40.0 s old)"));
   CAF_CHECK_EQUAL(joined(status_changes(stale, a)), "fresh again\n");
   // The first snapshot after connecting is reported once, as a whole.
   status_reading none = a;
@@ -260,7 +264,7 @@ CAF_TEST(a change is a new tier status decision breaker or freshness) {
       = with(a, [](HealthSnapshot& s) { s.status = HealthStatus::healthy; });
   auto first = status_changes(none, healthy);
   CAF_REQUIRE_EQUAL(first.size(), 1u);
-  CAF_CHECK(has(first[0], "snapshot: status healthy, accepting"));
+  CAF_CHECK(contains(first[0], "snapshot: status healthy, accepting"));
 }
 
 CAF_TEST(the live frame is a title the table and the recent changes) {
