@@ -1,8 +1,7 @@
-// Text helpers of the programs that draw live tables in a terminal
-// (`tasker-health status --watch`, `tasker-health-watch`): padding by visible
-// columns (UTF-8 aware), ANSI colors, number formats, cutting a line to the
-// terminal's width. Header-only and without project dependencies, so that the
-// demo programs can use it without linking the tasker-health libraries.
+// Text helpers of the live table in a terminal (`tasker-health status`,
+// apps/tasker-health/status_view.hpp): padding by visible columns (UTF-8
+// aware), ANSI colors, number formats, cutting a line to the terminal's
+// width. Header-only and without project dependencies.
 #pragma once
 
 #include <algorithm>

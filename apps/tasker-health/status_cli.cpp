@@ -3,26 +3,28 @@
 #include "actors/cluster.hpp"
 #include "apps/common/terminal.hpp"
 #include "apps/tasker-health/daemon_config.hpp"
-#include "apps/tasker-health/snapshot_json.hpp"
 #include "apps/tasker-health/tls_check.hpp"
 #include "messages/registration.hpp"
 
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/atom.hpp"
+#include "caf/config_option.hpp"
+#include "caf/config_option_set.hpp"
 #include "caf/io/middleman.hpp"
 #include "caf/openssl/manager.hpp"
+#include "caf/pec.hpp"
 #include "caf/timestamp.hpp"
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <deque>
 #include <iostream>
+#include <map>
 #include <thread>
 
 #include <unistd.h>
@@ -36,299 +38,277 @@ using std::chrono::steady_clock;
 
 // ---- arguments --------------------------------------------------------------
 
-/// "250ms", "2s", "1min", "1h" (a whole number and a unit).
-std::optional<milliseconds> parse_duration(const std::string& text) {
-  int64_t n = 0;
-  auto* first = text.data();
-  auto* last = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(first, last, n);
-  if (ec != std::errc{} || ptr == first || n < 0)
-    return std::nullopt;
-  std::string unit{ptr, last};
-  if (unit == "ms")
-    return milliseconds{n};
-  if (n > 100'000'000)
-    return std::nullopt;
-  if (unit == "s")
-    return milliseconds{n * 1000};
-  if (unit == "min")
-    return milliseconds{n * 60'000};
-  if (unit == "h")
-    return milliseconds{n * 3'600'000};
-  return std::nullopt;
-}
-
+/// "250ms", "2s", "10min", "1h": the largest unit that divides `d`.
 std::string ms_text(milliseconds d) {
-  if (d.count() % 1000 == 0)
-    return std::to_string(d.count() / 1000) + "s";
-  return std::to_string(d.count()) + "ms";
+  auto n = d.count();
+  if (n != 0 && n % 3'600'000 == 0)
+    return std::to_string(n / 3'600'000) + "h";
+  if (n != 0 && n % 60'000 == 0)
+    return std::to_string(n / 60'000) + "min";
+  if (n % 1000 == 0)
+    return std::to_string(n / 1000) + "s";
+  return std::to_string(n) + "ms";
 }
 
-// ---- formatting -------------------------------------------------------------
+/// The range of a duration option.
+struct duration_rule {
+  const char* option;
+  milliseconds lo;
+  milliseconds hi;
+};
 
-using namespace text;
+constexpr duration_rule duration_rules[] = {
+    {"timeout", milliseconds{10}, milliseconds{600'000}},
+    {"interval", milliseconds{50}, milliseconds{3'600'000}},
+    {"stale-after", milliseconds{10}, milliseconds{86'400'000}},
+    {"middleman.heartbeat-interval", milliseconds{1}, milliseconds{600'000}},
+    {"middleman.connection-timeout", milliseconds{1}, milliseconds{3'600'000}},
+};
 
-std::string age_text(std::optional<milliseconds> age) {
-  return age ? millis(age->count()) : std::string{"-"};
-}
-
-std::string micros_text(std::chrono::microseconds us) {
-  return micros(us.count());
-}
-
-std::string str(std::string_view s) {
-  return std::string{s};
-}
-
-const char* status_color(HealthStatus s) {
-  switch (s) {
-    case HealthStatus::healthy: return green;
-    case HealthStatus::degraded: return yellow;
-    case HealthStatus::unhealthy: return red;
-    case HealthStatus::stale: return magenta;
-  }
+const duration_rule* rule_of(const std::string& option) {
+  for (const auto& r : duration_rules)
+    if (option == r.option)
+      return &r;
   return nullptr;
 }
 
-const char* tier_color(QueueDepthTier t) {
-  switch (t) {
-    case QueueDepthTier::normal: return green;
-    case QueueDepthTier::warning: return yellow;
-    case QueueDepthTier::critical: return red;
-    case QueueDepthTier::overflow: return bold_red;
-    case QueueDepthTier::unknown: return magenta;
+std::string duration_error(const duration_rule& r, const std::string& text) {
+  return "must be a duration from " + ms_text(r.lo) + " to " + ms_text(r.hi)
+         + " with a unit (ns, us, ms, s, min, h), got '" + text + "'";
+}
+
+const std::vector<std::string>& log_levels() {
+  static const std::vector<std::string> xs{"trace", "debug",    "info", "warn",
+                                           "error", "critical", "off"};
+  return xs;
+}
+
+/// The options of `tasker-health status` as CAF option groups: CAF parses
+/// each value by its type and the help is generated from them. Only these:
+/// CAF's own options (scheduler, ...) are not options of this command, and
+/// the system it runs is configured from the result (status_config).
+struct status_args_config : caf::actor_system_config {
+  status_options& o;
+  std::string connect;
+  bool no_color = false;
+  caf::timespan timeout;
+  caf::timespan interval;
+  caf::timespan stale_after;
+  caf::timespan heartbeat_interval;
+  caf::timespan connection_timeout;
+
+  const caf::config_option_set& options() const { return custom_options_; }
+
+  explicit status_args_config(status_options& out)
+      : o(out), timeout(o.timeout), interval(o.interval),
+        stale_after(o.stale_after), heartbeat_interval(o.heartbeat_interval),
+        connection_timeout(o.connection_timeout) {
+    custom_options_.clear();
+    opt_group{custom_options_, "global"}
+        .add(connect, "connect",
+             "the node's cluster.port, e.g. 127.0.0.1:7400 or [::1]:7400 "
+             "(required)")
+        .add(o.watch, "watch", "live view until SIGINT/SIGTERM")
+        .add(o.json, "json", "JSON instead of the table")
+        .add(timeout, "timeout",
+             "one-shot: the longest wait for a snapshot; both: the bound of "
+             "one connect attempt")
+        .add(interval, "interval", "--watch: time between two frames")
+        .add(stale_after, "stale-after",
+             "a snapshot older than this is stale (the daemon's "
+             "health.stale-threshold); the age is measured from its arrival "
+             "and from its produced_at, so the two hosts' clocks must agree "
+             "within it")
+        .add(o.plain, "plain", "--watch: plain lines even on a terminal")
+        .add(no_color, "no-color",
+             "no ANSI colors (also when NO_COLOR is set)");
+    opt_group{custom_options_, "middleman"}
+        .add(heartbeat_interval, "heartbeat-interval", "CAF heartbeats")
+        .add(connection_timeout, "connection-timeout",
+             "a silent node is dropped after this; must exceed the heartbeat "
+             "interval, and the node's heartbeat interval");
+    opt_group{custom_options_, "openssl"}
+        .add(o.certificate, "certificate",
+             "this client's PEM certificate (chain)")
+        .add(o.key, "key", "its PEM private key")
+        .add(o.passphrase, "passphrase", "the key's passphrase, if encrypted")
+        .add(o.cafile, "cafile", "the CA that signed the node's certificate")
+        .add(o.capath, "capath", "or a folder of CAs (openssl rehash)");
+    opt_group{custom_options_, "cluster"}.add(
+        o.auth_key_file, "auth-key-file",
+        "the cluster's shared key (the node's cluster.auth-key-file): its "
+        "snapshots are verified with it");
+    opt_group{custom_options_, "log"}.add(
+        o.log_level, "level",
+        "the component's log on stderr (connect attempts, retries): trace, "
+        "debug, info, warn, error, critical, off");
+    opt_group{custom_options_, "global"}.add(o.help, "help,h", "this text");
   }
-  return nullptr;
-}
 
-/// Upper case from Critical up, so that it stands out without color too.
-std::string tier_label(const QueueReport& q) {
-  if (q.missing)
-    return "missing";
-  auto t = str(to_string(q.tier));
-  return q.tier >= QueueDepthTier::critical ? upper(t) : t;
-}
-
-std::string depth_text(const QueueReport& q) {
-  if (q.missing)
-    return "missing";
-  if (!q.error.empty() && q.tier == QueueDepthTier::unknown)
-    return "-";
-  return std::to_string(q.depth) + (q.capped ? "+" : "");
-}
-
-std::string database_text(const DatabaseHealth& d) {
-  if (!d.watched)
-    return "not watched";
-  if (d.check_skipped)
-    return "skipped (breaker open)";
-  if (d.timed_out)
-    return "TIMED OUT";
-  if (!d.evaluated)
-    return "unknown";
-  return d.connected ? "ok" : "DOWN";
-}
-
-std::string channel_text(const ChannelHealth& c) {
-  if (!c.watched)
-    return "not watched";
-  if (!c.evaluated)
-    return "unknown";
-  if (c.any_critical())
-    return "CRITICAL";
-  if (c.any_saturated())
-    return "SATURATED";
-  if (c.any_warning())
-    return "warning";
-  return "ok";
-}
-
-std::string queues_text(const QueueHealth& q) {
-  if (!q.watched)
-    return "not watched";
-  if (!q.evaluated)
-    return "unknown";
-  auto t = str(to_string(q.worst_tier));
-  return q.worst_tier >= QueueDepthTier::critical ? upper(t) : t;
-}
-
-const char* state_color(const std::string& s) {
-  if (s == "ok" || s == "normal")
-    return green;
-  if (s == "warning" || s == "skipped (breaker open)")
-    return yellow;
-  if (s == "not watched")
-    return dim;
-  if (s == "unknown")
-    return magenta;
-  return red;
-}
-
-std::string decision_words(const status_reading& r) {
-  const auto& d = r.snapshot->decision;
-  if (!d.active)
-    return "accepting";
-  return "backpressure (" + str(to_string(d.source)) + "/"
-         + str(to_string(d.code)) + ", Retry-After "
-         + std::to_string(r.rejecting ? r.retry_after.count()
-                                      : d.retry_after.count())
-         + " s)";
-}
-
-/// Why the reading is not fresh, in words.
-std::string stale_words(const status_reading& r) {
-  if (!r.connected)
-    return r.error.empty() ? std::string{"not connected"} : r.error;
-  if (!r.snapshot)
-    return "connected, no snapshot yet";
-  return "no fresh snapshot (the last one is " + age_text(r.age) + " old)";
-}
-
-/// "pressure 0.75 from queue 'orders'; admitted critical 100 %, normal
-/// 50 %, sheddable 0 %".
-std::string shedding_text(const SheddingState& sh) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "pressure %.2f", sh.pressure);
-  std::string out = buf;
-  if (sh.source != BackpressureSource::none)
-    out += " from " + str(to_string(sh.source))
-           + (sh.source_name.empty() ? "" : " '" + sh.source_name + "'");
-  out += "; admitted";
-  for (size_t i = 0; i < sh.classes.size(); ++i) {
-    std::snprintf(buf, sizeof(buf), " %.0f %%", 100.0 * sh.classes[i].admitted);
-    out += (i == 0 ? " " : ", ") + sh.classes[i].name + buf;
+  /// The option's name on the command line ("connect", "openssl.key").
+  static std::string name_of(const caf::config_option& opt) {
+    auto category = str(opt.category());
+    auto name = str(opt.long_name());
+    return category == "global" ? name : category + "." + name;
   }
-  return out;
+
+  /// The word after '=' in the help.
+  static std::string metavar(const caf::config_option& opt) {
+    auto name = name_of(opt);
+    if (rule_of(name) != nullptr)
+      return "DURATION";
+    if (name == "connect")
+      return "HOST:PORT";
+    if (name == "openssl.capath")
+      return "DIR";
+    if (name == "openssl.passphrase")
+      return "TEXT";
+    if (name == "log.level")
+      return "LEVEL";
+    return "FILE";
+  }
+
+  /// "(default 2s; 10ms to 10min)", "(default off)" or "".
+  static std::string default_text(const caf::config_option& opt) {
+    auto v = opt.get();
+    if (!v)
+      return "";
+    if (auto t = caf::get_if<caf::timespan>(&*v)) {
+      auto d = ms_text(std::chrono::duration_cast<milliseconds>(*t));
+      auto r = rule_of(name_of(opt));
+      return " (default " + d
+             + (r ? "; " + ms_text(r->lo) + " to " + ms_text(r->hi) : "") + ")";
+    }
+    if (auto str = caf::get_if<std::string>(&*v); str && !str->empty())
+      return " (default " + *str + ")";
+    return "";
+  }
+};
+
+/// `text` broken into lines of at most `width` columns.
+std::vector<std::string> wrap(const std::string& text, size_t width) {
+  std::vector<std::string> lines{""};
+  size_t pos = 0;
+  while (pos < text.size()) {
+    auto end = text.find(' ', pos);
+    if (end == std::string::npos)
+      end = text.size();
+    auto word = text.substr(pos, end - pos);
+    if (!lines.back().empty() && lines.back().size() + 1 + word.size() > width)
+      lines.emplace_back();
+    lines.back() += (lines.back().empty() ? "" : " ") + word;
+    pos = end + 1;
+  }
+  return lines;
 }
 
-} // namespace
-
-status_options parse_status_args(const std::vector<std::string>& args,
-                                 std::vector<ConfigError>& errors) {
-  status_options o;
-  bool have_connect = false;
+/// Hands `args` to CAF's parser one option at a time (so that every problem
+/// is reported, each with its option); `--name value` is joined to
+/// `--name=value` first. Returns what was given per option.
+std::map<std::string, std::string>
+read_arguments(status_args_config& cfg, const std::vector<std::string>& args,
+               std::vector<ConfigError>& errors) {
+  const auto& options = cfg.options();
+  std::map<std::string, std::string> texts;
   for (size_t i = 0; i < args.size(); ++i) {
     const auto& arg = args[i];
-    auto eq = arg.find('=');
-    std::string name = arg.substr(0, eq);
-    bool inline_value = eq != std::string::npos;
-    auto value = [&](std::string& out) {
-      if (inline_value) {
-        out = arg.substr(eq + 1);
-        return true;
-      }
-      if (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) {
-        out = args[++i];
-        return true;
-      }
-      errors.push_back(
-          {name.substr(2), "needs a value: " + name + "=VALUE (see --help)"});
-      return false;
-    };
-    auto flag = [&](bool& out) {
-      if (inline_value)
-        errors.push_back({name.substr(2),
-                          "is a flag and takes no value (got '" + arg + "')"});
-      out = true;
-    };
-    auto duration = [&](milliseconds& out, milliseconds lo, milliseconds hi) {
-      std::string text;
-      if (!value(text))
-        return;
-      auto d = parse_duration(text);
-      if (!d || *d < lo || *d > hi) {
-        errors.push_back(
-            {name.substr(2),
-             "must be a duration from " + ms_text(lo) + " to " + ms_text(hi)
-                 + " with a unit (ms, s, min, h), got '" + text + "'"});
-        return;
-      }
-      out = *d;
-    };
-    if (name == "-h" || name == "--help") {
-      o.help = true;
-      return o;
-    }
-    if (name == "--connect") {
-      std::string text;
-      if (!value(text))
-        continue;
-      std::string why;
-      if (auto p = parse_peer(text, &why)) {
-        o.peer = *p;
-        have_connect = true;
-      } else {
-        errors.push_back({"connect", why});
-      }
-    } else if (name == "--watch") {
-      flag(o.watch);
-    } else if (name == "--json") {
-      flag(o.json);
-    } else if (name == "--plain") {
-      flag(o.plain);
-    } else if (name == "--no-color") {
-      bool b = false;
-      flag(b);
-      o.color = false;
-    } else if (name == "--timeout") {
-      duration(o.timeout, milliseconds{10}, milliseconds{600'000});
-    } else if (name == "--interval") {
-      duration(o.interval, milliseconds{50}, milliseconds{3'600'000});
-    } else if (name == "--stale-after") {
-      duration(o.stale_after, milliseconds{10}, milliseconds{86'400'000});
-    } else if (name == "--middleman.heartbeat-interval") {
-      duration(o.heartbeat_interval, milliseconds{1}, milliseconds{600'000});
-    } else if (name == "--middleman.connection-timeout") {
-      duration(o.connection_timeout, milliseconds{1}, milliseconds{3'600'000});
-    } else if (name == "--openssl.certificate") {
-      value(o.certificate);
-    } else if (name == "--openssl.key") {
-      value(o.key);
-    } else if (name == "--openssl.passphrase") {
-      value(o.passphrase);
-    } else if (name == "--openssl.cafile") {
-      value(o.cafile);
-    } else if (name == "--openssl.capath") {
-      value(o.capath);
-    } else if (name == "--cluster.auth-key-file") {
-      value(o.auth_key_file);
-    } else if (name == "--log.level") {
-      std::string level;
-      if (!value(level))
-        continue;
-      static const std::vector<std::string> levels{
-          "trace", "debug", "info", "warn", "error", "critical", "off"};
-      if (std::find(levels.begin(), levels.end(), level) == levels.end())
-        errors.push_back({"log.level", "must be one of trace, debug, info, "
-                                       "warn, error, critical, off (got '"
-                                           + level + "')"});
-      else
-        o.log_level = level;
-    } else if (name.rfind("--", 0) == 0) {
-      errors.push_back({name.substr(2), "unknown option (see --help)"});
-    } else {
+    if (arg.rfind("--", 0) != 0) {
       errors.push_back({"command line", "unexpected argument '" + arg
                                             + "' (options look like "
                                               "--name=value; see --help)"});
+      continue;
     }
+    auto eq = arg.find('=');
+    auto name = arg.substr(2, eq == std::string::npos ? eq : eq - 2);
+    auto opt = options.cli_long_name_lookup(name);
+    if (opt == nullptr) {
+      errors.push_back({name, "unknown option (see --help)"});
+      continue;
+    }
+    std::string given = arg;
+    if (opt->is_flag() && eq != std::string::npos) {
+      errors.push_back(
+          {name, "is a flag and takes no value (got '" + arg + "')"});
+      continue;
+    }
+    if (!opt->is_flag() && eq == std::string::npos) {
+      if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) {
+        errors.push_back(
+            {name, "needs a value: --" + name + "=VALUE (see --help)"});
+        continue;
+      }
+      given += "=" + args[++i];
+    }
+    auto value = given.substr(std::min(given.size(), given.find('=') + 1));
+    texts[name] = value;
+    auto code = options.parse(cfg.content, {given}).first;
+    if (code == caf::pec::success)
+      continue;
+    if (auto r = rule_of(name))
+      errors.push_back({name, duration_error(*r, value)});
+    else
+      errors.push_back({name, "invalid value '" + value + "' ("
+                                  + caf::to_string(code) + ")"});
   }
-  if (!have_connect
-      && std::none_of(errors.begin(), errors.end(), [](const ConfigError& e) {
-           return e.option == "connect";
-         }))
-    errors.push_back({"connect", "is required: --connect=HOST:PORT (a node's "
-                                 "cluster.port)"});
+  return texts;
+}
+
+/// The rules beyond the types: ranges, levels, the peer address.
+void check_values(const status_args_config& cfg,
+                  std::map<std::string, std::string>& texts, status_options& o,
+                  std::vector<ConfigError>& errors) {
+  // The durations: in range, then whole milliseconds.
+  auto duration = [&](const char* option, caf::timespan t, milliseconds& out) {
+    auto r = rule_of(option);
+    if (t < r->lo || t > r->hi) {
+      errors.push_back({option, duration_error(*r, texts[option])});
+      return;
+    }
+    out = std::chrono::duration_cast<milliseconds>(t);
+  };
+  duration("timeout", cfg.timeout, o.timeout);
+  duration("interval", cfg.interval, o.interval);
+  duration("stale-after", cfg.stale_after, o.stale_after);
+  duration("middleman.heartbeat-interval", cfg.heartbeat_interval,
+           o.heartbeat_interval);
+  duration("middleman.connection-timeout", cfg.connection_timeout,
+           o.connection_timeout);
   if (o.connection_timeout <= o.heartbeat_interval)
     errors.push_back({"middleman.connection-timeout",
                       "must exceed middleman.heartbeat-interval (timeout "
                           + ms_text(o.connection_timeout) + ", interval "
                           + ms_text(o.heartbeat_interval) + ")"});
+  o.color = !cfg.no_color;
+  const auto& levels = log_levels();
+  if (std::find(levels.begin(), levels.end(), o.log_level) == levels.end()) {
+    errors.push_back({"log.level", "must be one of trace, debug, info, "
+                                   "warn, error, critical, off (got '"
+                                       + o.log_level + "')"});
+    o.log_level = "off";
+  }
+  if (caf::get_if(&cfg.content, "connect") == nullptr) {
+    if (std::none_of(errors.begin(), errors.end(), [](const ConfigError& e) {
+          return e.option == "connect"; // "needs a value" said it already
+        }))
+      errors.push_back({"connect", "is required: --connect=HOST:PORT (a "
+                                   "node's cluster.port)"});
+  } else {
+    std::string why;
+    if (auto p = parse_peer(cfg.connect, &why))
+      o.peer = *p;
+    else
+      errors.push_back({"connect", why});
+  }
+}
+
+/// The TLS files as the daemon checks them, and how the node's snapshots
+/// are verified: with its certificate under mutual TLS, else with the
+/// cluster's shared key.
+void check_security(status_options& o, std::vector<ConfigError>& errors) {
   tls_files files{o.certificate, o.key, o.passphrase, o.cafile, o.capath};
   auto before = errors.size();
   for (auto& e : check_tls_files(files))
     errors.push_back(std::move(e));
-  // The node signs its snapshots: with its certificate under mutual TLS,
-  // else with the cluster's shared key.
   std::string why;
   if (!o.auth_key_file.empty() && files.any()) {
     errors.push_back({"cluster.auth-key-file",
@@ -346,11 +326,31 @@ status_options parse_status_args(const std::vector<std::string>& args,
     else
       errors.push_back({"openssl.certificate", why});
   }
+}
+
+} // namespace
+
+status_options parse_status_args(const std::vector<std::string>& args,
+                                 std::vector<ConfigError>& errors) {
+  status_options o;
+  if (std::any_of(args.begin(), args.end(), [](const std::string& a) {
+        return a == "-h" || a == "--help";
+      })) {
+    o.help = true; // the other arguments are not checked
+    return o;
+  }
+  status_args_config cfg{o};
+  auto texts = read_arguments(cfg, args, errors);
+  check_values(cfg, texts, o, errors);
+  check_security(o, errors);
   return o;
 }
 
 std::string status_help() {
-  return R"(Usage: tasker-health status --connect=HOST:PORT [--watch] [--json] [OPTION]...
+  status_options defaults;
+  status_args_config cfg{defaults};
+  std::string out
+      = R"(Usage: tasker-health status --connect=HOST:PORT [--watch] [--json] [OPTION]...
 
 Reads a tasker-health node's snapshots over CAF networking: it connects to the
 node's publisher (the daemon's cluster.port) like a peer of the cluster does
@@ -370,279 +370,72 @@ per line with --json. A lost node is shown as unreachable (or stale), and the
 command reconnects by itself with backoff.
 
 Options (--name=VALUE or --name VALUE):
-  --connect=HOST:PORT     the node's cluster.port, e.g. 127.0.0.1:7400 or
-                          [::1]:7400 (required)
-  --watch                 live view until SIGINT/SIGTERM
-  --json                  JSON instead of the table
-  --timeout=DURATION      one-shot: the longest wait for a snapshot; both:
-                          the bound of one connect attempt (default 2s;
-                          10ms to 10min)
-  --interval=DURATION     --watch: time between two frames (default 1s;
-                          50ms to 1h)
-  --stale-after=DURATION  a snapshot older than this is stale (default 30s,
-                          the daemon's health.stale-threshold); the age is
-                          measured from its arrival and from its produced_at,
-                          so the two hosts' clocks must agree within it
-  --plain                 --watch: plain lines even on a terminal
-  --no-color              no ANSI colors (also when NO_COLOR is set)
-  --middleman.heartbeat-interval=DURATION   CAF heartbeats (default 200ms)
-  --middleman.connection-timeout=DURATION   a silent node is dropped after
-                          this (default 1s); must exceed the heartbeat
-                          interval, and the node's heartbeat interval
-  --openssl.certificate=FILE  this client's PEM certificate (chain)
-  --openssl.key=FILE          its PEM private key
-  --openssl.passphrase=TEXT   the key's passphrase, if encrypted
-  --openssl.cafile=FILE       the CA that signed the node's certificate
-  --openssl.capath=DIR        or a folder of CAs (openssl rehash)
-                          Any openssl option set: mutual TLS (certificate,
-                          key and cafile or capath required; checked before
-                          connecting: readable, the key matches, not
-                          expired, signed by the CA); else plain TCP.
-                          The node's snapshots are then verified against
-                          the CA (signed by a certificate of the node's name).
-  --cluster.auth-key-file=FILE  the cluster's shared key (the node's
-                          cluster.auth-key-file): its snapshots are
-                          verified with it. Neither: not verified.
-  --log.level=LEVEL       the component's log on stderr (connect attempts,
-                          retries): trace, debug, info, warn, error,
-                          critical, off (default off)
-  -h, --help              this text
+)";
+  // Generated from the option groups: every option, its default and range.
+  constexpr size_t column = 26;
+  for (const auto& opt : cfg.options()) {
+    auto name = status_args_config::name_of(opt);
+    auto shorts = str(opt.short_names());
+    std::string left = "  ";
+    for (char c : shorts)
+      left += std::string{"-"} + c + ", ";
+    left += "--" + name;
+    if (!opt.is_flag())
+      left += "=" + status_args_config::metavar(opt);
+    auto description
+        = str(opt.description()) + status_args_config::default_text(opt);
+    auto lines = wrap(description, 78 - column);
+    if (left.size() + 2 > column)
+      out += left + "\n";
+    else
+      lines.front() = text::pad(left, column) + lines.front();
+    for (size_t i = 0; i < lines.size(); ++i)
+      out += (i == 0 && left.size() + 2 <= column ? ""
+                                                  : std::string(column, ' '))
+             + lines[i] + "\n";
+  }
+  out += R"(
+Durations take a unit: ns, us, ms, s, min, h (as in the daemon).
 
-Durations take a unit: ms, s, min, h.
+Any openssl option set: mutual TLS (certificate, key and cafile or capath
+required; checked before connecting: readable, the key matches, not expired,
+signed by the CA); else plain TCP. The node's snapshots are then verified
+against the CA (signed by a certificate of the node's name). With
+--cluster.auth-key-file they are verified with the cluster's shared key.
+Neither: not verified.
 
 Exit status: 0 the node accepts work; 1 its backpressure is active; 3 it is
 unreachable, or no fresh snapshot came within --timeout (stale); 2 bad
 arguments (each problem is printed naming its option). --watch exits 0 on
 SIGINT or SIGTERM.
 )";
-}
-
-std::vector<std::string> render_status_table(const status_reading& r,
-                                             bool color) {
-  std::vector<std::string> out;
-  const auto& s = r.snapshot;
-  std::string node = r.target;
-  if (s && !s->node_id.empty())
-    node = s->node_id + "  (" + r.target + ")";
-  out.push_back(pad("node", 12) + node);
-  if (!r.connected) {
-    out.push_back(pad("status", 12) + paint(color, "UNREACHABLE", bold_red)
-                  + "  " + stale_words(r));
-    return out;
-  }
-  if (!s) {
-    out.push_back(pad("status", 12) + paint(color, "STALE", magenta) + "  "
-                  + stale_words(r));
-    return out;
-  }
-  auto status = r.stale ? HealthStatus::stale : s->status;
-  std::string line
-      = pad("status", 12)
-        + paint(color, upper(str(to_string(status))), status_color(status), 11)
-        + "age " + age_text(r.age) + ", sequence " + std::to_string(s->sequence)
-        + ", epoch " + std::to_string(s->epoch);
-  out.push_back(line);
-  if (r.stale)
-    out.push_back(pad("", 12) + stale_words(r));
-  const auto& d = s->decision;
-  if (d.active) {
-    auto retry = r.rejecting ? r.retry_after : d.retry_after;
-    out.push_back(pad("decision", 12) + paint(color, "BACKPRESSURE", bold_red)
-                  + "  " + str(to_string(d.source)) + "/"
-                  + str(to_string(d.code)) + ", Retry-After "
-                  + std::to_string(retry.count()) + " s");
-    if (!d.reason.empty())
-      out.push_back(pad("", 12) + d.reason);
-  } else {
-    out.push_back(pad("decision", 12) + paint(color, "accepting", green));
-  }
-  if (s->shedding.graded)
-    out.push_back(pad("shedding", 12) + shedding_text(s->shedding));
-  {
-    auto t = database_text(s->database);
-    std::string detail;
-    if (s->database.watched) {
-      detail = "check " + micros_text(s->database.check_duration) + ", breaker "
-               + str(to_string(s->database.breaker.state));
-      if (s->database.breaker.state == CircuitState::open)
-        detail += " (half-open in "
-                  + age_text(s->database.breaker.time_until_half_open) + ")";
-      if (!s->database.error.empty())
-        detail += ", error: " + s->database.error;
-    }
-    out.push_back(pad("database", 12) + paint(color, t, state_color(t), 24)
-                  + detail);
-  }
-  {
-    auto t = channel_text(s->channel);
-    std::string detail;
-    if (s->channel.watched && s->channel.evaluated)
-      detail = "max " + fixed(s->channel.max_saturation_percent(), 1) + " %";
-    if (!s->channel.error.empty())
-      detail += (detail.empty() ? "" : ", ") + ("error: " + s->channel.error);
-    out.push_back(pad("channel", 12) + paint(color, t, state_color(t), 24)
-                  + detail);
-    for (const auto& c : s->channel.channels)
-      out.push_back(pad("", 12) + pad(c.name, 24)
-                    + std::to_string(c.capacity - c.available) + "/"
-                    + std::to_string(c.capacity) + " ("
-                    + fixed(c.saturation_percent, 1) + " %)");
-  }
-  {
-    auto t = queues_text(s->queues);
-    std::string detail;
-    if (s->queues.watched) {
-      detail = "check " + micros_text(s->queues.check_duration);
-      if (!s->queues.worst_queue.empty())
-        detail += ", worst " + s->queues.worst_queue;
-      if (!s->queues.error.empty())
-        detail += ", error: " + s->queues.error;
-    }
-    out.push_back(pad("queues", 12)
-                  + paint(color, t,
-                          s->queues.evaluated ? tier_color(s->queues.worst_tier)
-                                              : state_color(t),
-                          24)
-                  + detail);
-  }
-  for (const auto& c : s->custom) {
-    std::string t = !c.evaluated ? "unknown" : c.healthy ? "ok" : "failing";
-    std::string detail = str(to_string(c.kind));
-    if (!c.detail.empty())
-      detail += ", " + c.detail;
-    if (!c.error.empty())
-      detail += ", error: " + c.error;
-    out.push_back(pad(c.name, 12) + paint(color, t, state_color(t), 24)
-                  + detail);
-  }
-  if (!s->queues.queues.empty()) {
-    out.emplace_back();
-    out.push_back(paint(color,
-                        pad("QUEUE", 24) + rpad("DEPTH", 9) + "  "
-                            + pad("TIER", 10) + rpad("OLDEST", 8),
-                        dim));
-    for (const auto& q : s->queues.queues) {
-      std::string row
-          = pad(q.name, 24) + rpad(depth_text(q), 9) + "  "
-            + paint(color, tier_label(q),
-                    q.missing ? magenta : tier_color(q.tier), 10)
-            + rpad(q.oldest_message_age_seconds >= 0
-                       ? std::to_string(q.oldest_message_age_seconds) + " s"
-                       : "-",
-                   8);
-      if (!q.error.empty())
-        row += "  error: " + q.error;
-      out.push_back(row);
-    }
-  }
-  for (auto& line : out) // padded columns without a detail
-    line.erase(line.find_last_not_of(' ') + 1);
   return out;
 }
 
-std::string render_status_line(const status_reading& r,
-                               const std::string& clock) {
-  std::string line = clock + " " + r.target;
-  if (!r.connected)
-    return line + " unreachable: " + stale_words(r);
-  if (!r.snapshot)
-    return line + " stale: " + stale_words(r);
-  const auto& s = *r.snapshot;
-  line += " node=" + s.node_id + " status="
-          + str(to_string(r.stale ? HealthStatus::stale : s.status))
-          + " decision=";
-  if (s.decision.active)
-    line += "backpressure(" + str(to_string(s.decision.code)) + ", retry "
-            + std::to_string(
-                (r.rejecting ? r.retry_after : s.decision.retry_after).count())
-            + "s)";
-  else
-    line += "accepting";
-  if (s.shedding.graded) {
-    char p[32];
-    std::snprintf(p, sizeof(p), "%.2f", s.shedding.pressure);
-    line += std::string{" pressure="} + p + " admitted:";
-    for (const auto& c : s.shedding.classes) {
-      std::snprintf(p, sizeof(p), "%.0f%%", 100.0 * c.admitted);
-      line += " " + c.name + "=" + p;
-    }
+status_reading make_reading(const cluster_node& n,
+                            std::shared_ptr<const HealthSnapshot> snapshot,
+                            const std::string& target,
+                            std::chrono::system_clock::time_point now,
+                            milliseconds stale_after) {
+  status_reading r;
+  r.target = target;
+  r.connected = n.connected;
+  r.error = n.last_error;
+  r.snapshot = std::move(snapshot);
+  r.age = n.age;
+  if (r.snapshot && r.age) {
+    // The cell's age starts when the snapshot arrived here; the node's
+    // publisher may have held it for a while (an aggregator that hangs but
+    // does not die). Its production time says how old it really is.
+    auto produced = duration_cast<milliseconds>(now - r.snapshot->produced_at);
+    r.age = std::max(*r.age, produced);
   }
-  line += " age=" + std::to_string(r.age ? r.age->count() : -1)
-          + "ms seq=" + std::to_string(s.sequence);
-  if (s.database.watched)
-    line += " db=" + database_text(s.database)
-            + " breaker=" + str(to_string(s.database.breaker.state));
-  if (!s.queues.queues.empty()) {
-    line += " queues:";
-    for (const auto& q : s.queues.queues)
-      line += " " + q.name + "=" + depth_text(q) + "/"
-              + (q.missing ? std::string{"missing"} : str(to_string(q.tier)));
-  }
-  if (r.stale)
-    line += " (stale: " + stale_words(r) + ")";
-  return line;
-}
-
-std::string render_status_json(const status_reading& r) {
-  auto j
-      = r.snapshot ? to_json(*r.snapshot, r.age, r.stale) : no_snapshot_json();
-  j["connection"] = {
-      {"target", r.target},
-      {"connected", r.connected},
-      {"error",
-       r.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.error)},
-  };
-  return j.dump();
-}
-
-std::vector<std::string> status_changes(const status_reading& prev,
-                                        const status_reading& cur) {
-  std::vector<std::string> out;
-  if (prev.connected != cur.connected) {
-    if (cur.connected)
-      out.push_back("connected to " + cur.target);
-    else
-      out.push_back("unreachable: " + stale_words(cur));
-  }
-  if (!cur.connected || !cur.snapshot)
-    return out;
-  if (!prev.snapshot || !prev.connected) {
-    out.push_back("snapshot: status " + str(to_string(cur.snapshot->status))
-                  + ", " + decision_words(cur));
-    return out;
-  }
-  const auto& a = *prev.snapshot;
-  const auto& b = *cur.snapshot;
-  if (prev.stale != cur.stale)
-    out.push_back(cur.stale ? "stale: " + stale_words(cur)
-                            : std::string{"fresh again"});
-  if (a.status != b.status)
-    out.push_back("status: " + str(to_string(a.status)) + " -> "
-                  + str(to_string(b.status)));
-  if (a.decision.active != b.decision.active
-      || a.decision.code != b.decision.code)
-    out.push_back("decision: " + decision_words(cur)
-                  + (b.decision.active && !b.decision.reason.empty()
-                         ? ": " + b.decision.reason
-                         : std::string{}));
-  if (a.database.breaker.state != b.database.breaker.state)
-    out.push_back("circuit breaker: " + str(to_string(a.database.breaker.state))
-                  + " -> " + str(to_string(b.database.breaker.state)));
-  for (const auto& q : b.queues.queues) {
-    auto it
-        = std::find_if(a.queues.queues.begin(), a.queues.queues.end(),
-                       [&](const QueueReport& p) { return p.name == q.name; });
-    auto now = q.missing ? std::string{"missing"} : str(to_string(q.tier));
-    if (it == a.queues.queues.end()) {
-      out.push_back("queue " + q.name + ": " + now);
-      continue;
-    }
-    auto was = it->missing ? std::string{"missing"} : str(to_string(it->tier));
-    if (was != now)
-      out.push_back("queue " + q.name + ": " + was + " -> " + now + " (depth "
-                    + depth_text(q) + ")");
-  }
-  return out;
+  bool fresh = n.accepting || n.rejecting;
+  r.stale = !r.connected || !r.snapshot || !fresh
+            || (r.age && *r.age >= stale_after);
+  r.rejecting = n.rejecting;
+  r.retry_after = n.retry_after;
+  return r;
 }
 
 namespace {
@@ -671,31 +464,17 @@ struct status_config : caf::actor_system_config {
 
 status_reading read_node(const cluster& c, const status_options& o,
                          const std::string& target) {
-  status_reading r;
-  r.target = target;
   auto summary = c.summary();
-  if (summary.nodes.empty())
+  if (summary.nodes.empty()) {
+    status_reading r;
+    r.target = target;
     return r;
-  const auto& n = summary.nodes.front();
-  r.connected = n.connected;
-  r.error = n.last_error;
-  if (auto cell = c.peer_cell(0))
-    r.snapshot = cell->load();
-  r.age = n.age;
-  if (r.snapshot && r.age) {
-    // The cell's age starts when the snapshot arrived here; the node's
-    // publisher may have held it for a while (an aggregator that hangs but
-    // does not die). Its production time says how old it really is.
-    auto produced = duration_cast<milliseconds>(std::chrono::system_clock::now()
-                                                - r.snapshot->produced_at);
-    r.age = std::max(*r.age, produced);
   }
-  bool fresh = n.accepting || n.rejecting;
-  r.stale = !r.connected || !r.snapshot || !fresh
-            || (r.age && *r.age >= o.stale_after);
-  r.rejecting = n.rejecting;
-  r.retry_after = n.retry_after;
-  return r;
+  std::shared_ptr<const HealthSnapshot> snapshot;
+  if (auto cell = c.peer_cell(0))
+    snapshot = cell->load();
+  return make_reading(summary.nodes.front(), std::move(snapshot), target,
+                      std::chrono::system_clock::now(), o.stale_after);
 }
 
 /// Leaves the process without running destructors. ~actor_system joins the
@@ -752,7 +531,7 @@ status_reading read_node(const cluster& c, const status_options& o,
   auto next = steady_clock::now();
   for (;;) {
     auto r = read_node(c, o, target);
-    auto clock = local_clock();
+    auto clock = text::local_clock();
     std::vector<std::string> changed;
     if (prev)
       changed = status_changes(*prev, r);
@@ -766,25 +545,13 @@ status_reading read_node(const cluster& c, const status_options& o,
         recent.push_back(clock + "  " + text);
       while (recent.size() > max_recent)
         recent.pop_front();
-      std::vector<std::string> lines;
-      lines.push_back(paint(color, "tasker-health status", bold) + "  " + target
-                      + "  " + clock + "  every "
-                      + std::to_string(o.interval.count())
-                      + " ms  (Ctrl-C quits)");
-      lines.emplace_back();
-      auto table = render_status_table(r, color);
-      lines.insert(lines.end(), table.begin(), table.end());
-      if (!recent.empty()) {
-        lines.emplace_back();
-        lines.push_back(paint(color, "recent changes", dim));
-        lines.insert(lines.end(), recent.begin(), recent.end());
-      }
-      auto [cols, rows] = terminal_size();
+      auto lines = render_watch_frame(r, color, clock, o.interval, recent);
+      auto [cols, rows] = text::terminal_size();
       if (rows > 1 && lines.size() > static_cast<size_t>(rows - 1))
         lines.resize(static_cast<size_t>(rows - 1));
       std::string out = "\x1b[H";
       for (const auto& l : lines)
-        out += fit(l, cols > 1 ? cols - 1 : 0) + "\x1b[K\n";
+        out += text::fit(l, cols > 1 ? cols - 1 : 0) + "\x1b[K\n";
       out += "\x1b[J";
       std::fputs(out.c_str(), stdout);
     } else {

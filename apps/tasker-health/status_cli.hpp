@@ -9,9 +9,12 @@
 // It is a one-peer cluster (actors/cluster.hpp): the link's TCP pre-check,
 // asynchronous connect, heartbeats, reconnects with backoff and admission of
 // snapshots are the daemon's own. Exit codes: 0 accepting, 1 backpressure
-// active, 3 unreachable or stale, 2 bad arguments.
+// active, 3 unreachable or stale, 2 bad arguments. What it prints comes from
+// the presenter (status_view.hpp).
 #pragma once
 
+#include "actors/cluster.hpp"
+#include "apps/tasker-health/status_view.hpp"
 #include "core/config.hpp"
 #include "core/snapshot_auth.hpp"
 #include "core/types.hpp"
@@ -23,12 +26,6 @@
 #include <vector>
 
 namespace tasker::health::app {
-
-/// Exit codes of `tasker-health status`.
-inline constexpr int status_accepting = 0;
-inline constexpr int status_backpressure = 1;
-inline constexpr int status_bad_arguments = 2;
-inline constexpr int status_unreachable = 3;
 
 struct status_options {
   PeerAddress peer;
@@ -71,47 +68,17 @@ status_options parse_status_args(const std::vector<std::string>& args,
 /// The text of `tasker-health status --help`.
 std::string status_help();
 
-/// What the status command knows about the node at one moment.
-struct status_reading {
-  /// "host:port" as given.
-  std::string target;
-  bool connected = false;
-  /// Why not connected (the link's last error).
-  std::string error;
-  /// The latest snapshot (it may be stale; null: none received yet).
-  std::shared_ptr<const HealthSnapshot> snapshot;
-  std::optional<milliseconds> age;
-  /// Not connected, no snapshot, or no fresh one.
-  bool stale = true;
-  /// Backpressure on a fresh snapshot, with the Retry-After as the checker
-  /// gives it (a breaker's counts down).
-  bool rejecting = false;
-  seconds retry_after{0};
-
-  /// 0 accepting, 1 backpressure, 3 unreachable or stale.
-  int exit_code() const noexcept {
-    if (!connected || stale || !snapshot)
-      return status_unreachable;
-    return rejecting ? status_backpressure : status_accepting;
-  }
-};
-
-/// The readable table of one reading (no trailing newlines; ANSI colors
-/// when `color`).
-std::vector<std::string> render_status_table(const status_reading& r,
-                                             bool color);
-
-/// One line for logs and pipes: time, node, status, decision, queues.
-std::string render_status_line(const status_reading& r,
-                               const std::string& clock);
-
-/// The JSON: GET /health's body (to_json, or the body before the first
-/// snapshot) plus "connection": {target, connected, error}.
-std::string render_status_json(const status_reading& r);
-
-/// What changed from `prev` to `cur`, one sentence each (--watch).
-std::vector<std::string> status_changes(const status_reading& prev,
-                                        const status_reading& cur);
+/// The reading of node `n` as the one-peer cluster sees it, `snapshot` its
+/// latest (null: none yet), at wall time `now`. The age is the larger of the
+/// cell's (since the snapshot arrived) and the snapshot's own (since its
+/// `produced_at`): a publisher may hold an old snapshot. Stale when not
+/// connected, without a snapshot, without a fresh one, or older than
+/// `stale_after`.
+status_reading make_reading(const cluster_node& n,
+                            std::shared_ptr<const HealthSnapshot> snapshot,
+                            const std::string& target,
+                            std::chrono::system_clock::time_point now,
+                            milliseconds stale_after);
 
 /// `tasker-health status ...`: argv[0] is the program, argv[1] "status".
 /// Returns only for bad arguments and --help; otherwise it leaves the

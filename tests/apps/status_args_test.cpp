@@ -297,3 +297,86 @@ CAF_TEST(changes name connection decision and tiers) {
   CAF_CHECK(contains(joined(status_changes(lost, b)), "connected to"));
   CAF_CHECK(status_changes(b, b).empty());
 }
+
+CAF_TEST(a reading is as old as its snapshot when a publisher held it) {
+  auto now = std::chrono::system_clock::now();
+  auto s = critical_snapshot();
+  s->decision = BackpressureDecision{};
+  s->produced_at = now - 40s; // produced 40 s ago ...
+  cluster_node n;
+  n.connected = true;
+  n.accepting = true;
+  n.age = 10ms; // ... but it arrived here 10 ms ago
+  auto held = make_reading(n, s, "127.0.0.1:7400", now, 30s);
+  CAF_REQUIRE(held.age.has_value());
+  CAF_CHECK(*held.age == 40s);
+  CAF_CHECK(held.stale);
+  CAF_CHECK_EQUAL(held.exit_code(), status_unreachable);
+  // A snapshot produced just before it arrived: the cell's age counts.
+  s->produced_at = now - 5ms;
+  auto fresh_one = make_reading(n, s, "127.0.0.1:7400", now, 30s);
+  CAF_CHECK(fresh_one.age == std::optional<milliseconds>{10ms});
+  CAF_CHECK(!fresh_one.stale);
+  CAF_CHECK_EQUAL(fresh_one.exit_code(), status_accepting);
+  // Not fresh by the link's judgement (neither accepting nor rejecting).
+  n.accepting = false;
+  CAF_CHECK(make_reading(n, s, "127.0.0.1:7400", now, 30s).stale);
+}
+
+CAF_TEST(durations are checked against their range after caf parsed them) {
+  parsed p{{"--connect=a:1", "--timeout=99h", "--stale-after=-5s",
+            "--interval=1500us", "--middleman.heartbeat-interval=0ms"}};
+  p.show();
+  CAF_CHECK(p.has("timeout",
+                  "from 10ms to 10min with a unit (ns, us, ms, s, min, h), "
+                  "got '99h'"));
+  CAF_CHECK(p.has("stale-after", "from 10ms to 24h"));
+  CAF_CHECK(p.has("stale-after", "got '-5s'"));
+  CAF_CHECK(p.has("interval", "from 50ms to 1h"));
+  CAF_CHECK(p.has("middleman.heartbeat-interval", "from 1ms to 10min"));
+  CAF_CHECK_EQUAL(p.errors.size(), 4u);
+  // The edges are inside.
+  parsed edges{{"--connect=a:1", "--timeout=10min", "--interval=50ms",
+                "--stale-after=24h", "--middleman.connection-timeout=1h"}};
+  edges.show();
+  CAF_CHECK(edges.errors.empty());
+  CAF_CHECK(edges.options.timeout == 10min);
+  CAF_CHECK(edges.options.connection_timeout == 1h);
+}
+
+CAF_TEST(options of caf itself are not options of the command) {
+  parsed p{{"--connect=a:1", "--scheduler.max-threads=4",
+            "--middleman.app-identifiers=[\"x\"]", "--config-file=x.ini"}};
+  p.show();
+  CAF_CHECK(p.has("scheduler.max-threads", "unknown option"));
+  CAF_CHECK(p.has("middleman.app-identifiers", "unknown option"));
+  CAF_CHECK(p.has("config-file", "unknown option"));
+}
+
+CAF_TEST(every option the help lists is one the parser takes) {
+  auto text = status_help();
+  auto from = text.find("Options (");
+  auto to = text.find("\n\n", from);
+  CAF_REQUIRE(from != std::string::npos && to != std::string::npos);
+  auto section = text.substr(from, to - from);
+  size_t listed = 0;
+  for (size_t pos = section.find("\n  "); pos != std::string::npos;
+       pos = section.find("\n  ", pos + 1)) {
+    auto line = section.substr(pos + 3, section.find('\n', pos + 1) - pos - 3);
+    if (line.rfind("-h, ", 0) == 0)
+      line = line.substr(4);
+    if (line.rfind("--", 0) != 0)
+      continue; // a description's next line
+    auto name = line.substr(0, line.find_first_of("= "));
+    ++listed;
+    std::vector<std::string> args{"--connect=a:1", name};
+    if (line.find('=') < line.find(' '))
+      args.push_back("x");
+    parsed p{args};
+    CAF_CHECK(!p.has(name.substr(2), "unknown option"));
+  }
+  CAF_CHECK_EQUAL(listed, 18u);
+  CAF_CHECK(contains(section, "(default 2s;"));
+  CAF_CHECK(contains(section, "(default 200ms; 1ms to 10min)"));
+  CAF_CHECK(contains(section, "(default off)"));
+}

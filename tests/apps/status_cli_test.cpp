@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdlib>
 
 using namespace tasker::health::test;
 using namespace std::chrono_literals;
@@ -238,6 +239,18 @@ CAF_TEST(mutual tls : the status command needs a certificate of the same ca) {
   CAF_CHECK_EQUAL(ok.code, 0);
   if (ok.code != 0)
     CAF_MESSAGE(ok.output);
+  CAF_MESSAGE("the CA from a folder (--openssl.capath): OpenSSL gets it");
+  auto cas = t.dir + "/cas";
+  CAF_REQUIRE_EQUAL(std::system(("mkdir " + cas + " && cp " + t.ca + " " + cas
+                                 + "/ && openssl rehash " + cas)
+                                    .c_str()),
+                    0);
+  auto by_folder
+      = run_status({connect(), "--openssl.certificate=" + t.cert,
+                    "--openssl.key=" + t.key, "--openssl.capath=" + cas});
+  CAF_CHECK_EQUAL(by_folder.code, 0);
+  if (by_folder.code != 0)
+    CAF_MESSAGE(by_folder.output);
   CAF_MESSAGE("another CA's certificate: refused by the handshake");
   auto other = run_status(
       {connect(), "--timeout=1s", "--openssl.certificate=" + t.other_cert,
