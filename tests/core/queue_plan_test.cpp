@@ -62,16 +62,34 @@ struct fixture {
 
   /// The group steps of a pass with time for everything.
   std::vector<Step> group_pass() {
-    PrepareBudget roomy;
-    roomy.start_pass(1e9, plan.cost);
+    auto budget = roomy();
     plan.form_groups(outcomes);
-    return plan.group_steps(outcomes, roomy);
+    return plan.group_steps(outcomes, budget);
   }
 
   /// Forms, "runs" and answers every group.
   void run_groups() {
     for (const auto& s : group_pass())
       plan.group_answered(s.index);
+  }
+
+  /// A budget with time for everything.
+  PrepareBudget roomy() {
+    PrepareBudget budget;
+    budget.start_pass(1e9, plan.cost);
+    return budget;
+  }
+
+  /// q0..q<n-1> in one group that failed: each now has a statement of its
+  /// own, and the group's statement was taken for dropping.
+  void fall_back_alone(int n) {
+    request_found(n);
+    run_groups();
+    plan.group_failed(0, {FailureKind::server_error, "XX000", "boom"},
+                      outcomes);
+    auto budget = roomy();
+    plan.solo_steps(outcomes, budget);
+    take();
   }
 
   std::vector<size_t> members(size_t g) const { return plan.groups[g].slots; }
@@ -159,8 +177,7 @@ CAF_TEST(a failed group falls back to its members alone) {
   CAF_CHECK_EQUAL(count(take(), stmt), 1u);
   // The next pass measures them alone, each with a statement of its own,
   // and puts none of them into a group again in this cycle.
-  PrepareBudget budget;
-  budget.start_pass(1e9, plan.cost);
+  auto budget = roomy();
   plan.form_groups(outcomes);
   CAF_CHECK(plan.group_steps(outcomes, budget).empty());
   auto steps = plan.solo_steps(outcomes, budget);
@@ -179,13 +196,7 @@ CAF_TEST(a failed group falls back to its members alone) {
 }
 
 CAF_TEST(after the fallback the innocent rejoin and the culprit stays alone) {
-  request_found(3);
-  run_groups();
-  plan.group_failed(0, {FailureKind::server_error, "XX000", "boom"}, outcomes);
-  PrepareBudget budget;
-  budget.start_pass(1e9, plan.cost);
-  plan.solo_steps(outcomes, budget);
-  take();
+  fall_back_alone(3);
   auto stmt0 = plan.slots[0].stmt;
   auto stmt2 = plan.slots[2].stmt;
   outcomes[0].done = true;
@@ -203,7 +214,7 @@ CAF_TEST(after the fallback the innocent rejoin and the culprit stays alone) {
   CAF_CHECK(plan.slots[0].stmt.empty());
   // Next cycle: the innocent are grouped again, the culprit measured alone.
   new_cycle();
-  budget.start_pass(1e9, plan.cost);
+  auto budget = roomy();
   plan.form_groups(outcomes);
   auto groups = plan.group_steps(outcomes, budget);
   CAF_REQUIRE_EQUAL(groups.size(), 1u);
@@ -250,8 +261,7 @@ CAF_TEST(solos without a problem last time are measured first) {
   run_groups();
   plan.group_failed(0, {FailureKind::server_error, "", "boom"}, outcomes);
   plan.slots[0].last_problem = "queue 'q0' is locked";
-  PrepareBudget budget;
-  budget.start_pass(1e9, plan.cost);
+  auto budget = roomy();
   auto steps = plan.solo_steps(outcomes, budget);
   std::vector<size_t> order;
   for (const auto& s : steps)
@@ -263,12 +273,7 @@ CAF_TEST(solos without a problem last time are measured first) {
 // -- failures of a queue's own statement --------------------------------------
 
 CAF_TEST(lock timeout while preparing keeps the queue known) {
-  request_found(2);
-  run_groups();
-  plan.group_failed(0, {FailureKind::server_error, "", "boom"}, outcomes);
-  PrepareBudget budget;
-  budget.start_pass(1e9, plan.cost);
-  plan.solo_steps(outcomes, budget);
+  fall_back_alone(2);
   plan.solo_prepare_failed(0, {FailureKind::lock_timeout, "55P03", "locked"},
                            outcomes);
   CAF_CHECK(plan.slots[0].found == Found::ready);
@@ -280,17 +285,11 @@ CAF_TEST(lock timeout while preparing keeps the queue known) {
   plan.solo_prepare_failed(1, {FailureKind::undefined_object, "42P01", "gone"},
                            outcomes);
   CAF_CHECK(plan.slots[1].found == Found::unknown);
-  CAF_CHECK(take().size() == 1u); // only the group's statement
+  CAF_CHECK(take().empty()); // neither statement was made
 }
 
 CAF_TEST(a solo run that failed for a missing privilege keeps its statement) {
-  request_found(2);
-  run_groups();
-  plan.group_failed(0, {FailureKind::server_error, "", "boom"}, outcomes);
-  PrepareBudget budget;
-  budget.start_pass(1e9, plan.cost);
-  plan.solo_steps(outcomes, budget);
-  take();
+  fall_back_alone(2);
   auto stmt1 = plan.slots[1].stmt;
   outcomes[0].done = true;
   plan.solo_failed(0, {FailureKind::permission_denied, "42501", "denied"},
@@ -363,13 +362,7 @@ CAF_TEST(a group that lost a queue drops its statement) {
 }
 
 CAF_TEST(a solo no longer asked for drops its statement) {
-  request_found(2);
-  run_groups();
-  plan.group_failed(0, {FailureKind::server_error, "", "boom"}, outcomes);
-  PrepareBudget budget;
-  budget.start_pass(1e9, plan.cost);
-  plan.solo_steps(outcomes, budget);
-  take();
+  fall_back_alone(2);
   auto stmt1 = plan.slots[1].stmt;
   plan.reconcile(keys({0}));
   CAF_CHECK_EQUAL(take(), (std::vector<std::string>{stmt1}));
