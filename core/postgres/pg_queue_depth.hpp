@@ -64,7 +64,8 @@ struct PgQueueStats {
 /// its cap, the messages visible now (same cap), the age of the oldest
 /// message, and whether the queue exists.
 ///
-/// How (see pg_queue_sql.hpp for the SQL):
+/// How (see queue_plan.hpp for which statement measures which queue and
+/// what a failure changes, pg_queue_sql.hpp for the SQL):
 ///  - The tables are looked up once (discovery: pgmq.meta and the catalog),
 ///    then the queues are measured by prepared statements of up to
 ///    `group_size` queues each, planned once and reused every cycle.
