@@ -75,6 +75,13 @@ class program_options : public caf::actor_system_config {
     return *this;
   }
 
+  /// The option added last must be given (its default is only a
+  /// placeholder).
+  program_options& required() {
+    entries_.back().required = true;
+    return *this;
+  }
+
   /// A rule across options, checked after every option's own: `check`
   /// returns the problem ("" if none), reported against `option`.
   program_options& rule(std::string option,
@@ -130,7 +137,9 @@ class program_options : public caf::actor_system_config {
       if (!opt->is_flag())
         o << "=<" << type_text(*opt) << ">";
       std::string notes;
-      if (!opt->is_flag() && !e.default_text.empty())
+      if (e.required)
+        notes = "required";
+      else if (!opt->is_flag() && !e.default_text.empty())
         notes = "default: " + e.default_text;
       if (!opt->is_flag() && !e.rule.empty())
         notes += (notes.empty() ? "" : "; ") + e.rule;
@@ -152,6 +161,7 @@ class program_options : public caf::actor_system_config {
     std::string default_text;
     std::function<bool()> ok;
     std::function<std::string()> value_text;
+    bool required = false;
   };
 
   struct cross_check {
@@ -242,6 +252,14 @@ class program_options : public caf::actor_system_config {
                              : arg.find('=') - 2);
   }
 
+  static bool given(const std::vector<std::string>& args,
+                    const std::string& name) {
+    for (const auto& a : args)
+      if (name_of(a) == name)
+        return true;
+    return false;
+  }
+
   /// argv without the program name, "--name value" of a non-flag option of
   /// this program joined into "--name=value".
   std::vector<std::string> joined(int argc, char** argv) const {
@@ -268,6 +286,9 @@ class program_options : public caf::actor_system_config {
     if (!remainder.empty())
       return "unexpected argument '" + remainder.front()
              + "' (options look like --name=value)";
+    for (const auto& e : entries_)
+      if (e.required && !given(args, e.name))
+        return "--" + e.name + ": is required";
     for (const auto& e : entries_)
       if (!e.ok())
         return "--" + e.name + ": " + e.rule + ", got '" + e.value_text() + "'";
