@@ -1,6 +1,10 @@
 // The daemon's configuration, in CAF's conventions: every option is a member
 // registered with an opt_group, settable in an INI file (--config-file=...)
 // and on the command line (--section.key=value), CLI over file over default.
+// Each option's section, name, help and default (a field of HealthConfig or
+// of the settings below) are one line in daemon_config.cpp's option blocks,
+// which also convert it into its HealthConfig field: a new option is its
+// member here and that line (+ config/tasker-health.ini, README.md).
 //
 // CAF 0.17 silently ignores unknown INI keys and INI values of the wrong type;
 // check_config_file() closes that gap, and to_health_config() turns the
@@ -123,12 +127,12 @@ struct daemon_config : caf::actor_system_config {
   // [log]
   std::string log_level;
   // [grpc]
-  int64_t grpc_port = 0;
-  std::string grpc_address = "127.0.0.1";
-  bool grpc_allow_plaintext = false;
-  int64_t grpc_max_watchers = 1000;
-  int64_t grpc_max_concurrent_calls = 256;
-  caf::timespan grpc_watch_interval{std::chrono::milliseconds{100}};
+  int64_t grpc_port;
+  std::string grpc_address;
+  bool grpc_allow_plaintext;
+  int64_t grpc_max_watchers;
+  int64_t grpc_max_concurrent_calls;
+  caf::timespan grpc_watch_interval;
 
   /// Every registered option (ours and CAF's).
   const caf::config_option_set& options() const { return custom_options_; }
