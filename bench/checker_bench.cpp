@@ -493,6 +493,8 @@ std::string overlap(const result& r) {
 
 } // namespace
 
+// Long on purpose: options, the sanity check, every variant measured and
+// the table in reading order.
 int main(int argc, char** argv) {
   settings s;
   int64_t reps = s.reps;

@@ -278,6 +278,8 @@ size_t serialized_size(caf::actor_system& sys, const HealthSnapshot& s) {
   return buf.size();
 }
 
+// Long on purpose: the nodes of one row set up, measured and torn down in
+// sequence, every kind of row side by side.
 row_result run_row(const bench_options& o, row_spec spec) {
   row_result r;
   r.spec = spec;
@@ -620,6 +622,8 @@ double median(std::vector<double> xs) {
   return xs[xs.size() / 2];
 }
 
+// Long on purpose: options, the interleaved runs and the table in reading
+// order.
 int main(int argc, char** argv) {
   bench_options o;
   std::vector<row_spec> rows = default_rows();

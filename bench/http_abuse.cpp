@@ -276,6 +276,8 @@ struct table {
   }
 };
 
+// Long on purpose: one bounded case after another, each a few lines, in the
+// order the table prints them.
 void abuse(const options& o, table& t) {
   {
     auto xs = open_many(o, 8, "GET /livez HTTP/1.1\r\n");

@@ -300,6 +300,8 @@ int64_t step(pqxx::connection& conn, const QueueState& q, int64_t target,
   return depth;
 }
 
+// Long on purpose: connect, create the queues, then the tick loop with its
+// reconnects, in the order they happen.
 int run(const Options& o) {
   using namespace std::chrono;
   Cycle cycle{o.fill_s, o.hold_s, o.drain_s, o.rest_s};

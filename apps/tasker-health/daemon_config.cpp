@@ -848,69 +848,21 @@ bool is_loopback(const std::string& address) {
          || address.rfind("127.", 0) == 0;
 }
 
-cluster_settings to_cluster_settings(const daemon_config& cfg,
-                                     std::vector<ConfigError>& errors) {
-  cluster_settings c;
-  if (cfg.cluster_port < 0 || cfg.cluster_port > 65535)
-    errors.push_back({"cluster.port", "must be between 0 and 65535 (got "
-                                          + std::to_string(cfg.cluster_port)
-                                          + ")"});
-  else
-    c.port = static_cast<uint16_t>(cfg.cluster_port);
-  c.bind = cfg.cluster_bind;
-  if (c.bind.empty())
-    errors.push_back({"cluster.bind", "must not be empty (127.0.0.1 "
-                                      "publishes on loopback only)"});
-  for (const auto& text : cfg.cluster_peers) {
-    std::string why;
-    if (auto peer = parse_peer(text, &why))
-      c.peers.push_back(*peer);
-    else
-      errors.push_back({"cluster.peers", why});
-  }
-  if (cfg.cluster_max_subscribers < 1 || cfg.cluster_max_subscribers > 100000)
-    errors.push_back({"cluster.max-subscribers",
-                      "must be between 1 and 100000 (got "
-                          + std::to_string(cfg.cluster_max_subscribers) + ")"});
-  else
-    c.max_subscribers = static_cast<size_t>(cfg.cluster_max_subscribers);
-  auto positive = [&](const char* option, caf::timespan t,
-                      std::chrono::milliseconds& out) {
-    out = ms(t);
-    if (out.count() <= 0)
-      errors.push_back({option, "must be greater than 0 (got "
-                                    + std::to_string(out.count()) + "ms)"});
-  };
-  positive("cluster.precheck-timeout", cfg.cluster_precheck_timeout,
-           c.precheck_timeout);
-  positive("cluster.connect-timeout", cfg.cluster_connect_timeout,
-           c.connect_timeout);
-  positive("cluster.reconnect-initial", cfg.cluster_reconnect_initial,
-           c.reconnect_initial);
-  positive("cluster.reconnect-max", cfg.cluster_reconnect_max, c.reconnect_max);
-  if (c.reconnect_max < c.reconnect_initial)
-    errors.push_back({"cluster.reconnect-max",
-                      "must not be less than cluster.reconnect-initial"});
-  // Heartbeats: the connection timeout must exceed the interval (assumed the
-  // same on every node), or healthy idle peers are dropped.
-  auto hb
-      = ms(caf::get_or(cfg, "middleman.heartbeat-interval", caf::timespan{0}));
-  auto timeout
-      = ms(caf::get_or(cfg, "middleman.connection-timeout", caf::timespan{0}));
-  if (c.enabled()) {
-    if (hb.count() <= 0)
-      errors.push_back(
-          {"middleman.heartbeat-interval",
-           "must be greater than 0 with a cluster (without heartbeats a "
-           "frozen peer is never noticed)"});
-    else if (timeout <= hb)
-      errors.push_back({"middleman.connection-timeout",
-                        "must exceed middleman.heartbeat-interval (timeout "
-                            + std::to_string(timeout.count()) + "ms, interval "
-                            + std::to_string(hb.count())
-                            + "ms), or idle peers are dropped"});
-  }
-  // The port guard's limits.
+namespace {
+
+/// `t` in milliseconds into `out`; not positive: an error naming `option`.
+void positive(const char* option, caf::timespan t,
+              std::chrono::milliseconds& out,
+              std::vector<ConfigError>& errors) {
+  out = ms(t);
+  if (out.count() <= 0)
+    errors.push_back({option, "must be greater than 0 (got "
+                                  + std::to_string(out.count()) + "ms)"});
+}
+
+/// The port guard's limits (part of to_cluster_settings()).
+void port_guard_limits(const daemon_config& cfg, cluster_settings& c,
+                       std::vector<ConfigError>& errors) {
   if (cfg.cluster_max_connections < 1 || cfg.cluster_max_connections > 100000)
     errors.push_back({"cluster.max-connections",
                       "must be between 1 and 100000 (got "
@@ -929,7 +881,7 @@ cluster_settings to_cluster_settings(const daemon_config& cfg,
     c.max_connections_per_address
         = static_cast<size_t>(cfg.cluster_max_connections_per_address);
   positive("cluster.handshake-timeout", cfg.cluster_handshake_timeout,
-           c.handshake_timeout);
+           c.handshake_timeout, errors);
   if (cfg.cluster_max_message_bytes < 1024
       || cfg.cluster_max_message_bytes > (int64_t{1} << 30))
     errors.push_back({"cluster.max-message-bytes",
@@ -938,21 +890,12 @@ cluster_settings to_cluster_settings(const daemon_config& cfg,
                           + ")"});
   else
     c.max_message_bytes = static_cast<uint32_t>(cfg.cluster_max_message_bytes);
-  tls_files files{cfg.openssl_certificate, cfg.openssl_key,
-                  cfg.openssl_passphrase, cfg.openssl_cafile,
-                  cfg.openssl_capath};
-  c.tls = files.any();
-  for (auto& e : check_tls_files(files))
-    errors.push_back(std::move(e));
-  if (c.port != 0 && !c.tls && !is_loopback(c.bind))
-    errors.push_back(
-        {"cluster.bind",
-         "'" + c.bind
-             + "' is not a loopback address: publishing beyond loopback "
-               "needs mutual TLS (openssl.certificate, openssl.key, "
-               "openssl.cafile), because CAF's BASP trusts every peer that "
-               "completes a handshake"});
-  // Snapshot authentication and admission bounds.
+}
+
+/// Snapshot authentication and admission bounds (part of
+/// to_cluster_settings(), after the TLS files are checked).
+void admission_and_auth(const daemon_config& cfg, cluster_settings& c,
+                        std::vector<ConfigError>& errors) {
   c.admission.max_clock_skew = ms(cfg.cluster_max_clock_skew);
   if (c.admission.max_clock_skew.count() < 1
       || c.admission.max_clock_skew > std::chrono::hours{24})
@@ -987,6 +930,82 @@ cluster_settings to_cluster_settings(const daemon_config& cfg,
     else
       errors.push_back({"openssl.certificate", why});
   }
+}
+
+} // namespace
+
+cluster_settings to_cluster_settings(const daemon_config& cfg,
+                                     std::vector<ConfigError>& errors) {
+  cluster_settings c;
+  if (cfg.cluster_port < 0 || cfg.cluster_port > 65535)
+    errors.push_back({"cluster.port", "must be between 0 and 65535 (got "
+                                          + std::to_string(cfg.cluster_port)
+                                          + ")"});
+  else
+    c.port = static_cast<uint16_t>(cfg.cluster_port);
+  c.bind = cfg.cluster_bind;
+  if (c.bind.empty())
+    errors.push_back({"cluster.bind", "must not be empty (127.0.0.1 "
+                                      "publishes on loopback only)"});
+  for (const auto& text : cfg.cluster_peers) {
+    std::string why;
+    if (auto peer = parse_peer(text, &why))
+      c.peers.push_back(*peer);
+    else
+      errors.push_back({"cluster.peers", why});
+  }
+  if (cfg.cluster_max_subscribers < 1 || cfg.cluster_max_subscribers > 100000)
+    errors.push_back({"cluster.max-subscribers",
+                      "must be between 1 and 100000 (got "
+                          + std::to_string(cfg.cluster_max_subscribers) + ")"});
+  else
+    c.max_subscribers = static_cast<size_t>(cfg.cluster_max_subscribers);
+  positive("cluster.precheck-timeout", cfg.cluster_precheck_timeout,
+           c.precheck_timeout, errors);
+  positive("cluster.connect-timeout", cfg.cluster_connect_timeout,
+           c.connect_timeout, errors);
+  positive("cluster.reconnect-initial", cfg.cluster_reconnect_initial,
+           c.reconnect_initial, errors);
+  positive("cluster.reconnect-max", cfg.cluster_reconnect_max, c.reconnect_max,
+           errors);
+  if (c.reconnect_max < c.reconnect_initial)
+    errors.push_back({"cluster.reconnect-max",
+                      "must not be less than cluster.reconnect-initial"});
+  // Heartbeats: the connection timeout must exceed the interval (assumed the
+  // same on every node), or healthy idle peers are dropped.
+  auto hb
+      = ms(caf::get_or(cfg, "middleman.heartbeat-interval", caf::timespan{0}));
+  auto timeout
+      = ms(caf::get_or(cfg, "middleman.connection-timeout", caf::timespan{0}));
+  if (c.enabled()) {
+    if (hb.count() <= 0)
+      errors.push_back(
+          {"middleman.heartbeat-interval",
+           "must be greater than 0 with a cluster (without heartbeats a "
+           "frozen peer is never noticed)"});
+    else if (timeout <= hb)
+      errors.push_back({"middleman.connection-timeout",
+                        "must exceed middleman.heartbeat-interval (timeout "
+                            + std::to_string(timeout.count()) + "ms, interval "
+                            + std::to_string(hb.count())
+                            + "ms), or idle peers are dropped"});
+  }
+  port_guard_limits(cfg, c, errors);
+  tls_files files{cfg.openssl_certificate, cfg.openssl_key,
+                  cfg.openssl_passphrase, cfg.openssl_cafile,
+                  cfg.openssl_capath};
+  c.tls = files.any();
+  for (auto& e : check_tls_files(files))
+    errors.push_back(std::move(e));
+  if (c.port != 0 && !c.tls && !is_loopback(c.bind))
+    errors.push_back(
+        {"cluster.bind",
+         "'" + c.bind
+             + "' is not a loopback address: publishing beyond loopback "
+               "needs mutual TLS (openssl.certificate, openssl.key, "
+               "openssl.cafile), because CAF's BASP trusts every peer that "
+               "completes a handshake"});
+  admission_and_auth(cfg, c, errors);
   return c;
 }
 
