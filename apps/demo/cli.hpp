@@ -1,6 +1,8 @@
-// Tiny command-line helpers shared by the demo programs: `--name=value` and
-// `--name value` forms, numeric parsing with the rule in the error, and a
-// SIGINT/SIGTERM flag.
+// Helpers of the demo programs: a SIGINT/SIGTERM flag (both), and the
+// hand-written `--name=value` / `--name value` parser that tasker-health-watch
+// still uses (tasker-health-loadgen declares its options through CAF's option
+// groups, apps/common/cli_options.hpp, which a converted watcher would use
+// too).
 #pragma once
 
 #include <algorithm>
