@@ -127,8 +127,14 @@ void from_option(const std::string& x, SheddingMode& out,
         {option, "must be 'binary' or 'graded' (got '" + x + "')"});
 }
 
-/// Registers each option in its section with the default as its value.
+/// An option's CAF type for a field of type F.
+template<class F>
+using option_type = std::decay_t<decltype(as_option(std::declval<const F&>()))>;
+
+/// Registers each option in its section with the default as its value: in
+/// the member given, or else in daemon_config::values.
 struct declare {
+  daemon_config& cfg;
   caf::config_option_set& options;
 
   template<class Member, class Default>
@@ -137,11 +143,21 @@ struct declare {
     member = as_option(default_value);
     caf::config_option_adder{options, section}.add(member, name, help);
   }
+
+  template<class Field>
+  void operator()(const char* section, const char* name, const Field& field,
+                  const char* help) const {
+    using T = option_type<Field>;
+    auto key = std::string{section} + "." + name;
+    auto& slot = cfg.values[key].emplace<T>(as_option(field));
+    caf::config_option_adder{options, section}.add(slot, name, help);
+  }
 };
 
 /// Converts each option into its field; options with a constant default are
 /// converted by hand (their field differs in shape or lives elsewhere).
 struct apply {
+  const daemon_config& cfg;
   std::vector<ConfigError>& errors;
 
   template<class Member, class Field>
@@ -149,6 +165,14 @@ struct apply {
                   Field& field, const char*) const {
     if constexpr (!std::is_const_v<Field>)
       from_option(member, field, std::string{section} + "." + name, errors);
+  }
+
+  template<class Field>
+  void operator()(const char* section, const char* name, Field& field,
+                  const char*) const {
+    auto key = std::string{section} + "." + name;
+    from_option(std::get<option_type<Field>>(cfg.values.at(key)), field, key,
+                errors);
   }
 };
 
@@ -163,52 +187,45 @@ const std::string no_text;
 // The blocks: C is daemon_config (declare) or const daemon_config (apply),
 // H is const HealthConfig (declare: the defaults) or HealthConfig (apply).
 
-template<class C, class H, class Bind>
-void health_options(C& c, H& h, const Bind& bind) {
-  bind("health", "node-id", c.node_id, h.node_id,
+template<class H, class Bind>
+void health_options(H& h, const Bind& bind) {
+  bind("health", "node-id", h.node_id,
        "name of this node in snapshots (empty: the host name)");
-  bind("health", "evaluation-interval", c.evaluation_interval,
-       h.evaluation_interval, "time between two evaluation cycles");
-  bind("health", "probe-timeout", c.probe_timeout, h.probe_timeout,
+  bind("health", "evaluation-interval", h.evaluation_interval,
+       "time between two evaluation cycles");
+  bind("health", "probe-timeout", h.probe_timeout,
        "deadline of each probe's answer within a cycle (<= interval - "
        "max(10%, 10ms))");
-  bind("health", "stale-threshold", c.stale_threshold, h.stale_threshold,
+  bind("health", "stale-threshold", h.stale_threshold,
        "a snapshot older than this is stale (>= 2 x interval)");
-  bind("health", "unknown-policy", c.unknown_policy, h.unknown_policy,
+  bind("health", "unknown-policy", h.unknown_policy,
        "'fail-open': Unknown applies no backpressure; 'fail-closed': "
        "Unknown counts as Critical");
-  bind("database", "url", c.database_url, h.database_url,
+  bind("database", "url", h.database_url,
        "libpq connection string of the watched PostgreSQL (required)");
-  bind("database", "query-timeout", c.query_timeout, h.db_query_timeout,
+  bind("database", "query-timeout", h.db_query_timeout,
        "bound of the DB check query, kept when the server never answers");
-  bind("database", "connect-timeout", c.connect_timeout, h.db_connect_timeout,
+  bind("database", "connect-timeout", h.db_connect_timeout,
        "bound of (re)connecting");
   // The original's check switches (issue 20).
-  bind("database", "enabled", c.check_database, h.check_database,
+  bind("database", "enabled", h.check_database,
        "false: the database check is Unknown \"check disabled\" (status "
        "degraded, no breaker backpressure); not with fail-closed");
-  bind("breaker", "failure-threshold", c.breaker_failure_threshold,
-       h.breaker.failure_threshold,
+  bind("breaker", "failure-threshold", h.breaker.failure_threshold,
        "consecutive failures that open the breaker (1..1023)");
-  bind("breaker", "open-timeout", c.breaker_open_timeout,
-       h.breaker.open_timeout,
+  bind("breaker", "open-timeout", h.breaker.open_timeout,
        "time an open breaker refuses calls before trials");
-  bind("breaker", "success-threshold", c.breaker_success_threshold,
-       h.breaker.success_threshold,
+  bind("breaker", "success-threshold", h.breaker.success_threshold,
        "successful trials that close a half-open breaker (1..63)");
-  bind("breaker", "half-open-max-trials", c.breaker_half_open_max_trials,
-       h.breaker.half_open_max_trials,
+  bind("breaker", "half-open-max-trials", h.breaker.half_open_max_trials,
        "concurrent trial calls while half-open (1..63)");
-  bind("channel", "warning-percent", c.channel_warning_percent,
-       h.channel.warning_percent,
+  bind("channel", "warning-percent", h.channel.warning_percent,
        "channel saturation logged as warning (percent)");
-  bind("channel", "critical-percent", c.channel_critical_percent,
-       h.channel.critical_percent,
+  bind("channel", "critical-percent", h.channel.critical_percent,
        "channel saturation counted as saturated (percent)");
-  bind("channel", "emergency-percent", c.channel_emergency_percent,
-       h.channel.emergency_percent,
+  bind("channel", "emergency-percent", h.channel.emergency_percent,
        "channel saturation that triggers backpressure (percent)");
-  bind("channel", "enabled", c.check_channels, h.check_channels,
+  bind("channel", "enabled", h.check_channels,
        "false: the channel check is Unknown \"check disabled\"; not with "
        "fail-closed");
 }
@@ -219,75 +236,71 @@ void queue_options(C& c, H& h, const Bind& bind) {
   bind("queues", "names", c.queue_names, original_queues,
        "PGMQ queues to watch (default: the original's three "
        "orchestration queues; [] for none)");
-  bind("queues", "warning", c.queue_warning, h.queue_thresholds.warning,
+  bind("queues", "warning", h.queue_thresholds.warning,
        "default depth of the Warning tier");
-  bind("queues", "critical", c.queue_critical, h.queue_thresholds.critical,
+  bind("queues", "critical", h.queue_thresholds.critical,
        "default depth of the Critical tier (backpressure)");
-  bind("queues", "overflow", c.queue_overflow, h.queue_thresholds.overflow,
+  bind("queues", "overflow", h.queue_thresholds.overflow,
        "default depth of the Overflow tier; also the count cap");
   bind("queues", "thresholds", c.queue_thresholds, no_strings,
        "per-queue thresholds, e.g. [\"orders=500/2000/4000\"] "
        "(warning/critical/overflow)");
-  bind("queues", "hysteresis-margin", c.hysteresis_margin, h.hysteresis_margin,
+  bind("queues", "hysteresis-margin", h.hysteresis_margin,
        "a queue leaves a tier downwards only below threshold - margin "
        "(0: no hysteresis)");
-  bind("queues", "drain-retry-after", c.drain_retry_after, h.drain_retry_after,
+  bind("queues", "drain-retry-after", h.drain_retry_after,
        "Retry-After of a Critical/Overflow queue from its measured drain "
        "rate, within [1s, the constant] (false: the constants; on the "
        "command line a bare flag)");
-  bind("queues", "drain-window", c.drain_window, h.drain_window,
+  bind("queues", "drain-window", h.drain_window,
        "depth history a drain rate is measured over (2 to 100 x "
        "interval)");
   // Read by main (the queue probe's own connection).
   bind("queues", "database-url", c.queue_database_url, no_text,
        "libpq connection string of the PGMQ database when it is not "
        "database.url (split deployments; empty: database.url)");
-  bind("queues", "enabled", c.check_queues, h.check_queues,
+  bind("queues", "enabled", h.check_queues,
        "false: the queue check is Unknown \"check disabled\" (no queue "
        "backpressure); not with fail-closed");
 }
 
-template<class C, class H, class Bind>
-void retry_after_options(C& c, H& h, const Bind& bind) {
+template<class H, class Bind>
+void retry_after_options(H& h, const Bind& bind) {
   auto& r = h.retry_after;
-  bind("retry-after", "breaker-minimum", c.retry_breaker_minimum,
-       r.breaker_minimum,
+  bind("retry-after", "breaker-minimum", r.breaker_minimum,
        "lower bound of Retry-After while the breaker is open");
-  bind("retry-after", "channel-critical", c.retry_channel_critical,
-       r.channel_critical, "Retry-After when the channel is critical");
-  bind("retry-after", "queue-overflow", c.retry_queue_overflow,
-       r.queue_overflow, "Retry-After when a queue is at Overflow");
-  bind("retry-after", "queue-critical", c.retry_queue_critical,
-       r.queue_critical, "Retry-After when a queue is Critical");
-  bind("retry-after", "database-unknown", c.retry_database_unknown,
-       r.database_unknown,
+  bind("retry-after", "channel-critical", r.channel_critical,
+       "Retry-After when the channel is critical");
+  bind("retry-after", "queue-overflow", r.queue_overflow,
+       "Retry-After when a queue is at Overflow");
+  bind("retry-after", "queue-critical", r.queue_critical,
+       "Retry-After when a queue is Critical");
+  bind("retry-after", "database-unknown", r.database_unknown,
        "Retry-After when the database is Unknown (fail-closed)");
-  bind("retry-after", "custom-unhealthy", c.retry_custom_unhealthy,
-       r.custom_unhealthy, "Retry-After when a critical custom check fails");
-  bind("retry-after", "stale", c.retry_stale, r.stale,
+  bind("retry-after", "custom-unhealthy", r.custom_unhealthy,
+       "Retry-After when a critical custom check fails");
+  bind("retry-after", "stale", r.stale,
        "Retry-After when the snapshot is stale (fail-closed)");
 }
 
-template<class C, class H, class Bind>
-void supervisor_options(C& c, H& h, const Bind& bind) {
+template<class H, class Bind>
+void supervisor_options(H& h, const Bind& bind) {
   auto& s = h.supervisor;
-  bind("supervisor", "initial-backoff", c.supervisor_initial_backoff,
-       s.initial_backoff, "delay before the first restart of a failed probe");
-  bind("supervisor", "backoff-factor", c.supervisor_backoff_factor,
-       s.backoff_factor, "growth of the delay per restart (>= 1.0)");
-  bind("supervisor", "max-backoff", c.supervisor_max_backoff, s.max_backoff,
-       "largest restart delay");
-  bind("supervisor", "jitter", c.supervisor_jitter, s.jitter,
+  bind("supervisor", "initial-backoff", s.initial_backoff,
+       "delay before the first restart of a failed probe");
+  bind("supervisor", "backoff-factor", s.backoff_factor,
+       "growth of the delay per restart (>= 1.0)");
+  bind("supervisor", "max-backoff", s.max_backoff, "largest restart delay");
+  bind("supervisor", "jitter", s.jitter,
        "random spread of each delay, in [0, 1)");
-  bind("supervisor", "reset-after", c.supervisor_reset_after, s.reset_after,
+  bind("supervisor", "reset-after", s.reset_after,
        "a probe running this long gets a fresh backoff");
-  bind("supervisor", "max-restarts", c.supervisor_max_restarts, s.max_restarts,
+  bind("supervisor", "max-restarts", s.max_restarts,
        "more restarts than this within the window: give up");
-  bind("supervisor", "restart-window", c.supervisor_restart_window,
-       s.restart_window,
+  bind("supervisor", "restart-window", s.restart_window,
        "window of the restart intensity (probes; the root supervisor "
        "counts all of its children in one window)");
-  bind("supervisor", "lost-replies", c.supervisor_lost_replies, s.lost_replies,
+  bind("supervisor", "lost-replies", s.lost_replies,
        "a probe that lets this many requests in a row pass their "
        "deadline without a reply is killed and restarted (1..1000)");
 }
@@ -295,7 +308,7 @@ void supervisor_options(C& c, H& h, const Bind& bind) {
 /// S is const SheddingConfig (declare) or SheddingConfig (apply).
 template<class C, class S, class Bind>
 void shedding_options(C& c, S& s, const Bind& bind) {
-  bind("shedding", "mode", c.shedding_mode, s.mode,
+  bind("shedding", "mode", s.mode,
        "'binary': the original's all-or-nothing decision; 'graded': "
        "work classes admitted by their curves (try_check(class, key))");
   // classes and curves: converted in to_shedding_config.
@@ -308,14 +321,13 @@ void shedding_options(C& c, S& s, const Bind& bind) {
        "admission curves \"class=pressure:admitted,...\", e.g. "
        "[\"normal=0:1,0.5:1,1:0\"] (critical, normal and sheddable "
        "have defaults)");
-  bind("shedding", "critical-pressure", c.shedding_critical_pressure,
-       s.critical_pressure,
+  bind("shedding", "critical-pressure", s.critical_pressure,
        "pressure of a queue's Critical tier and a channel's critical "
        "threshold, in (0, 1)");
-  bind("shedding", "retry-after", c.shedding_retry_after, s.retry_after,
+  bind("shedding", "retry-after", s.retry_after,
        "Retry-After of a class shed below pressure 1 (at 1: the "
        "decision's)");
-  bind("shedding", "retry-jitter", c.shedding_retry_jitter, s.retry_jitter,
+  bind("shedding", "retry-jitter", s.retry_jitter,
        "keyed refusals add up to this share of their Retry-After, per "
        "key (0: none; 0.5: up to +50 %)");
 }
@@ -437,11 +449,11 @@ void process_options(daemon_config& c, const declare& bind) {
 
 daemon_config::daemon_config() {
   const HealthConfig d;
-  const declare bind{custom_options_};
-  health_options(*this, d, bind);
+  const declare bind{*this, custom_options_};
+  health_options(d, bind);
   queue_options(*this, d, bind);
-  retry_after_options(*this, d, bind);
-  supervisor_options(*this, d, bind);
+  retry_after_options(d, bind);
+  supervisor_options(d, bind);
   shedding_options(*this, d.shedding, bind);
   cluster_options(*this, bind);
   process_options(*this, bind);
@@ -465,21 +477,21 @@ daemon_config::daemon_config() {
 }
 
 caf::error daemon_config::parse(int argc, char** argv) {
-  const std::pair<const char*, bool daemon_config::*> switches[]
-      = {{"--database.enabled=", &daemon_config::check_database},
-         {"--channel.enabled=", &daemon_config::check_channels},
-         {"--queues.enabled=", &daemon_config::check_queues}};
+  const std::pair<std::string_view, const char*> switches[]
+      = {{"--database.enabled=", "database.enabled"},
+         {"--channel.enabled=", "channel.enabled"},
+         {"--queues.enabled=", "queues.enabled"}};
   std::vector<char*> rest;
-  std::vector<std::pair<bool daemon_config::*, bool>> given;
+  std::vector<std::pair<const char*, bool>> given;
   for (int i = 0; i < argc; ++i) {
     bool taken = false;
-    for (auto [prefix, member] : switches) {
+    for (auto [prefix, option] : switches) {
       std::string_view arg{argv[i]};
       if (i == 0 || arg.rfind(prefix, 0) != 0)
         continue;
-      auto value = arg.substr(std::string_view{prefix}.size());
+      auto value = arg.substr(prefix.size());
       if (value == "true" || value == "false") {
-        given.emplace_back(member, value == "true");
+        given.emplace_back(option, value == "true");
         taken = true;
       } // anything else stays for CAF to refuse, naming the option
     }
@@ -490,8 +502,8 @@ caf::error daemon_config::parse(int argc, char** argv) {
   rest.push_back(nullptr);
   auto err = caf::actor_system_config::parse(n, rest.data());
   if (!err)
-    for (auto [member, value] : given)
-      this->*member = value; // the command line over the file
+    for (auto [option, value] : given)
+      std::get<bool>(values.at(option)) = value; // the command line wins
   return err;
 }
 
@@ -745,12 +757,12 @@ bool parse_queue_thresholds(const std::string& text, QueueSpec& out,
 HealthConfig to_health_config(const daemon_config& c,
                               std::vector<ConfigError>& errors) {
   HealthConfig h;
-  const apply bind{errors};
-  health_options(c, h, bind);
+  const apply bind{c, errors};
+  health_options(h, bind);
   queue_options(c, h, bind);
-  retry_after_options(c, h, bind);
-  supervisor_options(c, h, bind);
-  if (c.database_url.empty())
+  retry_after_options(h, bind);
+  supervisor_options(h, bind);
+  if (h.database_url.empty())
     errors.push_back({"database.url",
                       "must be set (a libpq connection string, e.g. "
                       "'host=db user=tasker dbname=tasker')"});
@@ -787,7 +799,7 @@ HealthConfig to_health_config(const daemon_config& c,
 
 void to_shedding_config(const daemon_config& c, SheddingConfig& s,
                         std::vector<ConfigError>& errors) {
-  shedding_options(c, s, apply{errors});
+  shedding_options(c, s, apply{c, errors});
   // Curves given as "class=curve"; the default classes have defaults.
   std::vector<std::pair<std::string, AdmissionCurve>> given;
   for (const auto& text : c.shedding_curves) {
