@@ -32,15 +32,20 @@ milliseconds ms(caf::timespan d) {
 
 // -- one option, one line ----------------------------------------------------
 //
-// Each block below lists the options of one section once, in the order of
-// --help: the member CAF parses into, the default (a field of the settings
-// the option becomes, or a constant), name and help. The same lines register
-// the options (declare, in the constructor) and, where the default is a field
-// of HealthConfig, convert the parsed value into that field (apply, in
-// to_health_config). A new option is its member in daemon_config.hpp and one
-// line here (+ config/tasker-health.ini, README.md); its rule, if the field's
-// type does not carry it, goes into HealthConfig::validate() or the to_*
-// function of its settings.
+// Each block below lists the options of its sections once, in the order of
+// --help. A line has one of two forms:
+//   bind(section, name, h.field, help)
+//     an option of the component: the HealthConfig field is its default and
+//     its destination; the value is kept in daemon_config::values. The line
+//     registers the option (declare, in the constructor) and converts it
+//     into the field (apply, in to_health_config / to_shedding_config).
+//   bind(section, name, c.member, default, help)
+//     an option the daemon reads itself from the member (to_cluster_settings,
+//     to_server_options, to_grpc_settings, main) or converts by hand; only
+//     registered here, with the default of the settings it becomes.
+// So a new option of the component is one line here (+ config/tasker-
+// health.ini, README.md); a rule its field's type does not carry goes into
+// HealthConfig::validate().
 
 /// A field's value as its option's (CAF) type: durations as timespan, whole
 /// numbers as int64_t, the policies as their names.
@@ -185,7 +190,8 @@ const std::vector<std::string> no_strings;
 const std::string no_text;
 
 // The blocks: C is daemon_config (declare) or const daemon_config (apply),
-// H is const HealthConfig (declare: the defaults) or HealthConfig (apply).
+// H is const HealthConfig (declare: the defaults) or HealthConfig (apply);
+// a constant default (not a field of H) is never written by apply.
 
 template<class H, class Bind>
 void health_options(H& h, const Bind& bind) {
