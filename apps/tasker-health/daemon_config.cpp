@@ -453,8 +453,11 @@ void process_options(daemon_config& c, const declare& bind) {
 
 } // namespace
 
-daemon_config::daemon_config() {
-  const HealthConfig d;
+daemon_config::daemon_config() : daemon_config(HealthConfig{}) {
+  // nop
+}
+
+daemon_config::daemon_config(const HealthConfig& d) {
   const declare bind{*this, custom_options_};
   health_options(d, bind);
   queue_options(*this, d, bind);

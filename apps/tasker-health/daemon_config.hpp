@@ -40,6 +40,10 @@ struct daemon_config : caf::actor_system_config {
 
   daemon_config();
 
+  /// The same options with the component defaults of `defaults` (the
+  /// options of its fields start at their values).
+  explicit daemon_config(const HealthConfig& defaults);
+
   /// The value of an option bound to a field of HealthConfig.
   using option_value
       = std::variant<caf::timespan, int64_t, double, bool, std::string>;
