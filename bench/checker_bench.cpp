@@ -5,7 +5,8 @@
 // every thread of the run was actually on a CPU.
 //
 //   cmake --build build --target checker-bench && build/bench/checker-bench
-//   build/bench/checker-bench --reps 7 --ms 300    (longer, steadier)
+//   build/bench/checker-bench --reps 7 --ms 300    (longer, steadier;
+//   --help lists the options)
 //
 // Method:
 // - Each configuration runs `reps` times for `ms` milliseconds. Every thread
@@ -43,6 +44,7 @@
 //   status.reason.clone()             = a second copy of the reason into
 //                                       ApiError::Backpressure, dropped by
 //                                       the caller after use.
+#include "apps/common/cli_options.hpp"
 #include "core/snapshot_cell.hpp"
 
 #include <fcntl.h>
@@ -491,30 +493,31 @@ std::string overlap(const result& r) {
 
 } // namespace
 
+// Long on purpose: options, the sanity check, every variant measured and
+// the table in reading order.
 int main(int argc, char** argv) {
   settings s;
-  for (int i = 1; i < argc; ++i) {
-    auto arg = std::string{argv[i]};
-    auto next = [&]() -> int {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
-      return std::atoi(argv[++i]);
-    };
-    if (arg == "--reps")
-      s.reps = std::max(1, next());
-    else if (arg == "--ms")
-      s.ms = std::max(10, next());
-    else if (arg == "--batch-us")
-      s.batch_us = std::max(5, next());
-    else {
-      std::fprintf(
-          stderr,
-          "usage: checker-bench [--reps N] [--ms MS] [--batch-us US]\n");
-      return 2;
-    }
-  }
+  int64_t reps = s.reps;
+  int64_t ms = s.ms;
+  int64_t batch_us = s.batch_us;
+  tasker::health::cli::program_options cli{
+      "checker-bench", "[--reps=N] [--ms=MS] [--batch-us=US]",
+      "The hot path, state for state: BackpressureChecker::try_check() "
+      "against the\noriginal's shape and the floor of one atomic load, on 1 "
+      "and 2 threads (method:\nbench/checker_bench.cpp, docs/PERFORMANCE.md)."
+      "\n"};
+  cli.add(reps, "reps",
+          "repetitions of each configuration (the median is "
+          "reported)",
+          1, 1000)
+      .add(ms, "ms", "milliseconds of each repetition", 10, 60000)
+      .add(batch_us, "batch-us", "target duration of one batch of calls", 5,
+           100000);
+  if (auto exit_code = cli.parse_or_exit(argc, argv))
+    return *exit_code;
+  s.reps = static_cast<int>(reps);
+  s.ms = static_cast<int>(ms);
+  s.batch_us = static_cast<int>(batch_us);
   static std::atomic<uint64_t> word{42};
   const BackpressureChecker accept{make_cell(false), CheckerOptions{}};
   const BackpressureChecker reject{make_cell(true), CheckerOptions{}};

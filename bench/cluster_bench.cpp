@@ -9,6 +9,7 @@
 //                             [--rows=LIST]
 //                             [CAF options for every node, e.g.
 //                              --scheduler.policy=stealing]
+//   (--help lists the options)
 //
 // LIST: comma-separated KIND:N[:tls] with KIND one of remote (N caches on
 // one subscribing node, each subscribed to the remote publisher), nodes (N
@@ -56,6 +57,7 @@
 // daemon's settings) unless CAF options say otherwise.
 #include "actors/health_system.hpp"
 #include "actors/link.hpp"
+#include "apps/common/cli_options.hpp"
 #include "bench/memory_parts.hpp"
 #include "core/measure.hpp"
 #include "messages/inspect.hpp"
@@ -80,6 +82,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -275,6 +278,8 @@ size_t serialized_size(caf::actor_system& sys, const HealthSnapshot& s) {
   return buf.size();
 }
 
+// Long on purpose: the nodes of one row set up, measured and torn down in
+// sequence, every kind of row side by side.
 row_result run_row(const bench_options& o, row_spec spec) {
   row_result r;
   r.spec = spec;
@@ -551,33 +556,61 @@ std::vector<row_spec> default_rows() {
   };
 }
 
-/// "remote:100:tls,link:1000,local:1" -> rows.
-std::vector<row_spec> parse_rows(const std::string& text) {
-  std::vector<row_spec> rows;
+/// "remote:100:tls,link:1000,local:1" -> rows; returns the problem ("" if
+/// none).
+std::string parse_rows(const std::string& text, std::vector<row_spec>& rows) {
+  rows.clear();
   std::stringstream in{text};
   std::string item;
   while (std::getline(in, item, ',')) {
     row_spec r{};
-    auto first = item.find(':');
-    auto kind = item.substr(0, first);
-    auto rest = first == std::string::npos ? "" : item.substr(first + 1);
-    r.how = kind == "local"   ? mode::local
-            : kind == "link"  ? mode::link
-            : kind == "nodes" ? mode::nodes
-            : kind == "links" ? mode::links
-                              : mode::remote;
-    r.caches = std::stoul(rest);
-    r.tls = rest.find(":tls") != std::string::npos;
-    r.direct = rest.find(":direct") != std::string::npos;
-    if (rest.find(":hmac") != std::string::npos)
-      r.auth = signing::hmac;
-    if (rest.find(":cert") != std::string::npos) {
-      r.auth = signing::cert;
-      r.tls = true;
+    std::vector<std::string> parts;
+    std::stringstream fields{item};
+    for (std::string f; std::getline(fields, f, ':');)
+      parts.push_back(f);
+    auto bad = [&](const std::string& why) {
+      return "'" + item + "': " + why
+             + " (KIND:N[:tls][:direct][:hmac][:cert], KIND one of remote, "
+               "nodes, link, links, local)";
+    };
+    if (parts.size() < 2)
+      return bad("needs KIND:N");
+    const auto& kind = parts[0];
+    if (kind == "local")
+      r.how = mode::local;
+    else if (kind == "link")
+      r.how = mode::link;
+    else if (kind == "nodes")
+      r.how = mode::nodes;
+    else if (kind == "links")
+      r.how = mode::links;
+    else if (kind == "remote")
+      r.how = mode::remote;
+    else
+      return bad("unknown KIND '" + kind + "'");
+    char* end = nullptr;
+    auto n = std::strtoul(parts[1].c_str(), &end, 10);
+    if (parts[1].empty() || *end != '\0' || n < 1 || n > 100000)
+      return bad("N must be an integer from 1 to 100000");
+    r.caches = n;
+    for (size_t i = 2; i < parts.size(); ++i) {
+      if (parts[i] == "tls")
+        r.tls = true;
+      else if (parts[i] == "direct")
+        r.direct = true;
+      else if (parts[i] == "hmac")
+        r.auth = signing::hmac;
+      else if (parts[i] == "cert") {
+        r.auth = signing::cert;
+        r.tls = true;
+      } else
+        return bad("unknown suffix ':" + parts[i] + "'");
     }
     rows.push_back(r);
   }
-  return rows;
+  if (rows.empty())
+    return "needs at least one row";
+  return "";
 }
 
 } // namespace
@@ -589,23 +622,43 @@ double median(std::vector<double> xs) {
   return xs[xs.size() / 2];
 }
 
+// Long on purpose: options, the interleaved runs and the table in reading
+// order.
 int main(int argc, char** argv) {
   bench_options o;
-  o.caf_args.push_back(argv[0]);
   std::vector<row_spec> rows = default_rows();
-  size_t repeat = 3;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--seconds=", 10) == 0)
-      o.seconds = std::chrono::seconds{std::stol(argv[i] + 10)};
-    else if (std::strncmp(argv[i], "--queues=", 9) == 0)
-      o.queues = std::stoul(argv[i] + 9);
-    else if (std::strncmp(argv[i], "--rows=", 7) == 0)
-      rows = parse_rows(argv[i] + 7);
-    else if (std::strncmp(argv[i], "--repeat=", 9) == 0)
-      repeat = std::max<size_t>(1, std::stoul(argv[i] + 9));
-    else
-      o.caf_args.push_back(argv[i]);
-  }
+  std::string rows_text;
+  int64_t seconds = o.seconds.count();
+  int64_t queues = static_cast<int64_t>(o.queues);
+  int64_t repeat_n = 3;
+  tasker::health::cli::program_options cli{
+      "cluster-bench",
+      "[--seconds=N] [--repeat=N] [--queues=N] [--rows=LIST] [CAF options]",
+      "Snapshot delivery latency from a publishing node to caches on other "
+      "nodes at\n10 Hz over loopback (method: bench/cluster_bench.cpp, "
+      "docs/PERFORMANCE.md).\nCAF's own options (e.g. "
+      "--scheduler.policy=stealing) apply to every node.\n"};
+  cli.add(seconds, "seconds",
+          "measured window of each run, after a 1 s warm-up", 1, 3600)
+      .add(repeat_n, "repeat", "runs per row (rows interleaved)", 1, 100)
+      .add(queues, "queues", "queues per snapshot", 1, 100000)
+      .add(rows_text, "rows",
+           "comma-separated KIND:N[:tls][:direct][:hmac][:cert] with KIND one "
+           "of remote, nodes, link, links, local (empty: the default rows; "
+           "see bench/cluster_bench.cpp)")
+      .rule("rows", [&] {
+        return rows_text.empty() ? "" : parse_rows(rows_text, rows);
+      });
+  if (auto exit_code = cli.parse_or_exit(argc, argv))
+    return *exit_code;
+  o.seconds = std::chrono::seconds{seconds};
+  o.queues = static_cast<size_t>(queues);
+  auto repeat = static_cast<size_t>(repeat_n);
+  // CAF's options go to every node's own configuration.
+  auto caf_args = cli.foreign_args(argc, argv);
+  o.caf_args.push_back(argv[0]);
+  for (auto& arg : caf_args)
+    o.caf_args.push_back(arg.data());
   spdlog::set_level(spdlog::level::err);
   std::string why;
   auto pki = test::test_pki::make(&why);

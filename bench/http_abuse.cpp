@@ -9,7 +9,8 @@
 // markdown tables.
 //
 //   bench/http-abuse.sh                  # builds, starts PostgreSQL + daemon
-//   http-abuse --port P --pid PID [--seconds S] [--log FILE] [--sigterm]
+//   http-abuse --port=P --pid=PID [--seconds=S] [--log=FILE] [--sigterm]
+//   (--name VALUE works too; --help lists the options)
 //
 // Bounded: every load case runs S seconds (default 3), every abuse case a
 // fixed number of connections (at most 2,100 at once, 2,000 in the churn)
@@ -17,6 +18,7 @@
 // --pid is the daemon's (RSS, threads and sockets from /proc); --log its
 // log file (connection-limit messages are counted); --sigterm ends the run
 // by sending it SIGTERM with connections held and timing its exit.
+#include "apps/common/cli_options.hpp"
 #include "tests/support/raw_http.hpp"
 
 #include <atomic>
@@ -25,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -273,6 +276,8 @@ struct table {
   }
 };
 
+// Long on purpose: one bounded case after another, each a few lines, in the
+// order the table prints them.
 void abuse(const options& o, table& t) {
   {
     auto xs = open_many(o, 8, "GET /livez HTTP/1.1\r\n");
@@ -602,34 +607,36 @@ void abuse(const options& o, table& t) {
 
 int main(int argc, char** argv) {
   options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&] {
-      return i + 1 < argc ? std::string{argv[++i]} : "";
-    };
-    if (a == "--port")
-      o.port = static_cast<uint16_t>(std::atoi(next().c_str()));
-    else if (a == "--pid")
-      o.pid = std::atoi(next().c_str());
-    else if (a == "--seconds")
-      o.seconds = std::atof(next().c_str());
-    else if (a == "--log")
-      o.log = next();
-    else if (a == "--sigterm")
-      o.sigterm = true;
-    else {
-      std::fprintf(stderr,
-                   "usage: %s --port P --pid PID [--seconds S] [--log FILE] "
-                   "[--sigterm]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
-  if (o.port == 0 || o.pid <= 0 || o.seconds <= 0 || o.seconds > 60) {
-    std::fprintf(stderr, "http-abuse: --port and --pid are required, "
-                         "--seconds in (0, 60]\n");
-    return 2;
-  }
+  int64_t port = 0;
+  int64_t pid = 0;
+  tasker::health::cli::program_options cli{
+      "http-abuse", "--port=P --pid=PID [--seconds=S] [--log=FILE] [--sigterm]",
+      "Load and abuse of a running daemon's HTTP server on loopback (bench/"
+      "http-abuse.sh\nstarts PostgreSQL and the daemon and runs it). Prints "
+      "two markdown tables.\n",
+      "exit status: 0 done; 1 too few file descriptors (needs 8192); 2 bad "
+      "arguments.\n"};
+  cli.add(port, "port", "the daemon's HTTP port (on 127.0.0.1)", 1, 65535)
+      .required()
+      .add(pid, "pid",
+           "the daemon's process id (RSS, threads and sockets from /proc; "
+           "--sigterm signals it)",
+           1, std::numeric_limits<int32_t>::max())
+      .required()
+      .add(o.seconds, "seconds", "duration of each load row, greater than 0", 0,
+           60)
+      .add(o.log, "log",
+           "the daemon's log file (connection-limit messages are counted; "
+           "empty: not counted)")
+      .flag(o.sigterm, "sigterm",
+            "end by sending the daemon SIGTERM with connections held and time "
+            "its exit")
+      .rule("seconds",
+            [&o] { return o.seconds > 0 ? "" : "must be greater than 0"; });
+  if (auto exit_code = cli.parse_or_exit(argc, argv))
+    return *exit_code;
+  o.port = static_cast<uint16_t>(port);
+  o.pid = static_cast<pid_t>(pid);
   if (!raise_descriptor_limit(8192)) {
     std::fprintf(stderr, "http-abuse: needs 8192 file descriptors "
                          "(ulimit -Hn is lower)\n");

@@ -14,12 +14,14 @@
 // messages to remove. Whatever else reads or deletes messages, the depth
 // follows the target.
 
+#include "apps/common/cli_options.hpp"
 #include "cli.hpp"
 #include "core/config.hpp"
 
 #include <pqxx/pqxx>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -59,10 +61,8 @@ struct Options {
   double seconds = 0.0;
 };
 
-void print_help(std::ostream& out) {
-  out << R"(usage: tasker-health-loadgen [OPTION]...
-
-Fills and drains PGMQ queues in a repeating cycle so that their depths pass
+const char* const about
+    = R"(Fills and drains PGMQ queues in a repeating cycle so that their depths pass
 through the tiers Normal, Warning, Critical and Overflow and back. Each queue
 follows the same trapezoid: FILL (depth rises linearly from --low to the
 queue's peak), HOLD (stays at the peak), DRAIN (falls linearly to --low), REST
@@ -71,40 +71,13 @@ the queues are in different tiers at the same time. Every tick the real depth
 of each queue is counted and moved toward its target with pgmq.send_batch()
 (to add) and a DELETE of the oldest messages (to remove). Queues that do not
 exist are created with pgmq.create(). One line per phase change goes to
-stderr. SIGINT or SIGTERM ends it (exit 0).
+stderr. SIGINT or SIGTERM ends it (exit 0). The fill rate is
+(peak - low) / fill-seconds messages per second per queue; the drain rate
+likewise.
+)";
 
-options (--name=VALUE and --name VALUE are both accepted):
-  --db=CONNINFO        libpq connection string or URI
-                       (default: $TASKER_HEALTH_TEST_PG; one of them is required)
-  --queues=LIST        comma-separated queues, each NAME or NAME:PEAK
-                       (default: orders,events,notifications); NAME: 1 to 47
-                       characters of [A-Za-z0-9_], unique ignoring case;
-                       PEAK: 1 to 10000000, above --low
-  --peak=N             peak depth of queues without their own PEAK
-                       (default: 12000, above the default overflow threshold
-                       10000); 1 to 10000000, above --low
-  --low=N              depth at the bottom of the cycle (default: 0);
-                       0 to 9999999
-  --fill-seconds=S     duration of FILL (default: 10); 0.1 to 86400
-  --hold-seconds=S     duration of HOLD (default: 3); 0 to 86400
-  --drain-seconds=S    duration of DRAIN (default: 8); 0.1 to 86400
-  --rest-seconds=S     duration of REST (default: 9); 0 to 86400
-                       (fill rate = (peak - low) / fill-seconds messages per
-                       second per queue; drain rate likewise)
-  --spread=F           fraction of the period over which the queues' phases
-                       are spread (default: 0.4: with 3 queues and the
-                       default durations, 0 / 4 / 8 s apart, so that for a
-                       few seconds per cycle every queue is below Critical;
-                       0 = all in step, 1 = evenly over the period); 0 to 1
-  --tick-ms=N          how often each queue is moved toward its target
-                       (default: 250); 10 to 10000
-  --max-batch=N        most messages added or removed per queue and tick
-                       (default: 5000); 1 to 1000000
-  --seconds=S          stop after S seconds (default: 0 = run until SIGINT or
-                       SIGTERM); 0 to 31536000
-  -h, --help           print this help and exit 0
-
-exit status: 0 stopped by a signal or --seconds; 1 database error at start
+const char* const epilog
+    = R"(exit status: 0 stopped by a signal or --seconds; 1 database error at start
 (cannot connect, schema pgmq missing); 2 bad arguments.
 A lost connection while running is logged and retried every second.
 
@@ -112,7 +85,6 @@ example:
   tasker-health-loadgen --db='host=127.0.0.1 port=5432 user=postgres' \
     --queues=orders,events,notifications:1200 --fill-seconds=10
 )";
-}
 
 std::string lower(std::string s) {
   for (auto& c : s)
@@ -121,9 +93,10 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::vector<QueueSpec> parse_queues(const std::string& opt,
-                                    const std::string& text) {
-  std::vector<QueueSpec> out;
+/// "NAME[:PEAK],..." -> queues; returns the problem ("" if none).
+std::string parse_queues(const std::string& text, int64_t low,
+                         std::vector<QueueSpec>& out) {
+  out.clear();
   std::set<std::string> seen;
   size_t pos = 0;
   while (pos <= text.size()) {
@@ -135,77 +108,81 @@ std::vector<QueueSpec> parse_queues(const std::string& opt,
     QueueSpec spec;
     if (auto colon = item.find(':'); colon != std::string::npos) {
       spec.name = item.substr(0, colon);
-      spec.peak = demo::parse_int(opt + " (peak of '" + spec.name + "')",
-                                  item.substr(colon + 1), 1, 10'000'000);
+      auto digits = item.substr(colon + 1);
+      int64_t peak = 0;
+      auto [ptr, ec]
+          = std::from_chars(digits.data(), digits.data() + digits.size(), peak);
+      if (digits.empty() || ec != std::errc{}
+          || ptr != digits.data() + digits.size() || peak < 1
+          || peak > 10'000'000)
+        return "peak of '" + spec.name
+               + "' must be an integer from 1 to 10000000, got '" + digits
+               + "'";
+      if (peak <= low)
+        return "peak of '" + spec.name + "' must be above --low ("
+               + std::to_string(low) + ")";
+      spec.peak = peak;
     } else {
       spec.name = item;
     }
     // The component's rule, which is PGMQ's own (core/config.hpp).
     if (auto problem = tasker::health::queue_name_problem(spec.name))
-      throw demo::ArgError{opt, *problem};
+      return *problem;
     if (!seen.insert(lower(spec.name)).second)
-      throw demo::ArgError{opt, "queue '" + spec.name
-                                    + "' is listed twice (PGMQ ignores case)"};
+      return "queue '" + spec.name + "' is listed twice (PGMQ ignores case)";
     out.push_back(std::move(spec));
   }
-  return out;
+  return "";
 }
 
-Options parse_args(int argc, char** argv, bool& help) {
-  Options o;
-  o.queues = {{"orders", {}}, {"events", {}}, {"notifications", {}}};
-  if (const char* env = std::getenv("TASKER_HEALTH_TEST_PG"))
-    o.db = env;
-  demo::ArgCursor args{argc, argv};
-  while (args.next()) {
-    const std::string& n = args.name();
-    if (n == "-h" || n == "--help") {
-      args.no_value();
-      help = true;
-      return o;
-    } else if (n == "--db") {
-      o.db = args.value();
-      if (o.db.empty())
-        throw demo::ArgError{n, "must not be empty"};
-    } else if (n == "--queues") {
-      o.queues = parse_queues(n, args.value());
-    } else if (n == "--peak") {
-      o.peak = demo::parse_int(n, args.value(), 1, 10'000'000);
-    } else if (n == "--low") {
-      o.low = demo::parse_int(n, args.value(), 0, 9'999'999);
-    } else if (n == "--fill-seconds") {
-      o.fill_s = demo::parse_double(n, args.value(), 0.1, 86400);
-    } else if (n == "--hold-seconds") {
-      o.hold_s = demo::parse_double(n, args.value(), 0, 86400);
-    } else if (n == "--drain-seconds") {
-      o.drain_s = demo::parse_double(n, args.value(), 0.1, 86400);
-    } else if (n == "--rest-seconds") {
-      o.rest_s = demo::parse_double(n, args.value(), 0, 86400);
-    } else if (n == "--spread") {
-      o.spread = demo::parse_double(n, args.value(), 0, 1);
-    } else if (n == "--tick-ms") {
-      o.tick_ms = demo::parse_int(n, args.value(), 10, 10000);
-    } else if (n == "--max-batch") {
-      o.max_batch = demo::parse_int(n, args.value(), 1, 1'000'000);
-    } else if (n == "--seconds") {
-      o.seconds = demo::parse_double(n, args.value(), 0, 31'536'000);
-    } else {
-      throw demo::ArgError{n, "unknown option (see --help)"};
-    }
+/// The options, their rules and the generated --help in one table.
+struct Cli : tasker::health::cli::program_options {
+  std::string queues = "orders,events,notifications";
+
+  explicit Cli(Options& o)
+      : program_options("tasker-health-loadgen", "[OPTION]...", about, epilog) {
+    add(o.db, "db",
+        "libpq connection string or URI (default: $TASKER_HEALTH_TEST_PG; "
+        "one of them is required)");
+    add(queues, "queues",
+        "comma-separated queues, each NAME or NAME:PEAK; NAME: a PGMQ queue "
+        "name (at most 47 characters, none of $ ; -- '), unique ignoring "
+        "case; PEAK: 1 to 10000000, above --low");
+    add(o.peak, "peak",
+        "peak depth of queues without their own PEAK (the default is above "
+        "the default overflow threshold 10000); above --low",
+        1, 10'000'000);
+    add(o.low, "low", "depth at the bottom of the cycle", 0, 9'999'999);
+    add(o.fill_s, "fill-seconds", "duration of FILL", 0.1, 86400);
+    add(o.hold_s, "hold-seconds", "duration of HOLD", 0, 86400);
+    add(o.drain_s, "drain-seconds", "duration of DRAIN", 0.1, 86400);
+    add(o.rest_s, "rest-seconds", "duration of REST", 0, 86400);
+    add(o.spread, "spread",
+        "fraction of the period over which the queues' phases are spread "
+        "(0.4: with 3 queues and the default durations, 0 / 4 / 8 s apart, so "
+        "that for a few seconds per cycle every queue is below Critical; 0 = "
+        "all in step, 1 = evenly over the period)",
+        0, 1);
+    add(o.tick_ms, "tick-ms", "how often each queue is moved toward its target",
+        10, 10000);
+    add(o.max_batch, "max-batch",
+        "most messages added or removed per queue and tick", 1, 1'000'000);
+    add(o.seconds, "seconds",
+        "stop after S seconds (0 = run until SIGINT or SIGTERM)", 0,
+        31'536'000);
+    rule("db", [&o] {
+      return o.db.empty() ? "is required when TASKER_HEALTH_TEST_PG is not set"
+                          : "";
+    });
+    rule("peak", [&o] {
+      return o.peak <= o.low
+                 ? "must be above --low (" + std::to_string(o.low) + ")"
+                 : "";
+    });
+    rule("queues",
+         [&o, this] { return parse_queues(queues, o.low, o.queues); });
   }
-  if (o.db.empty())
-    throw demo::ArgError{"--db", "is required when TASKER_HEALTH_TEST_PG is "
-                                 "not set"};
-  if (o.peak <= o.low)
-    throw demo::ArgError{"--peak",
-                         "must be above --low (" + std::to_string(o.low) + ")"};
-  for (auto& q : o.queues)
-    if (q.peak && *q.peak <= o.low)
-      throw demo::ArgError{"--queues", "peak of '" + q.name
-                                           + "' must be above --low ("
-                                           + std::to_string(o.low) + ")"};
-  return o;
-}
+};
 
 // ---- the cycle
 // ---------------------------------------------------------------
@@ -323,6 +300,8 @@ int64_t step(pqxx::connection& conn, const QueueState& q, int64_t target,
   return depth;
 }
 
+// Long on purpose: connect, create the queues, then the tick loop with its
+// reconnects, in the order they happen.
 int run(const Options& o) {
   using namespace std::chrono;
   Cycle cycle{o.fill_s, o.hold_s, o.drain_s, o.rest_s};
@@ -444,6 +423,13 @@ int run(const Options& o) {
 } // namespace
 
 int main(int argc, char** argv) {
-  return demo::run_main<Options>("tasker-health-loadgen", argc, argv,
-                                 parse_args, print_help, run);
+  Options opts;
+  Cli cli{opts};
+  // Not a default of the option (--help would show the connection string).
+  if (const char* env = std::getenv("TASKER_HEALTH_TEST_PG"))
+    opts.db = env;
+  if (auto exit_code = cli.parse_or_exit(argc, argv))
+    return *exit_code;
+  demo::install_stop_handler();
+  return run(opts);
 }

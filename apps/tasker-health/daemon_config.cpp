@@ -19,88 +19,453 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <type_traits>
+#include <utility>
 
 namespace tasker::health::app {
 
 namespace {
 
-caf::timespan span(milliseconds d) {
-  return std::chrono::duration_cast<caf::timespan>(d);
-}
-
-caf::timespan span(seconds d) {
-  return std::chrono::duration_cast<caf::timespan>(d);
-}
-
 milliseconds ms(caf::timespan d) {
   return std::chrono::duration_cast<milliseconds>(d);
 }
 
+// -- one option, one line ----------------------------------------------------
+//
+// Each block below lists the options of its sections once, in the order of
+// --help. A line has one of two forms:
+//   bind(section, name, h.field, help)
+//     an option of the component: the HealthConfig field is its default and
+//     its destination; the value is kept in daemon_config::values. The line
+//     registers the option (declare, in the constructor) and converts it
+//     into the field (apply, in to_health_config / to_shedding_config).
+//   bind(section, name, c.member, default, help)
+//     an option the daemon reads itself from the member (to_cluster_settings,
+//     to_server_options, to_grpc_settings, main) or converts by hand; only
+//     registered here, with the default of the settings it becomes.
+// So a new option of the component is one line here (+ config/tasker-
+// health.ini, README.md); a rule its field's type does not carry goes into
+// HealthConfig::validate().
+
+/// A field's value as its option's (CAF) type: durations as timespan, whole
+/// numbers as int64_t, the policies as their names.
+template<class Rep, class Period>
+caf::timespan as_option(std::chrono::duration<Rep, Period> d) {
+  return std::chrono::duration_cast<caf::timespan>(d);
+}
+
+template<class T>
+std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int64_t>
+as_option(T x) {
+  return static_cast<int64_t>(x);
+}
+
+inline double as_option(double x) {
+  return x;
+}
+
+inline bool as_option(bool x) {
+  return x;
+}
+
+inline const std::string& as_option(const std::string& x) {
+  return x;
+}
+
+inline const std::vector<std::string>&
+as_option(const std::vector<std::string>& x) {
+  return x;
+}
+
+inline std::string as_option(UnknownPolicy x) {
+  return std::string{to_string(x)};
+}
+
+inline std::string as_option(SheddingMode x) {
+  return std::string{to_string(x)};
+}
+
+/// The option's value into its field, or an error naming the option.
+template<class Rep, class Period>
+void from_option(caf::timespan x, std::chrono::duration<Rep, Period>& out,
+                 const std::string&, std::vector<ConfigError>&) {
+  out = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(x);
+}
+
+/// Counts: not negative, capped at 2^30.
+template<class T>
+std::enable_if_t<std::is_unsigned_v<T>>
+from_option(int64_t x, T& out, const std::string& option,
+            std::vector<ConfigError>& errors) {
+  if (x < 0) {
+    errors.push_back(
+        {option, "must not be negative (got " + std::to_string(x) + ")"});
+    return;
+  }
+  out = static_cast<T>(std::min<int64_t>(x, 1 << 30));
+}
+
+template<class T>
+std::enable_if_t<
+    std::is_same_v<
+        T,
+        int64_t> || std::is_same_v<T, double> || std::is_same_v<T, bool> || std::is_same_v<T, std::string>>
+from_option(const T& x, T& out, const std::string&, std::vector<ConfigError>&) {
+  out = x;
+}
+
+void from_option(const std::string& x, UnknownPolicy& out,
+                 const std::string& option, std::vector<ConfigError>& errors) {
+  if (auto p = parse_unknown_policy(x))
+    out = *p;
+  else
+    errors.push_back(
+        {option, "must be 'fail-open' or 'fail-closed' (got '" + x + "')"});
+}
+
+void from_option(const std::string& x, SheddingMode& out,
+                 const std::string& option, std::vector<ConfigError>& errors) {
+  if (auto m = parse_shedding_mode(x))
+    out = *m;
+  else
+    errors.push_back(
+        {option, "must be 'binary' or 'graded' (got '" + x + "')"});
+}
+
+/// An option's CAF type for a field of type F.
+template<class F>
+using option_type = std::decay_t<decltype(as_option(std::declval<const F&>()))>;
+
+/// Registers each option in its section with the default as its value: in
+/// the member given, or else in daemon_config::values.
+struct declare {
+  daemon_config& cfg;
+  caf::config_option_set& options;
+
+  template<class Member, class Default>
+  void operator()(const char* section, const char* name, Member& member,
+                  const Default& default_value, const char* help) const {
+    member = as_option(default_value);
+    caf::config_option_adder{options, section}.add(member, name, help);
+  }
+
+  template<class Field>
+  void operator()(const char* section, const char* name, const Field& field,
+                  const char* help) const {
+    using T = option_type<Field>;
+    auto key = std::string{section} + "." + name;
+    auto& slot = cfg.values[key].emplace<T>(as_option(field));
+    caf::config_option_adder{options, section}.add(slot, name, help);
+  }
+};
+
+/// Converts each option into its field; options with a constant default are
+/// converted by hand (their field differs in shape or lives elsewhere).
+struct apply {
+  const daemon_config& cfg;
+  std::vector<ConfigError>& errors;
+
+  template<class Member, class Field>
+  void operator()(const char* section, const char* name, const Member& member,
+                  Field& field, const char*) const {
+    if constexpr (!std::is_const_v<Field>)
+      from_option(member, field, std::string{section} + "." + name, errors);
+  }
+
+  template<class Field>
+  void operator()(const char* section, const char* name, Field& field,
+                  const char*) const {
+    auto key = std::string{section} + "." + name;
+    from_option(std::get<option_type<Field>>(cfg.values.at(key)), field, key,
+                errors);
+  }
+};
+
+/// The original's three orchestration queues (tasker-orchestration's
+/// OrchestrationCore always watches them).
+const std::vector<std::string> original_queues{
+    "orchestration_step_results", "orchestration_task_requests",
+    "orchestration_task_finalizations"};
+const std::vector<std::string> no_strings;
+const std::string no_text;
+
+// The blocks: C is daemon_config (declare) or const daemon_config (apply),
+// H is const HealthConfig (declare: the defaults) or HealthConfig (apply);
+// a constant default (not a field of H) is never written by apply.
+
+template<class H, class Bind>
+void health_options(H& h, const Bind& bind) {
+  bind("health", "node-id", h.node_id,
+       "name of this node in snapshots (empty: the host name)");
+  bind("health", "evaluation-interval", h.evaluation_interval,
+       "time between two evaluation cycles");
+  bind("health", "probe-timeout", h.probe_timeout,
+       "deadline of each probe's answer within a cycle (<= interval - "
+       "max(10%, 10ms))");
+  bind("health", "stale-threshold", h.stale_threshold,
+       "a snapshot older than this is stale (>= 2 x interval)");
+  bind("health", "unknown-policy", h.unknown_policy,
+       "'fail-open': Unknown applies no backpressure; 'fail-closed': "
+       "Unknown counts as Critical");
+  bind("database", "url", h.database_url,
+       "libpq connection string of the watched PostgreSQL (required)");
+  bind("database", "query-timeout", h.db_query_timeout,
+       "bound of the DB check query, kept when the server never answers");
+  bind("database", "connect-timeout", h.db_connect_timeout,
+       "bound of (re)connecting");
+  // The original's check switches (issue 20).
+  bind("database", "enabled", h.check_database,
+       "false: the database check is Unknown \"check disabled\" (status "
+       "degraded, no breaker backpressure); not with fail-closed");
+  bind("breaker", "failure-threshold", h.breaker.failure_threshold,
+       "consecutive failures that open the breaker (1..1023)");
+  bind("breaker", "open-timeout", h.breaker.open_timeout,
+       "time an open breaker refuses calls before trials");
+  bind("breaker", "success-threshold", h.breaker.success_threshold,
+       "successful trials that close a half-open breaker (1..63)");
+  bind("breaker", "half-open-max-trials", h.breaker.half_open_max_trials,
+       "concurrent trial calls while half-open (1..63)");
+  bind("channel", "warning-percent", h.channel.warning_percent,
+       "channel saturation logged as warning (percent)");
+  bind("channel", "critical-percent", h.channel.critical_percent,
+       "channel saturation counted as saturated (percent)");
+  bind("channel", "emergency-percent", h.channel.emergency_percent,
+       "channel saturation that triggers backpressure (percent)");
+  bind("channel", "enabled", h.check_channels,
+       "false: the channel check is Unknown \"check disabled\"; not with "
+       "fail-closed");
+}
+
+template<class C, class H, class Bind>
+void queue_options(C& c, H& h, const Bind& bind) {
+  // names and thresholds: converted in to_health_config.
+  bind("queues", "names", c.queue_names, original_queues,
+       "PGMQ queues to watch (default: the original's three "
+       "orchestration queues; [] for none)");
+  bind("queues", "warning", h.queue_thresholds.warning,
+       "default depth of the Warning tier");
+  bind("queues", "critical", h.queue_thresholds.critical,
+       "default depth of the Critical tier (backpressure)");
+  bind("queues", "overflow", h.queue_thresholds.overflow,
+       "default depth of the Overflow tier; also the count cap");
+  bind("queues", "thresholds", c.queue_thresholds, no_strings,
+       "per-queue thresholds, e.g. [\"orders=500/2000/4000\"] "
+       "(warning/critical/overflow)");
+  bind("queues", "hysteresis-margin", h.hysteresis_margin,
+       "a queue leaves a tier downwards only below threshold - margin "
+       "(0: no hysteresis)");
+  bind("queues", "drain-retry-after", h.drain_retry_after,
+       "Retry-After of a Critical/Overflow queue from its measured drain "
+       "rate, within [1s, the constant] (false: the constants; on the "
+       "command line a bare flag)");
+  bind("queues", "drain-window", h.drain_window,
+       "depth history a drain rate is measured over (2 to 100 x "
+       "interval)");
+  // Read by main (the queue probe's own connection).
+  bind("queues", "database-url", c.queue_database_url, no_text,
+       "libpq connection string of the PGMQ database when it is not "
+       "database.url (split deployments; empty: database.url)");
+  bind("queues", "enabled", h.check_queues,
+       "false: the queue check is Unknown \"check disabled\" (no queue "
+       "backpressure); not with fail-closed");
+}
+
+template<class H, class Bind>
+void retry_after_options(H& h, const Bind& bind) {
+  auto& r = h.retry_after;
+  bind("retry-after", "breaker-minimum", r.breaker_minimum,
+       "lower bound of Retry-After while the breaker is open");
+  bind("retry-after", "channel-critical", r.channel_critical,
+       "Retry-After when the channel is critical");
+  bind("retry-after", "queue-overflow", r.queue_overflow,
+       "Retry-After when a queue is at Overflow");
+  bind("retry-after", "queue-critical", r.queue_critical,
+       "Retry-After when a queue is Critical");
+  bind("retry-after", "database-unknown", r.database_unknown,
+       "Retry-After when the database is Unknown (fail-closed)");
+  bind("retry-after", "custom-unhealthy", r.custom_unhealthy,
+       "Retry-After when a critical custom check fails");
+  bind("retry-after", "stale", r.stale,
+       "Retry-After when the snapshot is stale (fail-closed)");
+}
+
+template<class H, class Bind>
+void supervisor_options(H& h, const Bind& bind) {
+  auto& s = h.supervisor;
+  bind("supervisor", "initial-backoff", s.initial_backoff,
+       "delay before the first restart of a failed probe");
+  bind("supervisor", "backoff-factor", s.backoff_factor,
+       "growth of the delay per restart (>= 1.0)");
+  bind("supervisor", "max-backoff", s.max_backoff, "largest restart delay");
+  bind("supervisor", "jitter", s.jitter,
+       "random spread of each delay, in [0, 1)");
+  bind("supervisor", "reset-after", s.reset_after,
+       "a probe running this long gets a fresh backoff");
+  bind("supervisor", "max-restarts", s.max_restarts,
+       "more restarts than this within the window: give up");
+  bind("supervisor", "restart-window", s.restart_window,
+       "window of the restart intensity (probes; the root supervisor "
+       "counts all of its children in one window)");
+  bind("supervisor", "lost-replies", s.lost_replies,
+       "a probe that lets this many requests in a row pass their "
+       "deadline without a reply is killed and restarted (1..1000)");
+}
+
+/// S is const SheddingConfig (declare) or SheddingConfig (apply).
+template<class C, class S, class Bind>
+void shedding_options(C& c, S& s, const Bind& bind) {
+  bind("shedding", "mode", s.mode,
+       "'binary': the original's all-or-nothing decision; 'graded': "
+       "work classes admitted by their curves (try_check(class, key))");
+  // classes and curves: converted in to_shedding_config.
+  std::vector<std::string> classes;
+  for (const auto& x : s.classes)
+    classes.push_back(x.name);
+  bind("shedding", "classes", c.shedding_classes, std::as_const(classes),
+       "work classes, most important first (1..8 of [a-z0-9_-])");
+  bind("shedding", "curves", c.shedding_curves, no_strings,
+       "admission curves \"class=pressure:admitted,...\", e.g. "
+       "[\"normal=0:1,0.5:1,1:0\"] (critical, normal and sheddable "
+       "have defaults)");
+  bind("shedding", "critical-pressure", s.critical_pressure,
+       "pressure of a queue's Critical tier and a channel's critical "
+       "threshold, in (0, 1)");
+  bind("shedding", "retry-after", s.retry_after,
+       "Retry-After of a class shed below pressure 1 (at 1: the "
+       "decision's)");
+  bind("shedding", "retry-jitter", s.retry_jitter,
+       "keyed refusals add up to this share of their Retry-After, per "
+       "key (0: none; 0.5: up to +50 %)");
+}
+
+/// [cluster]: the defaults are cluster_settings'; converted and checked in
+/// to_cluster_settings.
+void cluster_options(daemon_config& c, const declare& bind) {
+  const cluster_settings d;
+  bind("cluster", "port", c.cluster_port, d.port,
+       "publish this node's snapshots to other nodes on this port (0: "
+       "off)");
+  bind("cluster", "bind", c.cluster_bind, d.bind,
+       "address of cluster.port; not loopback only with mutual TLS "
+       "(openssl.*)");
+  bind("cluster", "peers", c.cluster_peers, no_strings,
+       "other nodes to watch, [\"host:port\", ...] (GET /cluster); "
+       "\"name@host:port\" also names the node its snapshots must carry");
+  bind("cluster", "max-subscribers", c.cluster_max_subscribers,
+       d.max_subscribers, "remote subscribers at most (1..100000)");
+  bind("cluster", "precheck-timeout", c.cluster_precheck_timeout,
+       d.precheck_timeout,
+       "bound of the TCP reachability check before each connect");
+  bind("cluster", "connect-timeout", c.cluster_connect_timeout,
+       d.connect_timeout, "bound of a connect (TCP and CAF handshake)");
+  bind("cluster", "reconnect-initial", c.cluster_reconnect_initial,
+       d.reconnect_initial,
+       "first delay before reconnecting to a lost peer (doubling)");
+  bind("cluster", "reconnect-max", c.cluster_reconnect_max, d.reconnect_max,
+       "largest delay before reconnecting to a lost peer");
+  bind("cluster", "max-connections", c.cluster_max_connections,
+       d.max_connections,
+       "connections to cluster.port at most; at the limit a new one "
+       "displaces the oldest without a completed handshake (1..100000)");
+  bind("cluster", "max-connections-per-address",
+       c.cluster_max_connections_per_address, d.max_connections_per_address,
+       "connections to cluster.port from one address at most "
+       "(1..cluster.max-connections)");
+  bind("cluster", "handshake-timeout", c.cluster_handshake_timeout,
+       d.handshake_timeout,
+       "a connection to cluster.port must complete TLS and the BASP "
+       "handshake within this time");
+  bind("cluster", "max-message-bytes", c.cluster_max_message_bytes,
+       d.max_message_bytes,
+       "largest BASP payload accepted on cluster.port; a larger "
+       "declared one closes the connection (1024..1073741824)");
+  bind("cluster", "auth-key-file", c.cluster_auth_key_file, no_text,
+       "file with the cluster's shared key (HMAC-SHA256 over every "
+       "snapshot; mode 600, at least 16 bytes); not with mutual TLS, "
+       "which signs with each node's certificate");
+  bind("cluster", "max-clock-skew", c.cluster_max_clock_skew,
+       d.admission.max_clock_skew,
+       "a peer's snapshot produced, or its incarnation started, further "
+       "ahead of this node's clock is refused (1ms..24h)");
+  bind("cluster", "max-sequence-jump", c.cluster_max_sequence_jump,
+       d.admission.max_sequence_jump,
+       "a peer's sequence further ahead than this on one connection is "
+       "refused (1..1000000000)");
+}
+
+/// [debug], [http], [log], [grpc]: the defaults are server_options' and
+/// grpc_settings' (the daemon's HTTP port is its own); converted and checked
+/// in to_server_options and to_grpc_settings, read by main.
+void process_options(daemon_config& c, const declare& bind) {
+  bind("debug", "fault-signals", c.debug_fault_signals, false,
+       "for tests only: SIGUSR1 kills the aggregator, SIGUSR2 the probe "
+       "supervisor (the root supervisor restarts them)");
+  const http::server_options o;
+  bind("http", "address", c.http_address, o.address,
+       "address of the HTTP endpoints");
+  bind("http", "port", c.http_port, uint16_t{8080},
+       "port of the HTTP endpoints (0: any free)");
+  bind("http", "listen-backlog", c.http_listen_backlog, o.listen_backlog,
+       "connections the kernel queues before they are accepted "
+       "(1..65535, capped by net.core.somaxconn)");
+  bind("http", "max-connections", c.http_max_connections, o.max_connections,
+       "open connections at most; at the limit the one idle or "
+       "incomplete the longest is closed to admit a new one (needs this "
+       "+ max(16, this / 8) + 64 file descriptors)");
+  bind("http", "max-connections-per-ip", c.http_max_connections_per_ip,
+       o.max_connections_per_ip,
+       "open connections per client address at most; at the limit that "
+       "address's oldest idle one is closed (0: no limit)");
+  bind("http", "connection-timeout", c.http_connection_timeout,
+       o.connection_timeout,
+       "a connection silent this long, or without a whole first request "
+       "by then, is closed (whole seconds, >= 1s)");
+  bind("http", "max-request-line", c.http_max_request_line, o.max_request_line,
+       "bytes of the request line; longer: 414 (64..1048576)");
+  bind("http", "max-header-bytes", c.http_max_header_bytes, o.max_header_bytes,
+       "bytes of all header names and values; more: 431 (256..1048576)");
+  bind("http", "max-headers", c.http_max_headers, o.max_headers,
+       "number of request headers; more: 431 (1..10000)");
+  bind("http", "max-body", c.http_max_body, o.max_body,
+       "bytes of a request body; more: 413 before it is read "
+       "(0..1048576)");
+  bind("log", "level", c.log_level, std::string{"info"},
+       "trace, debug, info, warn, error, critical or off");
+  const grpc_settings g;
+  bind("grpc", "port", c.grpc_port, g.port,
+       "port of the gRPC health services (grpc.health.v1.Health, "
+       "tasker.v1.HealthService; 0: off)");
+  bind("grpc", "address", c.grpc_address, g.address,
+       "address of grpc.port; not loopback only with mutual TLS "
+       "(openssl.*) or grpc.allow-plaintext");
+  bind("grpc", "allow-plaintext", c.grpc_allow_plaintext, false,
+       "serve gRPC without TLS on a non-loopback address (Kubernetes "
+       "grpc probes speak no TLS; the answers are read-only)");
+  bind("grpc", "max-watchers", c.grpc_max_watchers, g.max_watchers,
+       "open Watch streams at most; more: RESOURCE_EXHAUSTED (1..100000)");
+  bind("grpc", "max-concurrent-calls", c.grpc_max_concurrent_calls,
+       g.max_concurrent_calls,
+       "unary calls in progress at most; more: RESOURCE_EXHAUSTED "
+       "(1..100000)");
+  bind("grpc", "watch-interval", c.grpc_watch_interval, g.watch_interval,
+       "how often Watch streams look for a change (10ms..10s)");
+}
+
 } // namespace
 
-daemon_config::daemon_config() {
-  HealthConfig d;
-  evaluation_interval = span(d.evaluation_interval);
-  probe_timeout = span(d.probe_timeout);
-  stale_threshold = span(d.stale_threshold);
-  unknown_policy = std::string{to_string(d.unknown_policy)};
-  query_timeout = span(d.db_query_timeout);
-  connect_timeout = span(d.db_connect_timeout);
-  breaker_failure_threshold = d.breaker.failure_threshold;
-  breaker_open_timeout = span(d.breaker.open_timeout);
-  breaker_success_threshold = d.breaker.success_threshold;
-  breaker_half_open_max_trials = d.breaker.half_open_max_trials;
-  channel_warning_percent = d.channel.warning_percent;
-  channel_critical_percent = d.channel.critical_percent;
-  channel_emergency_percent = d.channel.emergency_percent;
-  queue_warning = d.queue_thresholds.warning;
-  queue_critical = d.queue_thresholds.critical;
-  queue_overflow = d.queue_thresholds.overflow;
-  hysteresis_margin = d.hysteresis_margin;
-  drain_retry_after = d.drain_retry_after;
-  drain_window = span(d.drain_window);
-  // The original's three orchestration queues (tasker-orchestration's
-  // OrchestrationCore always watches them).
-  queue_names = {"orchestration_step_results", "orchestration_task_requests",
-                 "orchestration_task_finalizations"};
-  check_database = d.check_database;
-  check_channels = d.check_channels;
-  check_queues = d.check_queues;
-  retry_breaker_minimum = span(d.retry_after.breaker_minimum);
-  retry_channel_critical = span(d.retry_after.channel_critical);
-  retry_queue_overflow = span(d.retry_after.queue_overflow);
-  retry_queue_critical = span(d.retry_after.queue_critical);
-  retry_database_unknown = span(d.retry_after.database_unknown);
-  retry_custom_unhealthy = span(d.retry_after.custom_unhealthy);
-  retry_stale = span(d.retry_after.stale);
-  supervisor_initial_backoff = span(d.supervisor.initial_backoff);
-  supervisor_backoff_factor = d.supervisor.backoff_factor;
-  supervisor_max_backoff = span(d.supervisor.max_backoff);
-  supervisor_jitter = d.supervisor.jitter;
-  supervisor_reset_after = span(d.supervisor.reset_after);
-  supervisor_max_restarts = d.supervisor.max_restarts;
-  supervisor_restart_window = span(d.supervisor.restart_window);
-  supervisor_lost_replies = d.supervisor.lost_replies;
-  shedding_mode = std::string{to_string(d.shedding.mode)};
-  for (const auto& c : d.shedding.classes)
-    shedding_classes.push_back(c.name);
-  shedding_critical_pressure = d.shedding.critical_pressure;
-  shedding_retry_after = span(d.shedding.retry_after);
-  shedding_retry_jitter = d.shedding.retry_jitter;
-  debug_fault_signals = false;
-  http::server_options http_defaults;
-  http_address = "127.0.0.1";
-  http_port = 8080;
-  http_listen_backlog = http_defaults.listen_backlog;
-  http_max_connections = static_cast<int64_t>(http_defaults.max_connections);
-  http_max_connections_per_ip
-      = static_cast<int64_t>(http_defaults.max_connections_per_ip);
-  http_connection_timeout = span(http_defaults.connection_timeout);
-  http_max_request_line = static_cast<int64_t>(http_defaults.max_request_line);
-  http_max_header_bytes = static_cast<int64_t>(http_defaults.max_header_bytes);
-  http_max_headers = static_cast<int64_t>(http_defaults.max_headers);
-  http_max_body = static_cast<int64_t>(http_defaults.max_body);
-  log_level = "info";
+daemon_config::daemon_config() : daemon_config(HealthConfig{}) {
+  // nop
+}
+
+daemon_config::daemon_config(const HealthConfig& d) {
+  const declare bind{*this, custom_options_};
+  health_options(d, bind);
+  queue_options(*this, d, bind);
+  retry_after_options(d, bind);
+  supervisor_options(d, bind);
+  shedding_options(*this, d.shedding, bind);
+  cluster_options(*this, bind);
+  process_options(*this, bind);
   // CAF's scheduler, set up for a process that is idle nearly all the time
   // (bench/idle.sh): work sharing parks idle workers on a condition
   // variable, where work stealing polls (hundreds of wake-ups per second and
@@ -118,252 +483,24 @@ daemon_config::daemon_config() {
   set("middleman.heartbeat-interval", caf::timespan{default_heartbeat});
   set("middleman.connection-timeout",
       caf::timespan{default_connection_timeout});
-  cluster_port = 0;
-  cluster_bind = "127.0.0.1";
-  cluster_max_subscribers = 1000;
-  cluster_precheck_timeout = span(milliseconds{1000});
-  cluster_connect_timeout = span(milliseconds{5000});
-  cluster_reconnect_initial = span(milliseconds{100});
-  cluster_reconnect_max = span(milliseconds{2000});
-  cluster_max_connections = 256;
-  cluster_max_connections_per_address = 32;
-  cluster_handshake_timeout = span(milliseconds{5000});
-  cluster_max_message_bytes = 1024 * 1024;
-  cluster_max_clock_skew = span(milliseconds{60000});
-  cluster_max_sequence_jump = 10000;
-  opt_group{custom_options_, "health"}
-      .add(node_id, "node-id",
-           "name of this node in snapshots (empty: the host name)")
-      .add(evaluation_interval, "evaluation-interval",
-           "time between two evaluation cycles")
-      .add(probe_timeout, "probe-timeout",
-           "deadline of each probe's answer within a cycle (<= interval - "
-           "max(10%, 10ms))")
-      .add(stale_threshold, "stale-threshold",
-           "a snapshot older than this is stale (>= 2 x interval)")
-      .add(unknown_policy, "unknown-policy",
-           "'fail-open': Unknown applies no backpressure; 'fail-closed': "
-           "Unknown counts as Critical");
-  opt_group{custom_options_, "database"}
-      .add(database_url, "url",
-           "libpq connection string of the watched PostgreSQL (required)")
-      .add(query_timeout, "query-timeout",
-           "bound of the DB check query, kept when the server never answers")
-      .add(connect_timeout, "connect-timeout", "bound of (re)connecting");
-  opt_group{custom_options_, "breaker"}
-      .add(breaker_failure_threshold, "failure-threshold",
-           "consecutive failures that open the breaker (1..1023)")
-      .add(breaker_open_timeout, "open-timeout",
-           "time an open breaker refuses calls before trials")
-      .add(breaker_success_threshold, "success-threshold",
-           "successful trials that close a half-open breaker (1..63)")
-      .add(breaker_half_open_max_trials, "half-open-max-trials",
-           "concurrent trial calls while half-open (1..63)");
-  opt_group{custom_options_, "channel"}
-      .add(channel_warning_percent, "warning-percent",
-           "channel saturation logged as warning (percent)")
-      .add(channel_critical_percent, "critical-percent",
-           "channel saturation counted as saturated (percent)")
-      .add(channel_emergency_percent, "emergency-percent",
-           "channel saturation that triggers backpressure (percent)");
-  opt_group{custom_options_, "queues"}
-      .add(queue_names, "names",
-           "PGMQ queues to watch (default: the original's three "
-           "orchestration queues; [] for none)")
-      .add(queue_warning, "warning", "default depth of the Warning tier")
-      .add(queue_critical, "critical",
-           "default depth of the Critical tier (backpressure)")
-      .add(queue_overflow, "overflow",
-           "default depth of the Overflow tier; also the count cap")
-      .add(queue_thresholds, "thresholds",
-           "per-queue thresholds, e.g. [\"orders=500/2000/4000\"] "
-           "(warning/critical/overflow)")
-      .add(hysteresis_margin, "hysteresis-margin",
-           "a queue leaves a tier downwards only below threshold - margin "
-           "(0: no hysteresis)")
-      .add(drain_retry_after, "drain-retry-after",
-           "Retry-After of a Critical/Overflow queue from its measured drain "
-           "rate, within [1s, the constant] (false: the constants; on the "
-           "command line a bare flag)")
-      .add(drain_window, "drain-window",
-           "depth history a drain rate is measured over (2 to 100 x "
-           "interval)")
-      .add(queue_database_url, "database-url",
-           "libpq connection string of the PGMQ database when it is not "
-           "database.url (split deployments; empty: database.url)");
-  opt_group{custom_options_, "retry-after"}
-      .add(retry_breaker_minimum, "breaker-minimum",
-           "lower bound of Retry-After while the breaker is open")
-      .add(retry_channel_critical, "channel-critical",
-           "Retry-After when the channel is critical")
-      .add(retry_queue_overflow, "queue-overflow",
-           "Retry-After when a queue is at Overflow")
-      .add(retry_queue_critical, "queue-critical",
-           "Retry-After when a queue is Critical")
-      .add(retry_database_unknown, "database-unknown",
-           "Retry-After when the database is Unknown (fail-closed)")
-      .add(retry_custom_unhealthy, "custom-unhealthy",
-           "Retry-After when a critical custom check fails")
-      .add(retry_stale, "stale",
-           "Retry-After when the snapshot is stale (fail-closed)");
-  opt_group{custom_options_, "supervisor"}
-      .add(supervisor_initial_backoff, "initial-backoff",
-           "delay before the first restart of a failed probe")
-      .add(supervisor_backoff_factor, "backoff-factor",
-           "growth of the delay per restart (>= 1.0)")
-      .add(supervisor_max_backoff, "max-backoff", "largest restart delay")
-      .add(supervisor_jitter, "jitter",
-           "random spread of each delay, in [0, 1)")
-      .add(supervisor_reset_after, "reset-after",
-           "a probe running this long gets a fresh backoff")
-      .add(supervisor_max_restarts, "max-restarts",
-           "more restarts than this within the window: give up")
-      .add(supervisor_restart_window, "restart-window",
-           "window of the restart intensity (probes; the root supervisor "
-           "counts all of its children in one window)")
-      .add(supervisor_lost_replies, "lost-replies",
-           "a probe that lets this many requests in a row pass their "
-           "deadline without a reply is killed and restarted (1..1000)");
-  opt_group{custom_options_, "cluster"}
-      .add(cluster_port, "port",
-           "publish this node's snapshots to other nodes on this port (0: "
-           "off)")
-      .add(cluster_bind, "bind",
-           "address of cluster.port; not loopback only with mutual TLS "
-           "(openssl.*)")
-      .add(cluster_peers, "peers",
-           "other nodes to watch, [\"host:port\", ...] (GET /cluster); "
-           "\"name@host:port\" also names the node its snapshots must carry")
-      .add(cluster_max_subscribers, "max-subscribers",
-           "remote subscribers at most (1..100000)")
-      .add(cluster_precheck_timeout, "precheck-timeout",
-           "bound of the TCP reachability check before each connect")
-      .add(cluster_connect_timeout, "connect-timeout",
-           "bound of a connect (TCP and CAF handshake)")
-      .add(cluster_reconnect_initial, "reconnect-initial",
-           "first delay before reconnecting to a lost peer (doubling)")
-      .add(cluster_reconnect_max, "reconnect-max",
-           "largest delay before reconnecting to a lost peer")
-      .add(cluster_max_connections, "max-connections",
-           "connections to cluster.port at most; at the limit a new one "
-           "displaces the oldest without a completed handshake (1..100000)")
-      .add(cluster_max_connections_per_address, "max-connections-per-address",
-           "connections to cluster.port from one address at most "
-           "(1..cluster.max-connections)")
-      .add(cluster_handshake_timeout, "handshake-timeout",
-           "a connection to cluster.port must complete TLS and the BASP "
-           "handshake within this time")
-      .add(cluster_max_message_bytes, "max-message-bytes",
-           "largest BASP payload accepted on cluster.port; a larger "
-           "declared one closes the connection (1024..1073741824)")
-      .add(cluster_auth_key_file, "auth-key-file",
-           "file with the cluster's shared key (HMAC-SHA256 over every "
-           "snapshot; mode 600, at least 16 bytes); not with mutual TLS, "
-           "which signs with each node's certificate")
-      .add(cluster_max_clock_skew, "max-clock-skew",
-           "a peer's snapshot produced, or its incarnation started, further "
-           "ahead of this node's clock is refused (1ms..24h)")
-      .add(cluster_max_sequence_jump, "max-sequence-jump",
-           "a peer's sequence further ahead than this on one connection is "
-           "refused (1..1000000000)");
-  opt_group{custom_options_, "shedding"}
-      .add(shedding_mode, "mode",
-           "'binary': the original's all-or-nothing decision; 'graded': "
-           "work classes admitted by their curves (try_check(class, key))")
-      .add(shedding_classes, "classes",
-           "work classes, most important first (1..8 of [a-z0-9_-])")
-      .add(shedding_curves, "curves",
-           "admission curves \"class=pressure:admitted,...\", e.g. "
-           "[\"normal=0:1,0.5:1,1:0\"] (critical, normal and sheddable "
-           "have defaults)")
-      .add(shedding_critical_pressure, "critical-pressure",
-           "pressure of a queue's Critical tier and a channel's critical "
-           "threshold, in (0, 1)")
-      .add(shedding_retry_after, "retry-after",
-           "Retry-After of a class shed below pressure 1 (at 1: the "
-           "decision's)")
-      .add(shedding_retry_jitter, "retry-jitter",
-           "keyed refusals add up to this share of their Retry-After, per "
-           "key (0: none; 0.5: up to +50 %)");
-  opt_group{custom_options_, "debug"}.add(
-      debug_fault_signals, "fault-signals",
-      "for tests only: SIGUSR1 kills the aggregator, SIGUSR2 the probe "
-      "supervisor (the root supervisor restarts them)");
-  opt_group{custom_options_, "http"}
-      .add(http_address, "address", "address of the HTTP endpoints")
-      .add(http_port, "port", "port of the HTTP endpoints (0: any free)")
-      .add(http_listen_backlog, "listen-backlog",
-           "connections the kernel queues before they are accepted "
-           "(1..65535, capped by net.core.somaxconn)")
-      .add(http_max_connections, "max-connections",
-           "open connections at most; at the limit the one idle or "
-           "incomplete the longest is closed to admit a new one (needs this "
-           "+ max(16, this / 8) + 64 file descriptors)")
-      .add(http_max_connections_per_ip, "max-connections-per-ip",
-           "open connections per client address at most; at the limit that "
-           "address's oldest idle one is closed (0: no limit)")
-      .add(http_connection_timeout, "connection-timeout",
-           "a connection silent this long, or without a whole first request "
-           "by then, is closed (whole seconds, >= 1s)")
-      .add(http_max_request_line, "max-request-line",
-           "bytes of the request line; longer: 414 (64..1048576)")
-      .add(http_max_header_bytes, "max-header-bytes",
-           "bytes of all header names and values; more: 431 (256..1048576)")
-      .add(http_max_headers, "max-headers",
-           "number of request headers; more: 431 (1..10000)")
-      .add(http_max_body, "max-body",
-           "bytes of a request body; more: 413 before it is read "
-           "(0..1048576)");
-  opt_group{custom_options_, "log"}.add(
-      log_level, "level", "trace, debug, info, warn, error, critical or off");
-  opt_group{custom_options_, "grpc"}
-      .add(grpc_port, "port",
-           "port of the gRPC health services (grpc.health.v1.Health, "
-           "tasker.v1.HealthService; 0: off)")
-      .add(grpc_address, "address",
-           "address of grpc.port; not loopback only with mutual TLS "
-           "(openssl.*) or grpc.allow-plaintext")
-      .add(grpc_allow_plaintext, "allow-plaintext",
-           "serve gRPC without TLS on a non-loopback address (Kubernetes "
-           "grpc probes speak no TLS; the answers are read-only)")
-      .add(grpc_max_watchers, "max-watchers",
-           "open Watch streams at most; more: RESOURCE_EXHAUSTED (1..100000)")
-      .add(grpc_max_concurrent_calls, "max-concurrent-calls",
-           "unary calls in progress at most; more: RESOURCE_EXHAUSTED "
-           "(1..100000)")
-      .add(grpc_watch_interval, "watch-interval",
-           "how often Watch streams look for a change (10ms..10s)");
-  // The original's check switches (issue 20).
-  opt_group{custom_options_, "database"}.add(
-      check_database, "enabled",
-      "false: the database check is Unknown \"check disabled\" (status "
-      "degraded, no breaker backpressure); not with fail-closed");
-  opt_group{custom_options_, "channel"}.add(
-      check_channels, "enabled",
-      "false: the channel check is Unknown \"check disabled\"; not with "
-      "fail-closed");
-  opt_group{custom_options_, "queues"}.add(
-      check_queues, "enabled",
-      "false: the queue check is Unknown \"check disabled\" (no queue "
-      "backpressure); not with fail-closed");
 }
 
 caf::error daemon_config::parse(int argc, char** argv) {
-  const std::pair<const char*, bool daemon_config::*> switches[]
-      = {{"--database.enabled=", &daemon_config::check_database},
-         {"--channel.enabled=", &daemon_config::check_channels},
-         {"--queues.enabled=", &daemon_config::check_queues}};
+  const std::pair<std::string_view, const char*> switches[]
+      = {{"--database.enabled=", "database.enabled"},
+         {"--channel.enabled=", "channel.enabled"},
+         {"--queues.enabled=", "queues.enabled"}};
   std::vector<char*> rest;
-  std::vector<std::pair<bool daemon_config::*, bool>> given;
+  std::vector<std::pair<const char*, bool>> given;
   for (int i = 0; i < argc; ++i) {
     bool taken = false;
-    for (auto [prefix, member] : switches) {
+    for (auto [prefix, option] : switches) {
       std::string_view arg{argv[i]};
       if (i == 0 || arg.rfind(prefix, 0) != 0)
         continue;
-      auto value = arg.substr(std::string_view{prefix}.size());
+      auto value = arg.substr(prefix.size());
       if (value == "true" || value == "false") {
-        given.emplace_back(member, value == "true");
+        given.emplace_back(option, value == "true");
         taken = true;
       } // anything else stays for CAF to refuse, naming the option
     }
@@ -374,8 +511,8 @@ caf::error daemon_config::parse(int argc, char** argv) {
   rest.push_back(nullptr);
   auto err = caf::actor_system_config::parse(n, rest.data());
   if (!err)
-    for (auto [member, value] : given)
-      this->*member = value; // the command line over the file
+    for (auto [option, value] : given)
+      std::get<bool>(values.at(option)) = value; // the command line wins
   return err;
 }
 
@@ -626,62 +763,18 @@ bool parse_queue_thresholds(const std::string& text, QueueSpec& out,
   return true;
 }
 
-namespace {
-
-template<class T>
-void to_unsigned(int64_t value, const char* option, T& out,
-                 std::vector<ConfigError>& errors) {
-  if (value < 0) {
-    errors.push_back(
-        {option, "must not be negative (got " + std::to_string(value) + ")"});
-    return;
-  }
-  out = static_cast<T>(std::min<int64_t>(value, 1 << 30));
-}
-
-seconds whole_seconds(caf::timespan d) {
-  return std::chrono::duration_cast<seconds>(d);
-}
-
-} // namespace
-
 HealthConfig to_health_config(const daemon_config& c,
                               std::vector<ConfigError>& errors) {
   HealthConfig h;
-  h.node_id = c.node_id;
-  h.evaluation_interval = ms(c.evaluation_interval);
-  h.probe_timeout = ms(c.probe_timeout);
-  h.stale_threshold = ms(c.stale_threshold);
-  if (auto p = parse_unknown_policy(c.unknown_policy))
-    h.unknown_policy = *p;
-  else
-    errors.push_back(
-        {"health.unknown-policy", "must be 'fail-open' or 'fail-closed' (got '"
-                                      + c.unknown_policy + "')"});
-  h.database_url = c.database_url;
-  if (c.database_url.empty())
+  const apply bind{c, errors};
+  health_options(h, bind);
+  queue_options(c, h, bind);
+  retry_after_options(h, bind);
+  supervisor_options(h, bind);
+  if (h.database_url.empty())
     errors.push_back({"database.url",
                       "must be set (a libpq connection string, e.g. "
                       "'host=db user=tasker dbname=tasker')"});
-  h.db_query_timeout = ms(c.query_timeout);
-  h.db_connect_timeout = ms(c.connect_timeout);
-  to_unsigned(c.breaker_failure_threshold, "breaker.failure-threshold",
-              h.breaker.failure_threshold, errors);
-  h.breaker.open_timeout = ms(c.breaker_open_timeout);
-  to_unsigned(c.breaker_success_threshold, "breaker.success-threshold",
-              h.breaker.success_threshold, errors);
-  to_unsigned(c.breaker_half_open_max_trials, "breaker.half-open-max-trials",
-              h.breaker.half_open_max_trials, errors);
-  h.channel.warning_percent = c.channel_warning_percent;
-  h.channel.critical_percent = c.channel_critical_percent;
-  h.channel.emergency_percent = c.channel_emergency_percent;
-  h.queue_thresholds = {c.queue_warning, c.queue_critical, c.queue_overflow};
-  h.hysteresis_margin = c.hysteresis_margin;
-  h.drain_retry_after = c.drain_retry_after;
-  h.drain_window = ms(c.drain_window);
-  h.check_database = c.check_database;
-  h.check_channels = c.check_channels;
-  h.check_queues = c.check_queues;
   for (const auto& name : c.queue_names)
     h.queues.push_back({name, std::nullopt});
   for (const auto& text : c.queue_thresholds) {
@@ -701,23 +794,6 @@ HealthConfig to_health_config(const daemon_config& c,
     else
       it->thresholds = spec.thresholds;
   }
-  h.retry_after.breaker_minimum = whole_seconds(c.retry_breaker_minimum);
-  h.retry_after.channel_critical = whole_seconds(c.retry_channel_critical);
-  h.retry_after.queue_overflow = whole_seconds(c.retry_queue_overflow);
-  h.retry_after.queue_critical = whole_seconds(c.retry_queue_critical);
-  h.retry_after.database_unknown = whole_seconds(c.retry_database_unknown);
-  h.retry_after.custom_unhealthy = whole_seconds(c.retry_custom_unhealthy);
-  h.retry_after.stale = whole_seconds(c.retry_stale);
-  h.supervisor.initial_backoff = ms(c.supervisor_initial_backoff);
-  h.supervisor.backoff_factor = c.supervisor_backoff_factor;
-  h.supervisor.max_backoff = ms(c.supervisor_max_backoff);
-  h.supervisor.jitter = c.supervisor_jitter;
-  h.supervisor.reset_after = ms(c.supervisor_reset_after);
-  to_unsigned(c.supervisor_max_restarts, "supervisor.max-restarts",
-              h.supervisor.max_restarts, errors);
-  h.supervisor.restart_window = ms(c.supervisor_restart_window);
-  to_unsigned(c.supervisor_lost_replies, "supervisor.lost-replies",
-              h.supervisor.lost_replies, errors);
   static const std::vector<std::string> levels{
       "trace", "debug", "info", "warn", "error", "critical", "off"};
   if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end())
@@ -732,14 +808,7 @@ HealthConfig to_health_config(const daemon_config& c,
 
 void to_shedding_config(const daemon_config& c, SheddingConfig& s,
                         std::vector<ConfigError>& errors) {
-  if (auto m = parse_shedding_mode(c.shedding_mode))
-    s.mode = *m;
-  else
-    errors.push_back({"shedding.mode", "must be 'binary' or 'graded' (got '"
-                                           + c.shedding_mode + "')"});
-  s.critical_pressure = c.shedding_critical_pressure;
-  s.retry_after = whole_seconds(c.shedding_retry_after);
-  s.retry_jitter = c.shedding_retry_jitter;
+  shedding_options(c, s, apply{c, errors});
   // Curves given as "class=curve"; the default classes have defaults.
   std::vector<std::pair<std::string, AdmissionCurve>> given;
   for (const auto& text : c.shedding_curves) {
@@ -800,69 +869,21 @@ bool is_loopback(const std::string& address) {
          || address.rfind("127.", 0) == 0;
 }
 
-cluster_settings to_cluster_settings(const daemon_config& cfg,
-                                     std::vector<ConfigError>& errors) {
-  cluster_settings c;
-  if (cfg.cluster_port < 0 || cfg.cluster_port > 65535)
-    errors.push_back({"cluster.port", "must be between 0 and 65535 (got "
-                                          + std::to_string(cfg.cluster_port)
-                                          + ")"});
-  else
-    c.port = static_cast<uint16_t>(cfg.cluster_port);
-  c.bind = cfg.cluster_bind;
-  if (c.bind.empty())
-    errors.push_back({"cluster.bind", "must not be empty (127.0.0.1 "
-                                      "publishes on loopback only)"});
-  for (const auto& text : cfg.cluster_peers) {
-    std::string why;
-    if (auto peer = parse_peer(text, &why))
-      c.peers.push_back(*peer);
-    else
-      errors.push_back({"cluster.peers", why});
-  }
-  if (cfg.cluster_max_subscribers < 1 || cfg.cluster_max_subscribers > 100000)
-    errors.push_back({"cluster.max-subscribers",
-                      "must be between 1 and 100000 (got "
-                          + std::to_string(cfg.cluster_max_subscribers) + ")"});
-  else
-    c.max_subscribers = static_cast<size_t>(cfg.cluster_max_subscribers);
-  auto positive = [&](const char* option, caf::timespan t,
-                      std::chrono::milliseconds& out) {
-    out = ms(t);
-    if (out.count() <= 0)
-      errors.push_back({option, "must be greater than 0 (got "
-                                    + std::to_string(out.count()) + "ms)"});
-  };
-  positive("cluster.precheck-timeout", cfg.cluster_precheck_timeout,
-           c.precheck_timeout);
-  positive("cluster.connect-timeout", cfg.cluster_connect_timeout,
-           c.connect_timeout);
-  positive("cluster.reconnect-initial", cfg.cluster_reconnect_initial,
-           c.reconnect_initial);
-  positive("cluster.reconnect-max", cfg.cluster_reconnect_max, c.reconnect_max);
-  if (c.reconnect_max < c.reconnect_initial)
-    errors.push_back({"cluster.reconnect-max",
-                      "must not be less than cluster.reconnect-initial"});
-  // Heartbeats: the connection timeout must exceed the interval (assumed the
-  // same on every node), or healthy idle peers are dropped.
-  auto hb
-      = ms(caf::get_or(cfg, "middleman.heartbeat-interval", caf::timespan{0}));
-  auto timeout
-      = ms(caf::get_or(cfg, "middleman.connection-timeout", caf::timespan{0}));
-  if (c.enabled()) {
-    if (hb.count() <= 0)
-      errors.push_back(
-          {"middleman.heartbeat-interval",
-           "must be greater than 0 with a cluster (without heartbeats a "
-           "frozen peer is never noticed)"});
-    else if (timeout <= hb)
-      errors.push_back({"middleman.connection-timeout",
-                        "must exceed middleman.heartbeat-interval (timeout "
-                            + std::to_string(timeout.count()) + "ms, interval "
-                            + std::to_string(hb.count())
-                            + "ms), or idle peers are dropped"});
-  }
-  // The port guard's limits.
+namespace {
+
+/// `t` in milliseconds into `out`; not positive: an error naming `option`.
+void positive(const char* option, caf::timespan t,
+              std::chrono::milliseconds& out,
+              std::vector<ConfigError>& errors) {
+  out = ms(t);
+  if (out.count() <= 0)
+    errors.push_back({option, "must be greater than 0 (got "
+                                  + std::to_string(out.count()) + "ms)"});
+}
+
+/// The port guard's limits (part of to_cluster_settings()).
+void port_guard_limits(const daemon_config& cfg, cluster_settings& c,
+                       std::vector<ConfigError>& errors) {
   if (cfg.cluster_max_connections < 1 || cfg.cluster_max_connections > 100000)
     errors.push_back({"cluster.max-connections",
                       "must be between 1 and 100000 (got "
@@ -881,7 +902,7 @@ cluster_settings to_cluster_settings(const daemon_config& cfg,
     c.max_connections_per_address
         = static_cast<size_t>(cfg.cluster_max_connections_per_address);
   positive("cluster.handshake-timeout", cfg.cluster_handshake_timeout,
-           c.handshake_timeout);
+           c.handshake_timeout, errors);
   if (cfg.cluster_max_message_bytes < 1024
       || cfg.cluster_max_message_bytes > (int64_t{1} << 30))
     errors.push_back({"cluster.max-message-bytes",
@@ -890,21 +911,12 @@ cluster_settings to_cluster_settings(const daemon_config& cfg,
                           + ")"});
   else
     c.max_message_bytes = static_cast<uint32_t>(cfg.cluster_max_message_bytes);
-  tls_files files{cfg.openssl_certificate, cfg.openssl_key,
-                  cfg.openssl_passphrase, cfg.openssl_cafile,
-                  cfg.openssl_capath};
-  c.tls = files.any();
-  for (auto& e : check_tls_files(files))
-    errors.push_back(std::move(e));
-  if (c.port != 0 && !c.tls && !is_loopback(c.bind))
-    errors.push_back(
-        {"cluster.bind",
-         "'" + c.bind
-             + "' is not a loopback address: publishing beyond loopback "
-               "needs mutual TLS (openssl.certificate, openssl.key, "
-               "openssl.cafile), because CAF's BASP trusts every peer that "
-               "completes a handshake"});
-  // Snapshot authentication and admission bounds.
+}
+
+/// Snapshot authentication and admission bounds (part of
+/// to_cluster_settings(), after the TLS files are checked).
+void admission_and_auth(const daemon_config& cfg, cluster_settings& c,
+                        std::vector<ConfigError>& errors) {
   c.admission.max_clock_skew = ms(cfg.cluster_max_clock_skew);
   if (c.admission.max_clock_skew.count() < 1
       || c.admission.max_clock_skew > std::chrono::hours{24})
@@ -939,6 +951,82 @@ cluster_settings to_cluster_settings(const daemon_config& cfg,
     else
       errors.push_back({"openssl.certificate", why});
   }
+}
+
+} // namespace
+
+cluster_settings to_cluster_settings(const daemon_config& cfg,
+                                     std::vector<ConfigError>& errors) {
+  cluster_settings c;
+  if (cfg.cluster_port < 0 || cfg.cluster_port > 65535)
+    errors.push_back({"cluster.port", "must be between 0 and 65535 (got "
+                                          + std::to_string(cfg.cluster_port)
+                                          + ")"});
+  else
+    c.port = static_cast<uint16_t>(cfg.cluster_port);
+  c.bind = cfg.cluster_bind;
+  if (c.bind.empty())
+    errors.push_back({"cluster.bind", "must not be empty (127.0.0.1 "
+                                      "publishes on loopback only)"});
+  for (const auto& text : cfg.cluster_peers) {
+    std::string why;
+    if (auto peer = parse_peer(text, &why))
+      c.peers.push_back(*peer);
+    else
+      errors.push_back({"cluster.peers", why});
+  }
+  if (cfg.cluster_max_subscribers < 1 || cfg.cluster_max_subscribers > 100000)
+    errors.push_back({"cluster.max-subscribers",
+                      "must be between 1 and 100000 (got "
+                          + std::to_string(cfg.cluster_max_subscribers) + ")"});
+  else
+    c.max_subscribers = static_cast<size_t>(cfg.cluster_max_subscribers);
+  positive("cluster.precheck-timeout", cfg.cluster_precheck_timeout,
+           c.precheck_timeout, errors);
+  positive("cluster.connect-timeout", cfg.cluster_connect_timeout,
+           c.connect_timeout, errors);
+  positive("cluster.reconnect-initial", cfg.cluster_reconnect_initial,
+           c.reconnect_initial, errors);
+  positive("cluster.reconnect-max", cfg.cluster_reconnect_max, c.reconnect_max,
+           errors);
+  if (c.reconnect_max < c.reconnect_initial)
+    errors.push_back({"cluster.reconnect-max",
+                      "must not be less than cluster.reconnect-initial"});
+  // Heartbeats: the connection timeout must exceed the interval (assumed the
+  // same on every node), or healthy idle peers are dropped.
+  auto hb
+      = ms(caf::get_or(cfg, "middleman.heartbeat-interval", caf::timespan{0}));
+  auto timeout
+      = ms(caf::get_or(cfg, "middleman.connection-timeout", caf::timespan{0}));
+  if (c.enabled()) {
+    if (hb.count() <= 0)
+      errors.push_back(
+          {"middleman.heartbeat-interval",
+           "must be greater than 0 with a cluster (without heartbeats a "
+           "frozen peer is never noticed)"});
+    else if (timeout <= hb)
+      errors.push_back({"middleman.connection-timeout",
+                        "must exceed middleman.heartbeat-interval (timeout "
+                            + std::to_string(timeout.count()) + "ms, interval "
+                            + std::to_string(hb.count())
+                            + "ms), or idle peers are dropped"});
+  }
+  port_guard_limits(cfg, c, errors);
+  tls_files files{cfg.openssl_certificate, cfg.openssl_key,
+                  cfg.openssl_passphrase, cfg.openssl_cafile,
+                  cfg.openssl_capath};
+  c.tls = files.any();
+  for (auto& e : check_tls_files(files))
+    errors.push_back(std::move(e));
+  if (c.port != 0 && !c.tls && !is_loopback(c.bind))
+    errors.push_back(
+        {"cluster.bind",
+         "'" + c.bind
+             + "' is not a loopback address: publishing beyond loopback "
+               "needs mutual TLS (openssl.certificate, openssl.key, "
+               "openssl.cafile), because CAF's BASP trusts every peer that "
+               "completes a handshake"});
+  admission_and_auth(cfg, c, errors);
   return c;
 }
 

@@ -1,6 +1,11 @@
 // The daemon's configuration, in CAF's conventions: every option is a member
 // registered with an opt_group, settable in an INI file (--config-file=...)
 // and on the command line (--section.key=value), CLI over file over default.
+// Each option's section, name, help and default (a field of HealthConfig or
+// of the settings below) are one line in daemon_config.cpp's option blocks.
+// An option that sets a HealthConfig field is only that line (its value is
+// kept in `values`, converted into the field by to_health_config); the
+// others are a member here, read by their to_* function or by main.
 //
 // CAF 0.17 silently ignores unknown INI keys and INI values of the wrong type;
 // check_config_file() closes that gap, and to_health_config() turns the
@@ -13,8 +18,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "caf/actor_system_config.hpp"
@@ -33,64 +40,29 @@ struct daemon_config : caf::actor_system_config {
 
   daemon_config();
 
-  // [health]
-  std::string node_id;
-  caf::timespan evaluation_interval;
-  caf::timespan probe_timeout;
-  caf::timespan stale_threshold;
-  std::string unknown_policy;
-  // [database]
-  std::string database_url;
-  caf::timespan query_timeout;
-  caf::timespan connect_timeout;
-  // [breaker]
-  int64_t breaker_failure_threshold;
-  caf::timespan breaker_open_timeout;
-  int64_t breaker_success_threshold;
-  int64_t breaker_half_open_max_trials;
-  // [channel]
-  double channel_warning_percent;
-  double channel_critical_percent;
-  double channel_emergency_percent;
-  // [queues]
+  /// The same options with the component defaults of `defaults` (the
+  /// options of its fields start at their values).
+  explicit daemon_config(const HealthConfig& defaults);
+
+  /// The value of an option bound to a field of HealthConfig.
+  using option_value
+      = std::variant<caf::timespan, int64_t, double, bool, std::string>;
+
+  /// The options bound to a field of HealthConfig (the [health], [database],
+  /// [breaker], [channel], [queues], [retry-after], [supervisor] and
+  /// [shedding] options without a member below), by "section.key": their
+  /// line in daemon_config.cpp registers them and converts them into the
+  /// field, whose default is theirs.
+  std::map<std::string, option_value> values;
+
+  // [queues] (converted in to_health_config)
   std::vector<std::string> queue_names;
-  int64_t queue_warning;
-  int64_t queue_critical;
-  int64_t queue_overflow;
   std::vector<std::string> queue_thresholds;
-  int64_t hysteresis_margin;
-  bool drain_retry_after;
-  caf::timespan drain_window;
   /// The PGMQ database of a split deployment (empty: database.url).
   std::string queue_database_url;
-  // [database|channel|queues] enabled: the original's check switches.
-  bool check_database;
-  bool check_channels;
-  bool check_queues;
-  // [retry-after]
-  caf::timespan retry_breaker_minimum;
-  caf::timespan retry_channel_critical;
-  caf::timespan retry_queue_overflow;
-  caf::timespan retry_queue_critical;
-  caf::timespan retry_database_unknown;
-  caf::timespan retry_custom_unhealthy;
-  caf::timespan retry_stale;
-  // [supervisor]
-  caf::timespan supervisor_initial_backoff;
-  double supervisor_backoff_factor;
-  caf::timespan supervisor_max_backoff;
-  double supervisor_jitter;
-  caf::timespan supervisor_reset_after;
-  int64_t supervisor_max_restarts;
-  caf::timespan supervisor_restart_window;
-  int64_t supervisor_lost_replies;
-  // [shedding] (graded shedding, core/shedding.hpp)
-  std::string shedding_mode;
+  // [shedding] (converted in to_shedding_config)
   std::vector<std::string> shedding_classes;
   std::vector<std::string> shedding_curves;
-  double shedding_critical_pressure;
-  caf::timespan shedding_retry_after;
-  double shedding_retry_jitter;
   // [debug]
   bool debug_fault_signals;
   // [cluster]
@@ -123,12 +95,12 @@ struct daemon_config : caf::actor_system_config {
   // [log]
   std::string log_level;
   // [grpc]
-  int64_t grpc_port = 0;
-  std::string grpc_address = "127.0.0.1";
-  bool grpc_allow_plaintext = false;
-  int64_t grpc_max_watchers = 1000;
-  int64_t grpc_max_concurrent_calls = 256;
-  caf::timespan grpc_watch_interval{std::chrono::milliseconds{100}};
+  int64_t grpc_port;
+  std::string grpc_address;
+  bool grpc_allow_plaintext;
+  int64_t grpc_max_watchers;
+  int64_t grpc_max_concurrent_calls;
+  caf::timespan grpc_watch_interval;
 
   /// Every registered option (ours and CAF's).
   const caf::config_option_set& options() const { return custom_options_; }
