@@ -568,6 +568,33 @@ CAF_TEST(an informational custom probe never triggers backpressure) {
   caf::anon_send_exit(custom, caf::exit_reason::kill);
 }
 
+CAF_TEST(a critical custom probe without a reply stays critical and unknown) {
+  // The slot it fills for a missed deadline must keep the declared kind:
+  // read as informational, an Unknown critical dimension would let work in
+  // under fail-closed.
+  cfg.unknown_policy = UnknownPolicy::fail_closed;
+  auto ctl = std::make_shared<probe_control>();
+  ctl->mode = probe_control::hang;
+  auto report = std::make_shared<CustomHealth>();
+  auto custom
+      = sys.spawn(fake_probe<custom_probe_actor, CustomHealth>, ctl, report);
+  auto o = options();
+  o.custom.push_back({"replica", CustomKind::critical, custom});
+  start(std::move(o));
+  subscribe_recorder();
+  sched.run();
+  CAF_CHECK(seen->empty());
+  sched.advance_time(2s);
+  sched.run();
+  CAF_REQUIRE_EQUAL(last().custom.size(), 1u);
+  CAF_CHECK_EQUAL(last().custom[0].name, "replica");
+  CAF_CHECK(last().custom[0].kind == CustomKind::critical);
+  CAF_CHECK(!last().custom[0].evaluated);
+  CAF_CHECK(last().decision.active);
+  CAF_CHECK(last().decision.code == ReasonCode::custom_unknown);
+  caf::anon_send_exit(custom, caf::exit_reason::kill);
+}
+
 CAF_TEST(the first cycle waits for registration and uses replaced handles) {
   auto o = options();
   o.database = db_probe_actor{};
