@@ -28,6 +28,15 @@ struct fixture {
   RestartPolicy policy(uint64_t seed = 0) {
     return RestartPolicy{cfg, clock, seed};
   }
+
+  /// The child starts, runs for `ran`, then fails.
+  RestartDecision run_then_fail(RestartPolicy& p, RestartHistory& h,
+                                RestartWindow& w, Clock::duration ran,
+                                OverBudget when_over = OverBudget::give_up) {
+    p.started(h);
+    clock.advance(ran);
+    return p.failed(h, w, when_over);
+  }
 };
 
 } // namespace
@@ -126,15 +135,10 @@ CAF_TEST(
   auto p = policy();
   RestartHistory h;
   RestartWindow w;
-  for (uint32_t i = 0; i < cfg.max_restarts; ++i) {
-    p.started(h);
-    clock.advance(1s);
-    auto d = p.failed(h, w, OverBudget::give_up);
-    CAF_REQUIRE(!d.give_up);
-  }
+  for (uint32_t i = 0; i < cfg.max_restarts; ++i)
+    CAF_REQUIRE(!run_then_fail(p, h, w, 1s).give_up);
   CAF_CHECK_EQUAL(w.size(), 3u);
-  clock.advance(1s);
-  auto d = p.failed(h, w, OverBudget::give_up);
+  auto d = run_then_fail(p, h, w, 1s);
   CAF_CHECK(d.give_up);
   CAF_CHECK(d.over_budget);
   CAF_CHECK_EQUAL(d.delay.count(), 0);
@@ -170,21 +174,15 @@ CAF_TEST(a child that ran for reset_after gets a fresh backoff) {
   auto p = policy();
   RestartHistory h;
   RestartWindow w;
-  for (int i = 0; i < 2; ++i) {
-    p.started(h);
-    p.failed(h, w, OverBudget::give_up);
-  }
+  for (int i = 0; i < 2; ++i)
+    run_then_fail(p, h, w, 0s);
   CAF_REQUIRE_EQUAL(h.backoff_step, 2u);
   // Ran 1 ms less than reset_after: the backoff goes on growing.
-  p.started(h);
-  clock.advance(cfg.reset_after - 1ms);
-  auto d = p.failed(h, w, OverBudget::give_up);
+  auto d = run_then_fail(p, h, w, cfg.reset_after - 1ms);
   CAF_CHECK_EQUAL(d.delay.count(), 400);
   CAF_CHECK_EQUAL(h.backoff_step, 3u);
   // Ran exactly reset_after: back to the first step.
-  p.started(h);
-  clock.advance(cfg.reset_after);
-  d = p.failed(h, w, OverBudget::give_up);
+  d = run_then_fail(p, h, w, cfg.reset_after);
   CAF_CHECK_EQUAL(d.delay.count(), 100);
   CAF_CHECK_EQUAL(h.backoff_step, 1u);
 }
@@ -194,14 +192,9 @@ CAF_TEST(reset_after clears the backoff but not the window) {
   auto p = policy();
   RestartHistory h;
   RestartWindow w;
-  for (uint32_t i = 0; i < cfg.max_restarts; ++i) {
-    p.started(h);
-    clock.advance(2s);
-    CAF_REQUIRE(!p.failed(h, w, OverBudget::give_up).give_up);
-  }
-  p.started(h);
-  clock.advance(2s);
-  CAF_CHECK(p.failed(h, w, OverBudget::give_up).give_up);
+  for (uint32_t i = 0; i < cfg.max_restarts; ++i)
+    CAF_REQUIRE(!run_then_fail(p, h, w, 2s).give_up);
+  CAF_CHECK(run_then_fail(p, h, w, 2s).give_up);
 }
 
 CAF_TEST(over the budget a peer facing child restarts at the longest backoff
@@ -209,13 +202,10 @@ CAF_TEST(over the budget a peer facing child restarts at the longest backoff
   auto p = policy();
   RestartHistory h;
   RestartWindow w;
-  for (uint32_t i = 0; i < cfg.max_restarts; ++i) {
-    p.started(h);
-    p.failed(h, w, OverBudget::restart_at_longest);
-  }
+  for (uint32_t i = 0; i < cfg.max_restarts; ++i)
+    run_then_fail(p, h, w, 0s, OverBudget::restart_at_longest);
   auto step = h.backoff_step;
-  p.started(h);
-  auto d = p.failed(h, w, OverBudget::restart_at_longest);
+  auto d = run_then_fail(p, h, w, 0s, OverBudget::restart_at_longest);
   CAF_CHECK(!d.give_up);
   CAF_CHECK(d.over_budget);
   CAF_CHECK_EQUAL(d.delay.count(), 800);
