@@ -22,10 +22,8 @@
 #include "caf/actor.hpp"
 #include "caf/actor_addr.hpp"
 #include "caf/actor_clock.hpp"
-#include "caf/actor_system.hpp"
 #include "caf/error.hpp"
-#include "caf/exit_reason.hpp"
-#include "caf/send.hpp"
+#include "caf/fwd.hpp"
 #include "caf/system_messages.hpp"
 
 namespace tasker::health {
@@ -47,6 +45,12 @@ class actor_clock_adapter final : public Clock {
 
 /// A normal exit or user_shutdown: a stop on purpose, not a failure.
 bool stopped_on_purpose(const caf::error& reason) noexcept;
+
+/// An exit reason as the log and the status show it.
+std::string render_reason(caf::actor_system& sys, const caf::error& reason);
+
+/// Sends `h` an anonymous user_shutdown (a table's fallback when destroyed).
+void stop_anonymously(const caf::actor& h);
 
 /// One supervised child. `Status` is ProbeStatus or ActorStatus (running,
 /// restarts, failed_permanently, last_failure).
@@ -78,7 +82,7 @@ class child_table {
   ~child_table() {
     for (auto& c : children_)
       if (c.handle)
-        caf::anon_send_exit(c.handle, caf::exit_reason::user_shutdown);
+        stop_anonymously(c.handle);
   }
 
   Child& operator[](size_t i) { return children_[i]; }
@@ -168,7 +172,7 @@ void on_child_down(child_table<Child>& table, caf::actor_system& sys,
   auto i = table.find(dm.source);
   if (!i)
     return;
-  auto reason = sys.render(dm.reason);
+  auto reason = render_reason(sys, dm.reason);
   if (stopped_on_purpose(dm.reason) && may_stop(table[*i])) {
     table.mark_down(*i);
     stopped(*i, reason);
