@@ -22,9 +22,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-#include <cmath>
-
 namespace tasker::health {
 
 link_state::~link_state() {
@@ -145,6 +142,16 @@ auto ignore_precheck(self_ptr) {
   };
 }
 
+/// The reconnect backoff: initial * 2^n up to max, jittered.
+BackoffConfig link_backoff(const link_connect_options& o) {
+  BackoffConfig b;
+  b.initial = o.backoff_initial;
+  b.factor = 2.0;
+  b.max = o.backoff_max;
+  b.jitter = o.jitter;
+  return b;
+}
+
 void schedule_retry(self_ptr self, std::string why) {
   auto& st = self->state;
   st.options.board->update([&](PeerStatus& p) {
@@ -152,17 +159,7 @@ void schedule_retry(self_ptr self, std::string why) {
     ++p.failed_attempts;
     p.last_error = why;
   });
-  auto& o = st.options;
-  double base
-      = static_cast<double>(o.backoff_initial.count())
-        * std::pow(2.0, static_cast<double>(std::min(st.backoff_step, 30u)));
-  base = std::min(base, static_cast<double>(o.backoff_max.count()));
-  ++st.backoff_step;
-  if (o.jitter > 0.0) {
-    std::uniform_real_distribution<double> dist{1.0 - o.jitter, 1.0 + o.jitter};
-    base *= dist(st.rng);
-  }
-  auto delay = std::chrono::milliseconds{static_cast<int64_t>(base)};
+  auto delay = st.backoff.delay(st.backoff_step++);
   // Warn when the reason changes (the first failure, a new kind of failure);
   // the same failure again is only debug: a dead peer is retried forever.
   if (why != st.last_logged) {
@@ -413,7 +410,7 @@ peer_link(link_actor::stateful_pointer<link_state> self, link_options options) {
     st.auth = *st.options.auth;
   st.node_name = st.options.expected_node;
   st.options.board->update([&](PeerStatus& p) { p.peer = st.peer; });
-  st.rng.seed(st.options.seed);
+  st.backoff = JitteredBackoff{link_backoff(st.options), st.options.seed};
   // TLS: one failed handshake must not close the healthy connections.
   if (st.options.tls)
     openssl_error_queue_guard_active();

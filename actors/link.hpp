@@ -33,6 +33,7 @@
 #pragma once
 
 #include "actors/subscriber_list.hpp"
+#include "core/restart_policy.hpp"
 #include "core/snapshot_auth.hpp"
 #include "core/snapshot_cell.hpp"
 #include "messages/interfaces.hpp"
@@ -42,7 +43,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <string>
 
 #include "caf/actor_clock.hpp"
@@ -133,8 +133,10 @@ struct link_state {
   bool reconnected = false;
   /// The refusal last logged at warn level (repeats go to debug).
   std::string last_refusal;
+  /// Failed attempts since the last connect: the next retry waits
+  /// backoff.delay(backoff_step).
   uint32_t backoff_step = 0;
-  std::mt19937_64 rng;
+  JitteredBackoff backoff;
   uint64_t refused = 0;
   /// The failure last logged at warn level.
   std::string last_logged;

@@ -64,12 +64,6 @@ void tree_view::set_statuses(std::vector<ActorStatus> xs) {
 
 // -- the root supervisor ------------------------------------------------------
 
-root_supervisor_state::~root_supervisor_state() {
-  for (auto& c : children)
-    if (c.handle)
-      caf::anon_send_exit(c.handle, caf::exit_reason::user_shutdown);
-}
-
 namespace {
 
 using self_ptr = root_supervisor_actor::stateful_pointer<root_supervisor_state>;
@@ -82,7 +76,7 @@ void adopt(self_ptr self, child_spec spec, caf::actor handle) {
   c.status.running = static_cast<bool>(handle);
   c.spec = std::move(spec);
   c.handle = std::move(handle);
-  c.started_at = self->clock().now();
+  st.policy.started(c.history);
   if (c.spec.role == child_spec::aggregator_role)
     st.aggregator = caf::actor_cast<aggregator_actor>(c.handle);
   st.view->set_child(c.spec.name, c.handle);
@@ -115,10 +109,7 @@ void announce_aggregator(self_ptr self) {
 
 /// Writes every child's status to the view (after each change).
 void publish_statuses(self_ptr self) {
-  std::vector<ActorStatus> xs;
-  for (auto& c : self->state.children)
-    xs.push_back(c.status);
-  self->state.view->set_statuses(std::move(xs));
+  self->state.view->set_statuses(self->state.children.statuses());
 }
 
 /// Stops every child with the root as the sender (a peer-facing child obeys
@@ -149,50 +140,36 @@ void give_up(self_ptr self, const std::string& why) {
   self->quit(caf::exit_reason::user_shutdown);
 }
 
+/// Child `i` failed: schedules its restart after its backoff, or gives up
+/// the tree (restart intensity over all children; a peer-facing child has a
+/// budget of its own and is restarted at the longest backoff beyond it).
 void on_failure(self_ptr self, size_t i, std::string reason) {
   auto& st = self->state;
   auto& c = st.children[i];
-  ++c.generation;
-  c.handle = nullptr;
-  c.status.running = false;
-  c.status.last_failure = std::move(reason);
+  st.children.mark_failed(i, std::move(reason));
   st.view->set_child(c.spec.name, nullptr);
-  auto now = self->clock().now();
-  if (now - c.started_at >= st.config.reset_after)
-    c.backoff_step = 0;
-  // Restart intensity over all children, or of a peer-facing child alone.
-  auto& window = c.spec.peer_facing ? c.own_restarts : st.restarts;
-  while (!window.empty() && now - window.front() >= st.config.restart_window)
-    window.pop_front();
-  bool over_budget = window.size() >= st.config.max_restarts;
-  if (over_budget && !c.spec.peer_facing) {
+  auto& window = c.spec.peer_facing ? c.restarts : st.restarts;
+  auto d = st.policy.failed(c.history, window,
+                            c.spec.peer_facing ? OverBudget::restart_at_longest
+                                               : OverBudget::give_up);
+  if (d.give_up) {
     give_up(self, c.spec.name + " failed too often; last failure: "
                       + c.status.last_failure);
     return;
   }
-  if (!over_budget)
-    window.push_back(now);
-  auto delay = over_budget ? st.config.max_backoff
-                           : backoff_delay(st.config, c.backoff_step++);
-  if (st.config.jitter > 0.0) {
-    std::uniform_real_distribution<double> dist{1.0 - st.config.jitter,
-                                                1.0 + st.config.jitter};
-    delay = milliseconds{static_cast<int64_t>(static_cast<double>(delay.count())
-                                              * dist(st.rng))};
-  }
   // restarts_done: the count the metrics show (restarts completed so far).
   logger()->error("event=actor_restart_scheduled actor={} delay_ms={} "
                   "restarts_done={} restarts_in_window={}{} reason={}",
-                  c.spec.name, delay.count(), c.status.restarts, window.size(),
-                  c.spec.peer_facing ? " budget=own" : "",
+                  c.spec.name, d.delay.count(), c.status.restarts,
+                  d.restarts_in_window, c.spec.peer_facing ? " budget=own" : "",
                   quoted(c.status.last_failure));
-  if (over_budget)
+  if (d.over_budget)
     logger()->error("event=actor_restart_budget_exhausted actor={} "
                     "action=\"restart at the longest backoff; the root "
                     "goes on\"",
                     c.spec.name);
   publish_statuses(self);
-  self->delayed_send(self, delay, atom::restart_v, static_cast<uint32_t>(i),
+  self->delayed_send(self, d.delay, atom::restart_v, static_cast<uint32_t>(i),
                      c.generation);
 }
 
@@ -201,24 +178,16 @@ void restart(self_ptr self, size_t i) {
   auto& c = st.children[i];
   auto is_aggregator = c.spec.role == child_spec::aggregator_role;
   auto epoch = is_aggregator ? st.epoch + 1 : st.epoch;
-  caf::actor h;
   std::string error;
-  try {
-    h = c.spec.spawn(self->system(), st.aggregator, epoch);
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
+  auto h = spawn_with(
+      [&] { return c.spec.spawn(self->system(), st.aggregator, epoch); },
+      "spawn failed", error);
   if (!h) {
-    on_failure(self, i,
-               "spawn failed: "
-                   + (error.empty() ? std::string{"no actor"} : error));
+    on_failure(self, i, std::move(error));
     return;
   }
   ++c.status.restarts;
-  c.handle = h;
-  c.status.running = true;
-  c.started_at = self->clock().now();
-  self->monitor(h);
+  st.children.running(self, i, h, st.policy);
   st.view->set_child(c.spec.name, h);
   logger()->warn("event=actor_restarted actor={} restarts={}{}", c.spec.name,
                  c.status.restarts,
@@ -231,6 +200,28 @@ void restart(self_ptr self, size_t i) {
   }
 }
 
+/// A child went down: stopped on purpose (not restarted) or failed. A
+/// peer-facing child stops on purpose only when the root stops it (then it
+/// is no longer monitored): any other stop is a failure.
+void on_down(self_ptr self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  on_child_down(
+      st.children, self->system(), dm,
+      [](const child& c) { return !c.spec.peer_facing; },
+      [&](size_t i, const std::string& reason) {
+        auto& c = st.children[i];
+        logger()->info("event=actor_stopped actor={} reason={}", c.spec.name,
+                       quoted(reason));
+        st.view->set_child(c.spec.name, nullptr);
+        publish_statuses(self);
+      },
+      [&](size_t i, std::string reason) {
+        logger()->error("event=actor_down actor={} reason={}",
+                        st.children[i].spec.name, quoted(reason));
+        on_failure(self, i, std::move(reason));
+      });
+}
+
 } // namespace
 
 root_supervisor_actor::behavior_type root_supervisor(
@@ -241,7 +232,8 @@ root_supervisor_actor::behavior_type root_supervisor(
   st.epoch = options.epoch;
   st.view
       = options.view ? std::move(options.view) : std::make_shared<tree_view>();
-  st.rng.seed(options.seed);
+  st.clock = actor_clock_adapter{self->clock()};
+  st.policy = RestartPolicy{restart_config(st.config), st.clock, options.seed};
   for (auto& c : options.children)
     adopt(self, std::move(c.spec), std::move(c.handle));
   publish_statuses(self);
@@ -253,40 +245,9 @@ root_supervisor_actor::behavior_type root_supervisor(
     stop_children(self);
     self->quit(em.reason);
   });
-  self->set_down_handler([=](caf::down_msg& dm) {
-    auto& children = self->state.children;
-    for (size_t i = 0; i < children.size(); ++i) {
-      auto& c = children[i];
-      if (!c.handle || c.handle.address() != dm.source)
-        continue;
-      auto reason = self->system().render(dm.reason);
-      // A peer-facing child stops on purpose only when the root stops it
-      // (then it is no longer monitored): any other stop is a failure.
-      if ((!dm.reason || dm.reason == caf::exit_reason::user_shutdown)
-          && !c.spec.peer_facing) {
-        // Stopped on purpose: not a failure, not restarted.
-        logger()->info("event=actor_stopped actor={} reason={}", c.spec.name,
-                       quoted(reason));
-        c.handle = nullptr;
-        c.status.running = false;
-        ++c.generation;
-        self->state.view->set_child(c.spec.name, nullptr);
-        publish_statuses(self);
-        return;
-      }
-      logger()->error("event=actor_down actor={} reason={}", c.spec.name,
-                      quoted(reason));
-      on_failure(self, i, reason);
-      return;
-    }
-  });
+  self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
   return {
-      [=](atom::status) {
-        std::vector<ActorStatus> result;
-        for (auto& c : self->state.children)
-          result.push_back(c.status);
-        return result;
-      },
+      [=](atom::status) { return self->state.children.statuses(); },
       [=](atom::adopt, child_spec& spec, caf::actor& handle) {
         logger()->info("event=actor_adopted actor={}", spec.name);
         // It was spawned with the aggregator of that moment, which may have
@@ -300,9 +261,7 @@ root_supervisor_actor::behavior_type root_supervisor(
       },
       [=](atom::restart, uint32_t i, uint64_t generation) {
         auto& st = self->state;
-        if (i >= st.children.size() || st.gave_up)
-          return;
-        if (st.children[i].generation != generation)
+        if (st.gave_up || !st.children.current(i, generation))
           return;
         restart(self, i);
       },

@@ -26,17 +26,16 @@
 // also after the root gave up.
 #pragma once
 
+#include "actors/child_table.hpp"
 #include "core/config.hpp"
 #include "messages/interfaces.hpp"
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -97,33 +96,25 @@ struct root_options {
 struct root_supervisor_state {
   static inline const char* name = "root_supervisor";
 
-  struct child {
-    child_spec spec;
-    caf::actor handle;
-    ActorStatus status;
-    /// Bumped on every crash and restart: a restart timer of an older
-    /// generation is void.
-    uint64_t generation = 0;
-    caf::actor_clock::time_point started_at;
-    uint32_t backoff_step = 0;
-    /// Restarts within the window of a peer-facing child (its own budget).
-    std::deque<caf::actor_clock::time_point> own_restarts;
-  };
+  using child = supervised_child<child_spec, ActorStatus>;
 
   root_supervisor_state() = default;
   root_supervisor_state(const root_supervisor_state&) = delete;
   root_supervisor_state& operator=(const root_supervisor_state&) = delete;
-  /// Stops every running child.
-  ~root_supervisor_state();
 
   SupervisorConfig config;
-  std::vector<child> children;
-  /// Restarts of all children within the window.
-  std::deque<caf::actor_clock::time_point> restarts;
+  /// Destroying it stops every running child (a fallback: the root stops
+  /// them itself).
+  child_table<child> children;
+  /// Restarts of all children (but a peer-facing one) within the window.
+  RestartWindow restarts;
+  /// The actor clock, for the policy.
+  actor_clock_adapter clock;
+  /// Backoff with jitter (seeded), intensity, reset-after.
+  RestartPolicy policy;
   uint32_t epoch = 1;
   aggregator_actor aggregator;
   std::shared_ptr<tree_view> view;
-  std::mt19937_64 rng;
   bool gave_up = false;
 };
 

@@ -15,24 +15,11 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-#include <cmath>
-
 namespace tasker::health {
 
 std::chrono::milliseconds backoff_delay(const SupervisorConfig& cfg,
                                         uint32_t n) {
-  double d = static_cast<double>(cfg.initial_backoff.count())
-             * std::pow(cfg.backoff_factor, static_cast<double>(n));
-  auto cap = static_cast<double>(cfg.max_backoff.count());
-  return std::chrono::milliseconds{static_cast<int64_t>(std::min(d, cap))};
-}
-
-supervisor_state::~supervisor_state() {
-  // Probes die with their supervisor.
-  for (auto& c : children)
-    if (c.handle)
-      caf::anon_send_exit(c.handle, caf::exit_reason::user_shutdown);
+  return backoff_delay(restart_config(cfg).backoff, n);
 }
 
 namespace {
@@ -75,72 +62,59 @@ void give_up(self_ptr self, supervisor_state::child& c, std::string reason) {
 
 /// Spawns child `i`; false if the factory failed.
 bool spawn_child(self_ptr self, size_t i) {
-  auto& c = self->state.children[i];
-  caf::actor h;
-  std::string error;
-  try {
-    h = c.spec.make(self->system());
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
+  auto& st = self->state;
+  auto& c = st.children[i];
+  auto h = spawn_with([&] { return c.spec.make(self->system()); },
+                      "factory failed", c.status.last_failure);
   if (!h) {
-    c.status.last_failure = "factory failed: "
-                            + (error.empty() ? std::string{"no actor"} : error);
     logger()->error("event=probe_spawn_failed probe={} error={}", c.spec.name,
                     quoted(c.status.last_failure));
     return false;
   }
-  c.handle = h;
-  c.status.running = true;
-  c.started_at = self->clock().now();
-  self->monitor(h);
+  st.children.running(self, i, std::move(h), st.policy);
   register_probe(self, c);
   return true;
 }
 
-void on_failure(self_ptr self, size_t i, std::string reason);
-
-/// Schedules the restart of child `i` after its backoff, or gives up.
-void schedule_restart(self_ptr self, size_t i) {
-  auto& st = self->state;
-  auto& c = st.children[i];
-  auto now = self->clock().now();
-  // Restart intensity: more than max_restarts within the window -> give up.
-  while (!c.restarts.empty()
-         && now - c.restarts.front() >= st.config.restart_window)
-    c.restarts.pop_front();
-  if (c.restarts.size() >= st.config.max_restarts) {
-    give_up(self, c, c.status.last_failure);
-    return;
-  }
-  auto base = backoff_delay(st.config, c.backoff_step++);
-  auto delay = base;
-  if (st.config.jitter > 0.0) {
-    std::uniform_real_distribution<double> dist{1.0 - st.config.jitter,
-                                                1.0 + st.config.jitter};
-    delay = std::chrono::milliseconds{
-        static_cast<int64_t>(static_cast<double>(base.count()) * dist(st.rng))};
-  }
-  c.restarts.push_back(now);
-  logger()->warn("event=probe_restart_scheduled probe={} delay_ms={} "
-                 "restarts_in_window={} reason={}",
-                 c.spec.name, delay.count(), c.restarts.size(),
-                 quoted(c.status.last_failure));
-  self->delayed_send(self, delay, atom::restart_v, static_cast<uint32_t>(i),
-                     c.generation);
-}
-
+/// Child `i` failed: schedules its restart after its backoff, or gives up
+/// (restart intensity: more than max_restarts within the window).
 void on_failure(self_ptr self, size_t i, std::string reason) {
   auto& st = self->state;
   auto& c = st.children[i];
-  ++c.generation;
-  c.handle = nullptr;
-  c.status.running = false;
-  c.status.last_failure = std::move(reason);
-  // A probe that ran long enough without failing gets a fresh backoff.
-  if (self->clock().now() - c.started_at >= st.config.reset_after)
-    c.backoff_step = 0;
-  schedule_restart(self, i);
+  st.children.mark_failed(i, std::move(reason));
+  auto d = st.policy.failed(c.history, c.restarts, OverBudget::give_up);
+  if (d.give_up) {
+    give_up(self, c, c.status.last_failure);
+    return;
+  }
+  logger()->warn("event=probe_restart_scheduled probe={} delay_ms={} "
+                 "restarts_in_window={} reason={}",
+                 c.spec.name, d.delay.count(), d.restarts_in_window,
+                 quoted(c.status.last_failure));
+  self->delayed_send(self, d.delay, atom::restart_v, static_cast<uint32_t>(i),
+                     c.generation);
+}
+
+/// A probe went down: stopped on purpose (not restarted) or failed.
+void on_down(self_ptr self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  on_child_down(
+      st.children, self->system(), dm, [](const auto&) { return true; },
+      [&](size_t i, const std::string& reason) {
+        logger()->info("event=probe_stopped probe={} reason={}",
+                       st.children[i].spec.name, quoted(reason));
+      },
+      [&](size_t i, std::string reason) {
+        auto& c = st.children[i];
+        if (c.hung) {
+          c.hung = false;
+          reason = "hung: " + std::to_string(st.config.lost_replies)
+                   + " requests in a row without a reply (killed)";
+        }
+        logger()->warn("event=probe_down probe={} reason={}", c.spec.name,
+                       quoted(reason));
+        on_failure(self, i, std::move(reason));
+      });
 }
 
 } // namespace
@@ -151,7 +125,8 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
   auto& st = self->state;
   st.aggregator = std::move(aggregator);
   st.config = options.config;
-  st.rng.seed(options.seed);
+  st.clock = actor_clock_adapter{self->clock()};
+  st.policy = RestartPolicy{restart_config(st.config), st.clock, options.seed};
   for (auto& p : options.probes) {
     supervisor_state::child c;
     c.status.kind = p.kind;
@@ -162,33 +137,7 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
   for (size_t i = 0; i < st.children.size(); ++i)
     if (!spawn_child(self, i))
       on_failure(self, i, st.children[i].status.last_failure);
-  self->set_down_handler([=](caf::down_msg& dm) {
-    auto& children = self->state.children;
-    for (size_t i = 0; i < children.size(); ++i) {
-      auto& c = children[i];
-      if (!c.handle || c.handle.address() != dm.source)
-        continue;
-      auto reason = self->system().render(dm.reason);
-      if (!dm.reason || dm.reason == caf::exit_reason::user_shutdown) {
-        // Stopped on purpose: not a failure, not restarted.
-        logger()->info("event=probe_stopped probe={} reason={}", c.spec.name,
-                       quoted(reason));
-        c.handle = nullptr;
-        c.status.running = false;
-        ++c.generation;
-        return;
-      }
-      if (c.hung) {
-        c.hung = false;
-        reason = "hung: " + std::to_string(self->state.config.lost_replies)
-                 + " requests in a row without a reply (killed)";
-      }
-      logger()->warn("event=probe_down probe={} reason={}", c.spec.name,
-                     quoted(reason));
-      on_failure(self, i, reason);
-      return;
-    }
-  });
+  self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
   return {
       [=](atom::attach, aggregator_actor agg) {
         auto& st = self->state;
@@ -220,19 +169,13 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
           return;
         }
       },
-      [=](atom::status) {
-        std::vector<ProbeStatus> result;
-        for (auto& c : self->state.children)
-          result.push_back(c.status);
-        return result;
-      },
+      [=](atom::status) { return self->state.children.statuses(); },
       [=](atom::restart, uint32_t i, uint64_t generation) {
         auto& children = self->state.children;
-        if (i >= children.size())
+        if (!children.current(i, generation)
+            || children[i].status.failed_permanently)
           return;
         auto& c = children[i];
-        if (c.generation != generation || c.status.failed_permanently)
-          return;
         ++c.status.restarts;
         if (spawn_child(self, i))
           logger()->info("event=probe_restarted probe={} restarts={}",

@@ -6,14 +6,13 @@
 // Unknown with "probe failed permanently", and it is logged and counted.
 #pragma once
 
+#include "actors/child_table.hpp"
 #include "core/config.hpp"
 #include "messages/interfaces.hpp"
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -41,19 +40,7 @@ struct supervisor_options {
 struct supervisor_state {
   static inline const char* name = "supervisor";
 
-  struct child {
-    supervised_probe spec;
-    caf::actor handle;
-    ProbeStatus status;
-    /// Bumped on every crash and restart: a restart timer of an older
-    /// generation is void.
-    uint64_t generation = 0;
-    caf::actor_clock::time_point started_at;
-    /// Restarts since the probe last ran for `reset_after` without failing:
-    /// the next delay is backoff_delay(config, backoff_step).
-    uint32_t backoff_step = 0;
-    /// When the restarts within the window happened.
-    std::deque<caf::actor_clock::time_point> restarts;
+  struct child : supervised_child<supervised_probe, ProbeStatus> {
     /// Killed as hung; restarted when its down message arrives.
     bool hung = false;
   };
@@ -61,13 +48,15 @@ struct supervisor_state {
   supervisor_state() = default;
   supervisor_state(const supervisor_state&) = delete;
   supervisor_state& operator=(const supervisor_state&) = delete;
-  /// Terminates every running probe.
-  ~supervisor_state();
 
   aggregator_actor aggregator;
   SupervisorConfig config;
-  std::vector<child> children;
-  std::mt19937_64 rng;
+  /// Destroying it terminates every running probe.
+  child_table<child> children;
+  /// The actor clock, for the policy.
+  actor_clock_adapter clock;
+  /// Backoff with jitter (seeded), each probe's window, reset-after.
+  RestartPolicy policy;
 };
 
 /// The delay before restart number n (0-based) without jitter:
