@@ -58,6 +58,61 @@ void subscribe(self_ptr self, snapshot_source_actor source) {
              caf::actor_cast<subscriber_actor>(self));
 }
 
+/// A snapshot from the source: published to the cell unless it is a replay
+/// or older than the one held; re-arms the stale timer.
+void on_snapshot(self_ptr self, const shared_snapshot& snap) {
+  auto& st = self->state;
+  if (!snap)
+    return;
+  auto stamp = SnapshotStamp::of(*snap);
+  auto verdict = admit(stamp, st.last ? &*st.last : nullptr);
+  if (!accepted(verdict)) {
+    ++st.refused;
+    logger()->debug("event=snapshot_refused cache={} verdict={} "
+                    "sequence={} held={}",
+                    st.options.name, to_string(verdict), stamp.sequence,
+                    st.last->sequence);
+    return;
+  }
+  if (verdict == Admission::accept_new_incarnation)
+    logger()->info("event=new_incarnation cache={} node={} epoch={} "
+                   "sequence={}",
+                   st.options.name, snap->node_id, snap->epoch, stamp.sequence);
+  st.last = stamp;
+  st.last_at = self->clock().now();
+  st.options.cell->publish(snap.ptr());
+  if (st.stale && st.timers_scheduled > 0)
+    logger()->info("event=cache_fresh cache={} sequence={}", st.options.name,
+                   stamp.sequence);
+  st.stale = false;
+  arm_timer(self);
+  if (st.options.observer) {
+    try {
+      st.options.observer(*snap);
+    } catch (const std::exception& e) {
+      logger()->error("event=observer_failed cache={} error={}",
+                      st.options.name, quoted(e.what()));
+    }
+  }
+}
+
+/// The stale timer `timer` fired: marks the snapshot stale if none came
+/// within the threshold (an outdated timer is ignored).
+void on_stale_timer(self_ptr self, uint64_t timer) {
+  auto& st = self->state;
+  if (timer != st.timer)
+    return;
+  st.timer = 0;
+  auto due = st.last_at + st.options.stale_threshold;
+  if (self->clock().now() < due) {
+    arm_timer(self); // a snapshot came meanwhile: wait for its turn
+    return;
+  }
+  mark_stale(self, "no snapshot for "
+                       + std::to_string(st.options.stale_threshold.count())
+                       + "ms");
+}
+
 } // namespace
 
 cache_actor::behavior_type
@@ -77,40 +132,7 @@ cache(cache_actor::stateful_pointer<cache_state> self,
   subscribe(self, std::move(source));
   return {
       [=](atom::snapshot, const shared_snapshot& snap) {
-        auto& st = self->state;
-        if (!snap)
-          return;
-        auto stamp = SnapshotStamp::of(*snap);
-        auto verdict = admit(stamp, st.last ? &*st.last : nullptr);
-        if (!accepted(verdict)) {
-          ++st.refused;
-          logger()->debug("event=snapshot_refused cache={} verdict={} "
-                          "sequence={} held={}",
-                          st.options.name, to_string(verdict), stamp.sequence,
-                          st.last->sequence);
-          return;
-        }
-        if (verdict == Admission::accept_new_incarnation)
-          logger()->info("event=new_incarnation cache={} node={} epoch={} "
-                         "sequence={}",
-                         st.options.name, snap->node_id, snap->epoch,
-                         stamp.sequence);
-        st.last = stamp;
-        st.last_at = self->clock().now();
-        st.options.cell->publish(snap.ptr());
-        if (st.stale && st.timers_scheduled > 0)
-          logger()->info("event=cache_fresh cache={} sequence={}",
-                         st.options.name, stamp.sequence);
-        st.stale = false;
-        arm_timer(self);
-        if (st.options.observer) {
-          try {
-            st.options.observer(*snap);
-          } catch (const std::exception& e) {
-            logger()->error("event=observer_failed cache={} error={}",
-                            st.options.name, quoted(e.what()));
-          }
-        }
+        on_snapshot(self, snap);
       },
       [=](atom::stale, const std::string& why) {
         auto& st = self->state;
@@ -134,21 +156,7 @@ cache(cache_actor::stateful_pointer<cache_state> self,
                        self->state.options.name);
         subscribe(self, std::move(source));
       },
-      [=](atom::stale, uint64_t timer) {
-        auto& st = self->state;
-        if (timer != st.timer)
-          return;
-        st.timer = 0;
-        auto due = st.last_at + st.options.stale_threshold;
-        if (self->clock().now() < due) {
-          arm_timer(self); // a snapshot came meanwhile: wait for its turn
-          return;
-        }
-        mark_stale(self,
-                   "no snapshot for "
-                       + std::to_string(st.options.stale_threshold.count())
-                       + "ms");
-      },
+      [=](atom::stale, uint64_t timer) { on_stale_timer(self, timer); },
   };
 }
 

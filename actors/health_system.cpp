@@ -82,41 +82,22 @@ child_spec cache_spec(std::string name, cache_options co) {
   return spec;
 }
 
-} // namespace
-
-caf::expected<health_system> health_system::start(caf::actor_system& sys,
-                                                  HealthConfig cfg,
-                                                  health_parts parts) {
-  if (auto errors = cfg.validate(); !errors.empty()) {
-    std::string text;
-    for (auto& e : errors) {
-      if (!text.empty())
-        text += "; ";
-      text += to_string(e);
-    }
-    return caf::make_error(health_errc::invalid_config, std::move(text));
-  }
-  if (cfg.node_id.empty()) // CAF's node id is only meaningful with networking
-    cfg.node_id = sys.node() == caf::none ? "local" : to_string(sys.node());
-  // CAF's utility actors answer remote lookups by name (ConfigServ stores
-  // whatever a peer sends it, SpawnServ spawns). Nothing of this component
-  // needs them; without their names no peer can reach them, on any
-  // connection. The port guard refuses messages by name as well.
+/// CAF's utility actors answer remote lookups by name (ConfigServ stores
+/// whatever a peer sends it, SpawnServ spawns). Nothing of this component
+/// needs them; without their names no peer can reach them, on any
+/// connection. The port guard refuses messages by name as well.
+void unregister_utility_actors(caf::actor_system& sys) {
   if (sys.has_middleman()) {
     sys.registry().erase(caf::atom("ConfigServ"));
     sys.registry().erase(caf::atom("SpawnServ"));
   }
-  auto st = std::make_unique<impl>();
-  st->sys = &sys;
-  st->config = cfg;
-  st->incarnation = new_incarnation();
-  st->view = std::make_shared<tree_view>();
-  st->breaker = parts.breaker ? parts.breaker
-                              : std::make_shared<CircuitBreaker>(cfg.breaker);
-  st->cell = std::make_shared<SnapshotCell>(parts.clock ? *parts.clock
-                                                        : coarse_clock());
-  // The aggregator: starts with no probes (the probe supervisor registers
-  // them); every restart gets the next epoch and continues the sequence.
+}
+
+/// The aggregator: starts with no probes (the probe supervisor registers
+/// them); every restart gets the next epoch and continues the sequence.
+child_spec aggregator_spec(const HealthConfig& cfg, const health_parts& parts,
+                           std::shared_ptr<CircuitBreaker> breaker,
+                           uint64_t incarnation) {
   aggregator_options ao;
   ao.config = cfg;
   ao.node_id = cfg.node_id;
@@ -125,8 +106,8 @@ caf::expected<health_system> health_system::start(caf::actor_system& sys,
   ao.watch_queues = parts.queues != nullptr && !cfg.queues.empty();
   for (auto& c : parts.custom)
     ao.custom.push_back({c.name, c.kind, custom_probe_actor{}});
-  ao.breaker = st->breaker;
-  ao.incarnation = st->incarnation;
+  ao.breaker = std::move(breaker);
+  ao.incarnation = incarnation;
   ao.incarnation_started = std::chrono::system_clock::now();
   ao.memory = std::make_shared<aggregator_memory>(cfg);
   child_spec agg_spec;
@@ -139,16 +120,19 @@ caf::expected<health_system> health_system::start(caf::actor_system& sys,
           return caf::actor_cast<caf::actor>(
               s.spawn(tasker::health::aggregator, std::move(o)));
         };
-  auto aggregator = caf::actor_cast<aggregator_actor>(
-      agg_spec.spawn(sys, aggregator_actor{}, 1));
-  // The probe supervisor spawns the probes.
+  return agg_spec;
+}
+
+/// The probe supervisor, which spawns the probes of the configured parts.
+child_spec probe_supervisor_spec(const HealthConfig& cfg,
+                                 const health_parts& parts,
+                                 std::shared_ptr<CircuitBreaker> breaker) {
   supervisor_options so;
   so.config = cfg.supervisor;
   so.seed = parts.seed;
   bool detach = parts.detach_blocking_probes;
   if (parts.database) {
     auto check = parts.database;
-    auto breaker = st->breaker;
     so.probes.push_back(
         {ProbeKind::database, "database", [=](caf::actor_system& s) {
            return spawn_blocking(s, detach, db_probe, check, breaker);
@@ -185,6 +169,39 @@ caf::expected<health_system> health_system::start(caf::actor_system& sys,
           return caf::actor_cast<caf::actor>(
               s.spawn(tasker::health::supervisor, agg, so));
         };
+  return sup_spec;
+}
+
+} // namespace
+
+caf::expected<health_system> health_system::start(caf::actor_system& sys,
+                                                  HealthConfig cfg,
+                                                  health_parts parts) {
+  if (auto errors = cfg.validate(); !errors.empty()) {
+    std::string text;
+    for (auto& e : errors) {
+      if (!text.empty())
+        text += "; ";
+      text += to_string(e);
+    }
+    return caf::make_error(health_errc::invalid_config, std::move(text));
+  }
+  if (cfg.node_id.empty()) // CAF's node id is only meaningful with networking
+    cfg.node_id = sys.node() == caf::none ? "local" : to_string(sys.node());
+  unregister_utility_actors(sys);
+  auto st = std::make_unique<impl>();
+  st->sys = &sys;
+  st->config = cfg;
+  st->incarnation = new_incarnation();
+  st->view = std::make_shared<tree_view>();
+  st->breaker = parts.breaker ? parts.breaker
+                              : std::make_shared<CircuitBreaker>(cfg.breaker);
+  st->cell = std::make_shared<SnapshotCell>(parts.clock ? *parts.clock
+                                                        : coarse_clock());
+  auto agg_spec = aggregator_spec(cfg, parts, st->breaker, st->incarnation);
+  auto aggregator = caf::actor_cast<aggregator_actor>(
+      agg_spec.spawn(sys, aggregator_actor{}, 1));
+  auto sup_spec = probe_supervisor_spec(cfg, parts, st->breaker);
   auto supervisor = sup_spec.spawn(sys, aggregator, 1);
   cache_options co;
   co.cell = st->cell;

@@ -637,114 +637,149 @@ struct port_guard::impl {
     return -1;
   }
 
+  /// Continues the TLS handshake; true once it is done and the upstream
+  /// connect started (false: wait for the socket, or the connection ended).
+  bool continue_handshake(connection& c) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(c.ssl);
+    if (r == 1) {
+      c.tls_ready = true;
+      return connect_upstream(c);
+    }
+    auto err = SSL_get_error(c.ssl, r);
+    if (err == SSL_ERROR_WANT_READ) {
+      c.ssl_wants_write = false;
+      return false;
+    }
+    if (err == SSL_ERROR_WANT_WRITE) {
+      c.ssl_wants_write = true;
+      return false;
+    }
+    // A peer that closes before or during the handshake (e.g. a link's
+    // TCP reachability check) is no failure worth a log line.
+    auto eof = err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL
+               || ERR_GET_REASON(ERR_peek_error())
+                      == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+    if (eof) {
+      ERR_clear_error();
+      close_conn(c);
+      return false;
+    }
+    refuse(c, refusal::tls_failed, ssl_errors());
+    return false;
+  }
+
+  /// The upstream connect in progress: ready once its socket is writable.
+  /// False when it failed (the connection is closed).
+  bool check_upstream_connect(connection& c) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    pollfd p{c.up, POLLOUT, 0};
+    if (::poll(&p, 1, 0) <= 0)
+      return true; // still connecting
+    ::getsockopt(c.up, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      logger()->error("event=cluster_port_upstream_failed error={}",
+                      quoted(std::strerror(err)));
+      close_conn(c);
+      return false;
+    }
+    c.up_connecting = false;
+    c.up_ready = true;
+    return true;
+  }
+
+  /// What one direction of pump() did.
+  enum class flow {
+    idle,   // nothing moved
+    moved,  // bytes moved
+    stopped // the connection was refused or closed: stop pumping
+  };
+
+  /// peer -> guard (parsed).
+  flow read_from_peer(connection& c) {
+    if (c.down_eof || c.c2u.space() <= basp_header_size)
+      return flow::idle;
+    auto n
+        = read_down(c, scratch.data(),
+                    std::min(scratch.size(), c.c2u.space() - basp_header_size));
+    if (n > 0)
+      return parse(c, scratch.data(), static_cast<size_t>(n)) ? flow::moved
+                                                              : flow::stopped;
+    if (n < 0)
+      c.down_eof = true;
+    return flow::idle;
+  }
+
+  /// guard -> middleman (checked bytes only).
+  flow send_upstream(connection& c) {
+    if (!c.up_ready || c.relayable() == 0)
+      return flow::idle;
+    auto n = ::send(c.up, c.c2u.head(), c.relayable(), MSG_NOSIGNAL);
+    if (n > 0) {
+      c.c2u.consume(static_cast<size_t>(n));
+      c.c2u.compact();
+      return flow::moved;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      close_conn(c);
+      return flow::stopped;
+    }
+    return flow::idle;
+  }
+
+  /// middleman -> guard.
+  flow read_from_upstream(connection& c) {
+    if (!c.up_ready || c.up_eof || c.u2c.space() == 0)
+      return flow::idle;
+    auto n = ::recv(c.up, c.u2c.tail(), c.u2c.space(), 0);
+    if (n > 0) {
+      c.u2c.end += static_cast<size_t>(n);
+      if (c.counted_unaccepted) {
+        c.counted_unaccepted = false;
+        --unaccepted;
+      }
+      return flow::moved;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+      c.up_eof = true;
+    return flow::idle;
+  }
+
+  /// guard -> peer.
+  flow write_to_peer(connection& c) {
+    if (c.u2c.size() == 0)
+      return flow::idle;
+    auto n = write_down(c);
+    if (n > 0) {
+      c.u2c.consume(static_cast<size_t>(n));
+      c.u2c.compact();
+      return flow::moved;
+    }
+    if (n < 0) {
+      close_conn(c);
+      return flow::stopped;
+    }
+    return flow::idle;
+  }
+
   /// Moves whatever can move, until nothing does.
   void pump(connection& c) {
     if (c.dead)
       return;
-    if (!c.tls_ready) {
-      ERR_clear_error();
-      int r = SSL_do_handshake(c.ssl);
-      if (r == 1) {
-        c.tls_ready = true;
-        if (!connect_upstream(c))
-          return;
-      } else {
-        auto err = SSL_get_error(c.ssl, r);
-        if (err == SSL_ERROR_WANT_READ) {
-          c.ssl_wants_write = false;
-          return;
-        }
-        if (err == SSL_ERROR_WANT_WRITE) {
-          c.ssl_wants_write = true;
-          return;
-        }
-        // A peer that closes before or during the handshake (e.g. a link's
-        // TCP reachability check) is no failure worth a log line.
-        auto eof = err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL
-                   || ERR_GET_REASON(ERR_peek_error())
-                          == SSL_R_UNEXPECTED_EOF_WHILE_READING;
-        if (eof) {
-          ERR_clear_error();
-          close_conn(c);
-          return;
-        }
-        refuse(c, refusal::tls_failed, ssl_errors());
-        return;
-      }
-    }
-    if (c.up_connecting) {
-      int err = 0;
-      socklen_t len = sizeof(err);
-      pollfd p{c.up, POLLOUT, 0};
-      if (::poll(&p, 1, 0) <= 0)
-        goto peer_side; // still connecting
-      ::getsockopt(c.up, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) {
-        logger()->error("event=cluster_port_upstream_failed error={}",
-                        quoted(std::strerror(err)));
-        close_conn(c);
-        return;
-      }
-      c.up_connecting = false;
-      c.up_ready = true;
-    }
-  peer_side:
+    if (!c.tls_ready && !continue_handshake(c))
+      return;
+    if (c.up_connecting && !check_upstream_connect(c))
+      return;
     for (bool progress = true; progress && !c.dead;) {
       progress = false;
-      // peer -> guard (parsed)
-      if (!c.down_eof && c.c2u.space() > basp_header_size) {
-        auto n = read_down(
-            c, scratch.data(),
-            std::min(scratch.size(), c.c2u.space() - basp_header_size));
-        if (n > 0) {
-          progress = true;
-          if (!parse(c, scratch.data(), static_cast<size_t>(n)))
-            return;
-        } else if (n < 0) {
-          c.down_eof = true;
-        }
-      }
-      // guard -> middleman (checked bytes only)
-      if (c.up_ready && c.relayable() > 0) {
-        auto n = ::send(c.up, c.c2u.head(), c.relayable(), MSG_NOSIGNAL);
-        if (n > 0) {
-          c.c2u.consume(static_cast<size_t>(n));
-          c.c2u.compact();
-          progress = true;
-        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
-                   && errno != EINTR) {
-          close_conn(c);
-          return;
-        }
-      }
-      // middleman -> guard
-      if (c.up_ready && !c.up_eof && c.u2c.space() > 0) {
-        auto n = ::recv(c.up, c.u2c.tail(), c.u2c.space(), 0);
-        if (n > 0) {
-          c.u2c.end += static_cast<size_t>(n);
-          if (c.counted_unaccepted) {
-            c.counted_unaccepted = false;
-            --unaccepted;
-          }
-          progress = true;
-        } else if (n == 0
-                   || (errno != EAGAIN && errno != EWOULDBLOCK
-                       && errno != EINTR)) {
-          c.up_eof = true;
-        }
-      }
-      // guard -> peer
-      if (c.u2c.size() > 0) {
-        auto n = write_down(c);
-        if (n > 0) {
-          c.u2c.consume(static_cast<size_t>(n));
-          c.u2c.compact();
-          progress = true;
-        } else if (n < 0) {
-          close_conn(c);
-          return;
-        }
-      }
+      auto go_on = [&progress](flow f) {
+        progress = progress || f == flow::moved;
+        return f != flow::stopped;
+      };
+      if (!go_on(read_from_peer(c)) || !go_on(send_upstream(c))
+          || !go_on(read_from_upstream(c)) || !go_on(write_to_peer(c)))
+        return;
     }
     if (c.dead)
       return;

@@ -209,55 +209,57 @@ class collector {
   std::vector<ConfigError>& out_;
 };
 
-} // namespace
-
-std::vector<ConfigError> HealthConfig::validate() const {
-  std::vector<ConfigError> result;
-  collector c{result};
-  // Cycle timing.
-  c.positive("health.evaluation-interval", evaluation_interval);
-  c.positive("health.probe-timeout", probe_timeout);
-  if (probe_timeout.count() > 0 && evaluation_interval.count() > 0
-      && probe_timeout > max_probe_timeout(evaluation_interval))
+/// The cycle: probes must answer, and caches stay fresh, within it.
+void cycle_rules(const HealthConfig& h, collector& c) {
+  c.positive("health.evaluation-interval", h.evaluation_interval);
+  c.positive("health.probe-timeout", h.probe_timeout);
+  if (h.probe_timeout.count() > 0 && h.evaluation_interval.count() > 0
+      && h.probe_timeout > max_probe_timeout(h.evaluation_interval))
     c.add("health.probe-timeout",
           "must be at most health.evaluation-interval minus "
           "max(10%, 10ms) of it, so that a cycle is decided and published "
           "before the next one starts (probe-timeout "
-              + ms(probe_timeout) + ", interval " + ms(evaluation_interval)
-              + ", at most " + ms(max_probe_timeout(evaluation_interval))
+              + ms(h.probe_timeout) + ", interval " + ms(h.evaluation_interval)
+              + ", at most " + ms(max_probe_timeout(h.evaluation_interval))
               + ")");
-  c.positive("health.stale-threshold", stale_threshold);
-  if (stale_threshold.count() > 0 && evaluation_interval.count() > 0
-      && stale_threshold < 2 * evaluation_interval)
+  c.positive("health.stale-threshold", h.stale_threshold);
+  if (h.stale_threshold.count() > 0 && h.evaluation_interval.count() > 0
+      && h.stale_threshold < 2 * h.evaluation_interval)
     c.add("health.stale-threshold",
           "must be at least twice health.evaluation-interval, or one late "
           "or skipped cycle would turn every cache stale (stale-threshold "
-              + ms(stale_threshold) + ", interval " + ms(evaluation_interval)
-              + ")");
-  // Database.
-  c.positive("database.query-timeout", db_query_timeout);
-  c.positive("database.connect-timeout", db_connect_timeout);
-  if (db_query_timeout.count() > 0 && evaluation_interval.count() > 0
-      && db_query_timeout >= evaluation_interval)
+              + ms(h.stale_threshold) + ", interval "
+              + ms(h.evaluation_interval) + ")");
+}
+
+/// The database's timeouts must end before the probe's deadline.
+void database_rules(const HealthConfig& h, collector& c) {
+  c.positive("database.query-timeout", h.db_query_timeout);
+  c.positive("database.connect-timeout", h.db_connect_timeout);
+  if (h.db_query_timeout.count() > 0 && h.evaluation_interval.count() > 0
+      && h.db_query_timeout >= h.evaluation_interval)
     c.add("database.query-timeout",
           "must be less than health.evaluation-interval (query-timeout "
-              + ms(db_query_timeout) + ", interval " + ms(evaluation_interval)
-              + ")");
-  else if (db_query_timeout.count() > 0 && probe_timeout.count() > 0
-           && db_query_timeout >= probe_timeout)
+              + ms(h.db_query_timeout) + ", interval "
+              + ms(h.evaluation_interval) + ")");
+  else if (h.db_query_timeout.count() > 0 && h.probe_timeout.count() > 0
+           && h.db_query_timeout >= h.probe_timeout)
     c.add("database.query-timeout",
           "must be less than health.probe-timeout, so that a timed-out "
           "query is reported before the probe's deadline (query-timeout "
-              + ms(db_query_timeout) + ", probe-timeout " + ms(probe_timeout)
-              + ")");
-  if (db_connect_timeout.count() > 0 && probe_timeout.count() > 0
-      && db_connect_timeout >= probe_timeout)
+              + ms(h.db_query_timeout) + ", probe-timeout "
+              + ms(h.probe_timeout) + ")");
+  if (h.db_connect_timeout.count() > 0 && h.probe_timeout.count() > 0
+      && h.db_connect_timeout >= h.probe_timeout)
     c.add("database.connect-timeout",
           "must be less than health.probe-timeout, so that an unreachable "
           "server is reported before the probe's deadline (connect-timeout "
-              + ms(db_connect_timeout) + ", probe-timeout " + ms(probe_timeout)
-              + ")");
-  // Circuit breaker (limits come from the breaker's packed state word).
+              + ms(h.db_connect_timeout) + ", probe-timeout "
+              + ms(h.probe_timeout) + ")");
+}
+
+/// The breaker's limits come from its packed state word.
+void breaker_rules(const CircuitBreakerConfig& breaker, collector& c) {
   if (breaker.failure_threshold < 1 || breaker.failure_threshold > 1023)
     c.add("breaker.failure-threshold",
           "must be between 1 and 1023 (got "
@@ -271,7 +273,9 @@ std::vector<ConfigError> HealthConfig::validate() const {
           "must be between 1 and 63 (got "
               + std::to_string(breaker.half_open_max_trials) + ")");
   c.positive("breaker.open-timeout", breaker.open_timeout);
-  // Channel.
+}
+
+void channel_rules(const ChannelThresholds& channel, collector& c) {
   auto pct = [&](std::string_view option, double v) {
     if (!std::isfinite(v) || v < 0.0 || v > 100.0)
       c.add(std::string{option}, "must be a percentage between 0 and 100 (got "
@@ -290,13 +294,11 @@ std::vector<ConfigError> HealthConfig::validate() const {
           "must be greater than channel.critical-percent (critical "
               + std::to_string(channel.critical_percent) + ", emergency "
               + std::to_string(channel.emergency_percent) + ")");
-  // Queues.
-  if (hysteresis_margin < 0)
-    c.add("queues.hysteresis-margin", "must not be negative (got "
-                                          + std::to_string(hysteresis_margin)
-                                          + ")");
-  auto margin = std::max<int64_t>(hysteresis_margin, 0);
-  c.thresholds("queues.", "the default thresholds", queue_thresholds, margin);
+}
+
+/// Every queue's name (valid, listed once) and its own thresholds.
+void queue_list_rules(const std::vector<QueueSpec>& queues, int64_t margin,
+                      collector& c) {
   // PGMQ lower-cases a name to find its table: 'Orders' and 'orders' are
   // the same queue (compared in ASCII; other letters fold as the database
   // does).
@@ -319,17 +321,29 @@ std::vector<ConfigError> HealthConfig::validate() const {
       c.thresholds("queues.thresholds." + q.name + ".",
                    "queue '" + q.name + "'", *q.thresholds, margin);
   }
+}
+
+void queue_rules(const HealthConfig& h, collector& c) {
+  if (h.hysteresis_margin < 0)
+    c.add("queues.hysteresis-margin", "must not be negative (got "
+                                          + std::to_string(h.hysteresis_margin)
+                                          + ")");
+  auto margin = std::max<int64_t>(h.hysteresis_margin, 0);
+  c.thresholds("queues.", "the default thresholds", h.queue_thresholds, margin);
+  queue_list_rules(h.queues, margin, c);
   // Drain-rate Retry-After.
-  if (drain_retry_after && evaluation_interval.count() > 0
-      && (drain_window < 2 * evaluation_interval
-          || drain_window > 100 * evaluation_interval))
+  if (h.drain_retry_after && h.evaluation_interval.count() > 0
+      && (h.drain_window < 2 * h.evaluation_interval
+          || h.drain_window > 100 * h.evaluation_interval))
     c.add("queues.drain-window",
           "must be between 2 and 100 times health.evaluation-interval when "
           "queues.drain-retry-after is on, so that a rate rests on at least "
           "three samples and the history stays small (drain-window "
-              + ms(drain_window) + ", interval " + ms(evaluation_interval)
+              + ms(h.drain_window) + ", interval " + ms(h.evaluation_interval)
               + ")");
-  // Retry-After.
+}
+
+void retry_after_rules(const RetryAfterConfig& retry_after, collector& c) {
   c.at_least_one_second("retry-after.breaker-minimum",
                         retry_after.breaker_minimum);
   c.at_least_one_second("retry-after.channel-critical",
@@ -343,16 +357,22 @@ std::vector<ConfigError> HealthConfig::validate() const {
   c.at_least_one_second("retry-after.custom-unhealthy",
                         retry_after.custom_unhealthy);
   c.at_least_one_second("retry-after.stale", retry_after.stale);
-  if (unknown_policy == UnknownPolicy::fail_closed) {
-    for (auto [on, option] : {std::pair{check_database, "database.enabled"},
-                              std::pair{check_channels, "channel.enabled"},
-                              std::pair{check_queues, "queues.enabled"}})
-      if (!on)
-        c.add(option, "false cannot be combined with health.unknown-policy "
-                      "fail-closed: the disabled check is Unknown every cycle "
-                      "and would reject every request");
-  }
-  // Supervisor.
+}
+
+/// Fail-closed with a disabled check would reject every request.
+void unknown_policy_rules(const HealthConfig& h, collector& c) {
+  if (h.unknown_policy != UnknownPolicy::fail_closed)
+    return;
+  for (auto [on, option] : {std::pair{h.check_database, "database.enabled"},
+                            std::pair{h.check_channels, "channel.enabled"},
+                            std::pair{h.check_queues, "queues.enabled"}})
+    if (!on)
+      c.add(option, "false cannot be combined with health.unknown-policy "
+                    "fail-closed: the disabled check is Unknown every cycle "
+                    "and would reject every request");
+}
+
+void supervisor_rules(const SupervisorConfig& supervisor, collector& c) {
   c.positive("supervisor.initial-backoff", supervisor.initial_backoff);
   if (!(supervisor.backoff_factor >= 1.0)
       || !std::isfinite(supervisor.backoff_factor))
@@ -373,6 +393,22 @@ std::vector<ConfigError> HealthConfig::validate() const {
     c.add("supervisor.lost-replies",
           "must be between 1 and 1000 (got "
               + std::to_string(supervisor.lost_replies) + ")");
+}
+
+} // namespace
+
+// One check per section of the options; the errors come in this order.
+std::vector<ConfigError> HealthConfig::validate() const {
+  std::vector<ConfigError> result;
+  collector c{result};
+  cycle_rules(*this, c);
+  database_rules(*this, c);
+  breaker_rules(breaker, c);
+  channel_rules(channel, c);
+  queue_rules(*this, c);
+  retry_after_rules(retry_after, c);
+  unknown_policy_rules(*this, c);
+  supervisor_rules(supervisor, c);
   // Graded shedding (core/shedding.hpp).
   for (auto& e : shedding_problems(shedding))
     result.push_back(std::move(e));

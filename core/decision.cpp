@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 
 namespace tasker::health {
 
@@ -49,6 +50,93 @@ std::string percent(double x) {
 
 std::string or_unknown(const std::string& error) {
   return error.empty() ? std::string{"not measured"} : error;
+}
+
+/// A queue at `level`: its depth against the level's threshold, or why it
+/// is still held there (hysteresis).
+std::string describe_queue(const QueueReport& r, const char* level,
+                           int64_t threshold, int64_t hysteresis_margin) {
+  if (r.capped && r.depth >= threshold)
+    return "queue '" + r.name + "' holds at least " + std::to_string(r.depth)
+           + " messages, the " + level + " threshold "
+           + std::to_string(threshold) + " (counting stops at the cap)";
+  auto text = "queue '" + r.name + "' depth " + (r.capped ? ">= " : "")
+              + std::to_string(r.depth);
+  if (r.depth >= threshold)
+    return text + " >= " + level + " threshold " + std::to_string(threshold);
+  // Held in its tier by hysteresis (queues.hysteresis-margin).
+  return text + ", still " + level + " (threshold " + std::to_string(threshold)
+         + ", leaves below " + std::to_string(threshold - hysteresis_margin)
+         + ")";
+}
+
+/// Rules 3 and 4 of decide(): the deepest queue of the worst tier at
+/// Overflow or Critical, else an Unknown queue (or queue dimension) under
+/// fail-closed. nullopt: the queues do not ask for backpressure.
+std::optional<BackpressureDecision>
+queue_rule(const QueueHealth& q, const HealthConfig& cfg, bool fail_closed) {
+  const auto& ra = cfg.retry_after;
+  if (!q.watched)
+    return std::nullopt; // no queues configured: nothing to decide on
+  if (!q.evaluated) {
+    if (!fail_closed)
+      return std::nullopt;
+    return active(BackpressureSource::queue, ReasonCode::queue_unknown,
+                  "queue health unknown (fail-closed): " + or_unknown(q.error),
+                  ra.queue_critical);
+  }
+  const QueueReport* worst = nullptr;
+  const QueueReport* unknown = nullptr;
+  for (const auto& r : q.queues) {
+    if (r.tier == QueueDepthTier::unknown) {
+      if (unknown == nullptr)
+        unknown = &r;
+    } else if (worst == nullptr || r.tier > worst->tier
+               || (r.tier == worst->tier && r.depth > worst->depth)) {
+      worst = &r; // the deepest queue of the worst tier
+    }
+  }
+  // The contract constant, or (queues.drain-retry-after) the time until
+  // every queue at Critical or worse has drained below its level.
+  auto queue_decision = [&](ReasonCode code, const char* level,
+                            int64_t threshold, seconds constant) {
+    auto reason
+        = describe_queue(*worst, level, threshold, cfg.hysteresis_margin);
+    auto retry = constant;
+    if (cfg.drain_retry_after) {
+      if (auto estimate = drain_retry_after(q, constant)) {
+        retry = *estimate;
+        char buf[64];
+        std::snprintf(buf, sizeof(buf), ", draining at %.1f msg/s",
+                      worst->drain_rate);
+        reason += buf;
+      }
+    }
+    auto d = active(BackpressureSource::queue, code, std::move(reason), retry);
+    d.queue = worst->name;
+    d.depth = worst->depth;
+    d.tier = worst->tier;
+    return d;
+  };
+  if (worst && worst->tier == QueueDepthTier::overflow)
+    return queue_decision(ReasonCode::queue_overflow, "overflow",
+                          cfg.thresholds_for(worst->name).overflow,
+                          ra.queue_overflow);
+  if (worst && worst->tier == QueueDepthTier::critical)
+    return queue_decision(ReasonCode::queue_critical, "critical",
+                          cfg.thresholds_for(worst->name).critical,
+                          ra.queue_critical);
+  if (unknown && fail_closed) {
+    auto d
+        = active(BackpressureSource::queue, ReasonCode::queue_unknown,
+                 "queue '" + unknown->name + "' depth unknown (fail-closed): "
+                     + (unknown->missing ? std::string{"queue missing"}
+                                         : or_unknown(unknown->error)),
+                 ra.queue_critical);
+    d.queue = unknown->name;
+    return d;
+  }
+  return std::nullopt;
 }
 
 } // namespace
@@ -105,82 +193,8 @@ BackpressureDecision decide(const DatabaseHealth& db, const ChannelHealth& ch,
                       + or_unknown(ch.error),
                   ra.channel_critical);
   // 3./4. Queue depth.
-  if (!q.watched) {
-    // no queues configured: nothing to decide on
-  } else if (q.evaluated) {
-    const QueueReport* worst = nullptr;
-    const QueueReport* unknown = nullptr;
-    for (const auto& r : q.queues) {
-      if (r.tier == QueueDepthTier::unknown) {
-        if (unknown == nullptr)
-          unknown = &r;
-      } else if (worst == nullptr || r.tier > worst->tier
-                 || (r.tier == worst->tier && r.depth > worst->depth)) {
-        worst = &r; // the deepest queue of the worst tier
-      }
-    }
-    auto describe
-        = [&](const QueueReport& r, const char* level, int64_t threshold) {
-            if (r.capped && r.depth >= threshold)
-              return "queue '" + r.name + "' holds at least "
-                     + std::to_string(r.depth) + " messages, the " + level
-                     + " threshold " + std::to_string(threshold)
-                     + " (counting stops at the cap)";
-            auto text = "queue '" + r.name + "' depth "
-                        + (r.capped ? ">= " : "") + std::to_string(r.depth);
-            if (r.depth >= threshold)
-              return text + " >= " + level + " threshold "
-                     + std::to_string(threshold);
-            // Held in its tier by hysteresis (queues.hysteresis-margin).
-            return text + ", still " + level + " (threshold "
-                   + std::to_string(threshold) + ", leaves below "
-                   + std::to_string(threshold - cfg.hysteresis_margin) + ")";
-          };
-    // The contract constant, or (queues.drain-retry-after) the time until
-    // every queue at Critical or worse has drained below its level.
-    auto queue_decision = [&](ReasonCode code, const char* level,
-                              int64_t threshold, seconds constant) {
-      auto reason = describe(*worst, level, threshold);
-      auto retry = constant;
-      if (cfg.drain_retry_after) {
-        if (auto estimate = drain_retry_after(q, constant)) {
-          retry = *estimate;
-          char buf[64];
-          std::snprintf(buf, sizeof(buf), ", draining at %.1f msg/s",
-                        worst->drain_rate);
-          reason += buf;
-        }
-      }
-      auto d
-          = active(BackpressureSource::queue, code, std::move(reason), retry);
-      d.queue = worst->name;
-      d.depth = worst->depth;
-      d.tier = worst->tier;
-      return d;
-    };
-    if (worst && worst->tier == QueueDepthTier::overflow)
-      return queue_decision(ReasonCode::queue_overflow, "overflow",
-                            cfg.thresholds_for(worst->name).overflow,
-                            ra.queue_overflow);
-    if (worst && worst->tier == QueueDepthTier::critical)
-      return queue_decision(ReasonCode::queue_critical, "critical",
-                            cfg.thresholds_for(worst->name).critical,
-                            ra.queue_critical);
-    if (unknown && fail_closed) {
-      auto d
-          = active(BackpressureSource::queue, ReasonCode::queue_unknown,
-                   "queue '" + unknown->name + "' depth unknown (fail-closed): "
-                       + (unknown->missing ? std::string{"queue missing"}
-                                           : or_unknown(unknown->error)),
-                   ra.queue_critical);
-      d.queue = unknown->name;
-      return d;
-    }
-  } else if (fail_closed) {
-    return active(BackpressureSource::queue, ReasonCode::queue_unknown,
-                  "queue health unknown (fail-closed): " + or_unknown(q.error),
-                  ra.queue_critical);
-  }
+  if (auto d = queue_rule(q, cfg, fail_closed))
+    return std::move(*d);
   // 5. Critical custom dimensions.
   for (const auto& c : custom) {
     if (c.kind != CustomKind::critical)

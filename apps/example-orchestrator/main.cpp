@@ -403,15 +403,12 @@ sigset_t shutdown_signals() {
   return set;
 }
 
-int run(orchestrator_config& cfg, const settings& s) {
-  caf::actor_system sys{cfg};
-  auto monitor
-      = std::make_shared<th::ChannelMonitor>("commands", s.channel_capacity);
-  auto channel = sys.spawn(command_channel, monitor, s.work);
-  command_intake intake{channel, monitor};
-
+/// The health system's parts: the command channel, and the database and the
+/// queues when a database is configured.
+th::health_parts health_parts_for(const settings& s,
+                                  std::shared_ptr<th::ChannelMonitor> monitor) {
   th::health_parts parts;
-  parts.channels.push_back(monitor);
+  parts.channels.push_back(std::move(monitor));
   const auto& h = s.health;
   if (!h.database_url.empty()) {
     parts.database = std::make_shared<th::PgDatabaseCheck>(th::PgCheckOptions{
@@ -421,7 +418,67 @@ int run(orchestrator_config& cfg, const settings& s) {
           = std::make_shared<th::PgQueueDepthSource>(th::PgQueueOptions{
               h.database_url, h.db_query_timeout, h.db_connect_timeout});
   }
-  auto hs = th::health_system::start(sys, h, std::move(parts));
+  return parts;
+}
+
+/// Other nodes: which of them (and this one) take work (none without peers).
+std::optional<th::cluster> start_cluster(caf::actor_system& sys,
+                                         const settings& s,
+                                         th::health_system& hs) {
+  if (s.peers.empty())
+    return std::nullopt;
+  th::cluster_options co;
+  co.peers = s.peers;
+  co.local_name = "local";
+  co.local_cell = hs.cell();
+  co.checker = th::CheckerOptions::from(s.health);
+  return th::cluster::start(sys, std::move(co));
+}
+
+/// POST /commands: admits a command into the channel unless the health
+/// system or the channel itself refuses it.
+http::response accept_command(const http::request& req,
+                              const th::BackpressureChecker& checker,
+                              command_intake& intake, const settings& s) {
+  // A work class and a key (graded shedding): finalisations and results
+  // "critical", new tasks "normal", optional work "sheddable"; the key
+  // (task or client id) gets one answer per cycle. Without a class: the
+  // binary check.
+  std::optional<th::Rejection> rejection;
+  if (auto cls = req.header("X-Work-Class"); !cls.empty()) {
+    auto index = checker.class_index(cls);
+    if (!index)
+      return http::response::json(
+          400, nlohmann::json{{"error",
+                               "unknown work class '" + std::string{cls} + "'"}}
+                   .dump());
+    auto key = req.header("X-Work-Key");
+    rejection
+        = checker.try_check(*index, th::key_of(key.empty() ? req.body() : key));
+  } else {
+    rejection = checker.try_check();
+  }
+  if (rejection)
+    return reject(rejection->reason, th::to_string(rejection->source),
+                  th::to_string(rejection->code), rejection->retry_after);
+  uint64_t id = 0;
+  if (!intake.try_send(std::string{req.body()}, id))
+    return reject("command channel full", "channel", "channel_full",
+                  s.health.retry_after.channel_critical);
+  nlohmann::json body = {{"accepted", true},
+                         {"id", id},
+                         {"channel_in_use", intake.monitor().in_use()}};
+  return http::response::json(202, body.dump());
+}
+
+int run(orchestrator_config& cfg, const settings& s) {
+  caf::actor_system sys{cfg};
+  auto monitor
+      = std::make_shared<th::ChannelMonitor>("commands", s.channel_capacity);
+  auto channel = sys.spawn(command_channel, monitor, s.work);
+  command_intake intake{channel, monitor};
+  const auto& h = s.health;
+  auto hs = th::health_system::start(sys, h, health_parts_for(s, monitor));
   if (!hs) {
     std::cerr << program
               << ": cannot start the health system: " << sys.render(hs.error())
@@ -430,48 +487,10 @@ int run(orchestrator_config& cfg, const settings& s) {
     return 2;
   }
   auto checker = hs->checker();
-  // Other nodes: which of them (and this one) take work.
-  std::optional<th::cluster> cluster;
-  if (!s.peers.empty()) {
-    th::cluster_options co;
-    co.peers = s.peers;
-    co.local_name = "local";
-    co.local_cell = hs->cell();
-    co.checker = th::CheckerOptions::from(h);
-    cluster = th::cluster::start(sys, std::move(co));
-  }
-
+  auto cluster = start_cluster(sys, s, *hs);
   http::route_table routes;
   routes.post("/commands", [&](const http::request& req) {
-    // A work class and a key (graded shedding): finalisations and results
-    // "critical", new tasks "normal", optional work "sheddable"; the key
-    // (task or client id) gets one answer per cycle. Without a class: the
-    // binary check.
-    std::optional<th::Rejection> rejection;
-    if (auto cls = req.header("X-Work-Class"); !cls.empty()) {
-      auto index = checker.class_index(cls);
-      if (!index)
-        return http::response::json(
-            400, nlohmann::json{{"error", "unknown work class '"
-                                              + std::string{cls} + "'"}}
-                     .dump());
-      auto key = req.header("X-Work-Key");
-      rejection = checker.try_check(*index,
-                                    th::key_of(key.empty() ? req.body() : key));
-    } else {
-      rejection = checker.try_check();
-    }
-    if (rejection)
-      return reject(rejection->reason, th::to_string(rejection->source),
-                    th::to_string(rejection->code), rejection->retry_after);
-    uint64_t id = 0;
-    if (!intake.try_send(std::string{req.body()}, id))
-      return reject("command channel full", "channel", "channel_full",
-                    h.retry_after.channel_critical);
-    nlohmann::json body = {{"accepted", true},
-                           {"id", id},
-                           {"channel_in_use", intake.monitor().in_use()}};
-    return http::response::json(202, body.dump());
+    return accept_command(req, checker, intake, s);
   });
   routes.get("/status", [&](const http::request&) {
     return http::response::json(200,

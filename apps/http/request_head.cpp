@@ -30,6 +30,14 @@ bool is_tchar(unsigned char c) {
   }
 }
 
+/// Every byte a tchar (methods and header names are tokens).
+bool all_tchars(std::string_view s) {
+  for (char ch : s)
+    if (!is_tchar(static_cast<unsigned char>(ch)))
+      return false;
+  return true;
+}
+
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size())
     return false;
@@ -96,6 +104,84 @@ bool valid_target(std::string_view method, std::string_view t) {
   return method == "CONNECT";
 }
 
+/// The request line: method, target, version (`http11` set for HTTP/1.1).
+head_verdict check_request_line(std::string_view line, const head_limits& l,
+                                bool& http11) {
+  if (line.size() > l.max_request_line)
+    return {414, "request line too long"};
+  for (char ch : line)
+    if (ch == '\r' || ch == '\n')
+      return {400, "bare cr or lf"};
+  auto sp1 = line.find(' ');
+  if (sp1 == std::string_view::npos || sp1 == 0)
+    return {400, "malformed request line"};
+  auto method = line.substr(0, sp1);
+  if (!all_tchars(method))
+    return {400, "malformed method"};
+  auto sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos)
+    return {400, "malformed request line"};
+  auto target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  auto version = line.substr(sp2 + 1);
+  http11 = version == "HTTP/1.1";
+  if (!http11 && version != "HTTP/1.0")
+    return {400, "unsupported version"};
+  if (!valid_target(method, target))
+    return {400, "malformed target"};
+  return {};
+}
+
+/// What the header lines so far held, for the limits and the framing rules.
+struct header_tally {
+  size_t headers = 0;
+  size_t header_bytes = 0;
+  int hosts = 0;
+  int lengths = 0;
+  int encodings = 0;
+  bool chunked = false;
+};
+
+/// One header line (without its CRLF), counted into `n`.
+head_verdict check_header_line(std::string_view line, const head_limits& l,
+                               header_tally& n) {
+  if (line.empty())
+    return {400, "empty header line"};
+  if (line.front() == ' ' || line.front() == '\t')
+    return {400, "obsolete line folding"};
+  auto colon = line.find(':');
+  if (colon == std::string_view::npos || colon == 0)
+    return {400, "header line without a name"};
+  auto name = line.substr(0, colon);
+  if (!all_tchars(name))
+    return {400, "malformed header name"};
+  auto raw_value = line.substr(colon + 1);
+  for (char ch : raw_value) {
+    auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      return {400, "control byte in a header value"};
+  }
+  auto value = trim_ows(raw_value);
+  ++n.headers;
+  n.header_bytes += name.size() + value.size();
+  if (n.headers > l.max_headers || n.header_bytes > l.max_header_bytes)
+    return {431, "headers too large"};
+  if (iequals(name, "host")) {
+    ++n.hosts;
+  } else if (iequals(name, "content-length")) {
+    if (++n.lengths > 1)
+      return {400, "content-length twice"};
+    if (!valid_length(value))
+      return {400, "malformed content-length"};
+  } else if (iequals(name, "transfer-encoding")) {
+    if (++n.encodings > 1)
+      return {400, "transfer-encoding twice"};
+    if (!iequals(value, "chunked"))
+      return {400, "transfer coding other than chunked"};
+    n.chunked = true;
+  }
+  return {};
+}
+
 } // namespace
 
 size_t max_head_bytes(const head_limits& l) {
@@ -121,85 +207,26 @@ std::string_view origin_form(std::string_view target) {
 head_verdict check_request_head(std::string_view head, const head_limits& l) {
   // Every line ends in CRLF; a bare CR or LF anywhere is refused.
   auto line_end = head.find("\r\n");
-  auto line = head.substr(0, line_end);
-  if (line.size() > l.max_request_line)
-    return {414, "request line too long"};
-  for (char ch : line)
-    if (ch == '\r' || ch == '\n')
-      return {400, "bare cr or lf"};
-  auto sp1 = line.find(' ');
-  if (sp1 == std::string_view::npos || sp1 == 0)
-    return {400, "malformed request line"};
-  auto method = line.substr(0, sp1);
-  for (char ch : method)
-    if (!is_tchar(static_cast<unsigned char>(ch)))
-      return {400, "malformed method"};
-  auto sp2 = line.find(' ', sp1 + 1);
-  if (sp2 == std::string_view::npos)
-    return {400, "malformed request line"};
-  auto target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  auto version = line.substr(sp2 + 1);
-  bool http11 = version == "HTTP/1.1";
-  if (!http11 && version != "HTTP/1.0")
-    return {400, "unsupported version"};
-  if (!valid_target(method, target))
-    return {400, "malformed target"};
-
-  size_t headers = 0;
-  size_t header_bytes = 0;
-  int hosts = 0;
-  int lengths = 0;
-  int encodings = 0;
-  bool chunked = false;
+  bool http11 = false;
+  if (auto v = check_request_line(head.substr(0, line_end), l, http11);
+      v.status != 0)
+    return v;
+  header_tally n;
   while (line_end != std::string_view::npos) {
     auto start = line_end + 2;
     line_end = head.find("\r\n", start);
-    line = head.substr(start, line_end == std::string_view::npos
-                                  ? std::string_view::npos
-                                  : line_end - start);
-    if (line.empty())
-      return {400, "empty header line"};
-    if (line.front() == ' ' || line.front() == '\t')
-      return {400, "obsolete line folding"};
-    auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0)
-      return {400, "header line without a name"};
-    auto name = line.substr(0, colon);
-    for (char ch : name)
-      if (!is_tchar(static_cast<unsigned char>(ch)))
-        return {400, "malformed header name"};
-    auto raw_value = line.substr(colon + 1);
-    for (char ch : raw_value) {
-      auto c = static_cast<unsigned char>(ch);
-      if ((c < 0x20 && c != '\t') || c == 0x7f)
-        return {400, "control byte in a header value"};
-    }
-    auto value = trim_ows(raw_value);
-    ++headers;
-    header_bytes += name.size() + value.size();
-    if (headers > l.max_headers || header_bytes > l.max_header_bytes)
-      return {431, "headers too large"};
-    if (iequals(name, "host")) {
-      ++hosts;
-    } else if (iequals(name, "content-length")) {
-      if (++lengths > 1)
-        return {400, "content-length twice"};
-      if (!valid_length(value))
-        return {400, "malformed content-length"};
-    } else if (iequals(name, "transfer-encoding")) {
-      if (++encodings > 1)
-        return {400, "transfer-encoding twice"};
-      if (!iequals(value, "chunked"))
-        return {400, "transfer coding other than chunked"};
-      chunked = true;
-    }
+    auto line = head.substr(start, line_end == std::string_view::npos
+                                       ? std::string_view::npos
+                                       : line_end - start);
+    if (auto v = check_header_line(line, l, n); v.status != 0)
+      return v;
   }
-  if (chunked && !http11)
+  if (n.chunked && !http11)
     return {400, "transfer-encoding with http/1.0"};
-  if (chunked && lengths > 0)
+  if (n.chunked && n.lengths > 0)
     return {400, "content-length with transfer-encoding"};
-  if (http11 && hosts != 1)
-    return {400, hosts == 0 ? "no host" : "host twice"};
+  if (http11 && n.hosts != 1)
+    return {400, n.hosts == 0 ? "no host" : "host twice"};
   return {};
 }
 

@@ -301,9 +301,21 @@ void health_metrics::observe(const HealthSnapshot& s) {
   f_->snapshot_epoch.Add({}).Set(static_cast<double>(s.epoch));
   f_->evaluation_duration.Add({}, latency_buckets())
       .Observe(secs(s.evaluation_duration));
-  auto error = [&](const std::string& type) {
-    f_->unknown_dimensions.Add({{"error_type", type}}).Increment();
-  };
+  observe_database(s);
+  observe_channels(s);
+  observe_queues(s);
+  for (const auto& c : s.custom)
+    if (!c.evaluated)
+      count_unknown("custom:" + c.name);
+  observe_decision(s);
+  observe_shedding(s);
+}
+
+void health_metrics::count_unknown(const std::string& dimension) {
+  f_->unknown_dimensions.Add({{"error_type", dimension}}).Increment();
+}
+
+void health_metrics::observe_database(const HealthSnapshot& s) {
   // Database and breaker.
   const auto& db = s.database;
   if (!db.watched) {
@@ -311,7 +323,7 @@ void health_metrics::observe(const HealthSnapshot& s) {
     remove(f_->breaker_state, {});
     remove(f_->breaker_failures, {});
   } else if (!db.evaluated) {
-    error("database");
+    count_unknown("database");
     // Unknown is not connected. The breaker's state is unknown too, unless
     // the decision (which reads the breaker itself) says it is open.
     f_->db_connected.Add({}).Set(0);
@@ -335,11 +347,13 @@ void health_metrics::observe(const HealthSnapshot& s) {
       breaker_opened_seen_ = db.breaker.opened_count;
     }
   }
-  // Channels.
+}
+
+void health_metrics::observe_channels(const HealthSnapshot& s) {
   std::set<std::string> channels_now;
   if (s.channel.watched) {
     if (!s.channel.evaluated) {
-      error("channel");
+      count_unknown("channel");
     } else {
       for (const auto& c : s.channel.channels) {
         f_->channel_saturation.Add({{"channel", c.name}})
@@ -352,35 +366,36 @@ void health_metrics::observe(const HealthSnapshot& s) {
     if (channels_now.count(name) == 0)
       remove(f_->channel_saturation, {{"channel", name}});
   channels_seen_ = std::move(channels_now);
-  // Queues.
-  if (s.queues.watched) {
-    if (!s.queues.evaluated)
-      error("queue");
-    std::set<std::string> reported;
-    for (const auto& q : s.queues.queues) {
-      reported.insert(q.name);
-      queues_seen_.insert(q.name);
-      f_->queue_tier.Add({{"queue", q.name}}).Set(static_cast<double>(q.tier));
-      if (s.queues.evaluated && !q.missing && q.error.empty()
-          && q.tier != QueueDepthTier::unknown)
-        f_->queue_depth.Add({{"queue", q.name}})
-            .Set(static_cast<double>(q.depth));
-      else
-        forget_queue_depth(q.name);
-    }
-    // Queues seen before but not in this report: Unknown now.
-    for (const auto& name : queues_seen_)
-      if (reported.count(name) == 0) {
-        f_->queue_tier.Add({{"queue", name}}).Set(0);
-        forget_queue_depth(name);
-      }
-    f_->queue_depth_tier.Add({}).Set(static_cast<double>(
-        s.queues.evaluated ? s.queues.worst_tier : QueueDepthTier::unknown));
+}
+
+void health_metrics::observe_queues(const HealthSnapshot& s) {
+  if (!s.queues.watched)
+    return;
+  if (!s.queues.evaluated)
+    count_unknown("queue");
+  std::set<std::string> reported;
+  for (const auto& q : s.queues.queues) {
+    reported.insert(q.name);
+    queues_seen_.insert(q.name);
+    f_->queue_tier.Add({{"queue", q.name}}).Set(static_cast<double>(q.tier));
+    if (s.queues.evaluated && !q.missing && q.error.empty()
+        && q.tier != QueueDepthTier::unknown)
+      f_->queue_depth.Add({{"queue", q.name}})
+          .Set(static_cast<double>(q.depth));
+    else
+      forget_queue_depth(q.name);
   }
-  for (const auto& c : s.custom)
-    if (!c.evaluated)
-      error("custom:" + c.name);
-  // Decision.
+  // Queues seen before but not in this report: Unknown now.
+  for (const auto& name : queues_seen_)
+    if (reported.count(name) == 0) {
+      f_->queue_tier.Add({{"queue", name}}).Set(0);
+      forget_queue_depth(name);
+    }
+  f_->queue_depth_tier.Add({}).Set(static_cast<double>(
+      s.queues.evaluated ? s.queues.worst_tier : QueueDepthTier::unknown));
+}
+
+void health_metrics::observe_decision(const HealthSnapshot& s) {
   f_->backpressure_active.Add({}).Set(s.decision.active ? 1 : 0);
   auto source = std::string{activation_source(s.decision)};
   if (!source.empty() && source != active_source_) {
@@ -392,6 +407,9 @@ void health_metrics::observe(const HealthSnapshot& s) {
        {HealthStatus::healthy, HealthStatus::degraded, HealthStatus::unhealthy})
     f_->status.Add({{"status", std::string{to_string(st)}}})
         .Set(st == s.status ? 1 : 0);
+}
+
+void health_metrics::observe_shedding(const HealthSnapshot& s) {
   // Graded shedding: the labels are the configured classes (at most 8).
   if (s.shedding.graded) {
     f_->shedding_pressure.Add({}).Set(s.shedding.pressure);

@@ -98,6 +98,14 @@ class health_metrics {
   struct families;
 
   void forget_queue_depth(const std::string& queue);
+  // The parts of observe(HealthSnapshot), each for one dimension; called
+  // with mtx_ held.
+  void count_unknown(const std::string& dimension);
+  void observe_database(const HealthSnapshot& s);
+  void observe_channels(const HealthSnapshot& s);
+  void observe_queues(const HealthSnapshot& s);
+  void observe_decision(const HealthSnapshot& s);
+  void observe_shedding(const HealthSnapshot& s);
 
   mutable std::mutex mtx_;
   std::shared_ptr<prometheus::Registry> registry_;

@@ -48,22 +48,22 @@ json breaker_json(const CircuitBreakerMetrics& b) {
   };
 }
 
-} // namespace
-
-json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
-             bool stale) {
-  json db = {
-      {"watched", s.database.watched},
-      {"evaluated", s.database.evaluated},
-      {"connected", s.database.connected},
-      {"check_skipped", s.database.check_skipped},
-      {"timed_out", s.database.timed_out},
-      {"check_duration_us", s.database.check_duration.count()},
-      {"error", error_or_null(s.database.error)},
-      {"circuit_breaker", breaker_json(s.database.breaker)},
+json database_json(const DatabaseHealth& d) {
+  return {
+      {"watched", d.watched},
+      {"evaluated", d.evaluated},
+      {"connected", d.connected},
+      {"check_skipped", d.check_skipped},
+      {"timed_out", d.timed_out},
+      {"check_duration_us", d.check_duration.count()},
+      {"error", error_or_null(d.error)},
+      {"circuit_breaker", breaker_json(d.breaker)},
   };
+}
+
+json channel_json(const ChannelHealth& h) {
   json channels = json::array();
-  for (const auto& c : s.channel.channels)
+  for (const auto& c : h.channels)
     channels.push_back({
         {"name", c.name},
         {"capacity", c.capacity},
@@ -76,45 +76,55 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
         {"saturated", c.saturated},
         {"critical", c.critical},
     });
-  json channel = {
-      {"watched", s.channel.watched},
-      {"evaluated", s.channel.evaluated},
-      {"error", error_or_null(s.channel.error)},
-      {"max_saturation_percent", s.channel.max_saturation_percent()},
+  return {
+      {"watched", h.watched},
+      {"evaluated", h.evaluated},
+      {"error", error_or_null(h.error)},
+      {"max_saturation_percent", h.max_saturation_percent()},
       {"channels", channels},
   };
+}
+
+json queue_report_json(const QueueReport& q) {
+  return {
+      {"name", q.name},
+      {"tier", str(to_string(q.tier))},
+      {"depth", q.depth},
+      {"capped", q.capped},
+      {"count_cap", q.count_cap},
+      {"visible_length",
+       q.visible_length < 0 ? json(nullptr) : json(q.visible_length)},
+      {"visible_note", error_or_null(q.visible_note)},
+      {"oldest_message_age_seconds", q.oldest_message_age_seconds < 0
+                                         ? json(nullptr)
+                                         : json(q.oldest_message_age_seconds)},
+      {"missing", q.missing},
+      {"error", error_or_null(q.error)},
+      {"drain_rate_per_second", q.drain_rate},
+      {"drain_samples", q.drain_samples},
+      {"drain_eta_seconds",
+       q.drain_eta_seconds < 0 ? json(nullptr) : json(q.drain_eta_seconds)},
+  };
+}
+
+json queues_json(const QueueHealth& h) {
   json queues = json::array();
-  for (const auto& q : s.queues.queues)
-    queues.push_back({
-        {"name", q.name},
-        {"tier", str(to_string(q.tier))},
-        {"depth", q.depth},
-        {"capped", q.capped},
-        {"count_cap", q.count_cap},
-        {"visible_length",
-         q.visible_length < 0 ? json(nullptr) : json(q.visible_length)},
-        {"visible_note", error_or_null(q.visible_note)},
-        {"oldest_message_age_seconds",
-         q.oldest_message_age_seconds < 0 ? json(nullptr)
-                                          : json(q.oldest_message_age_seconds)},
-        {"missing", q.missing},
-        {"error", error_or_null(q.error)},
-        {"drain_rate_per_second", q.drain_rate},
-        {"drain_samples", q.drain_samples},
-        {"drain_eta_seconds",
-         q.drain_eta_seconds < 0 ? json(nullptr) : json(q.drain_eta_seconds)},
-    });
-  json queue = {
-      {"watched", s.queues.watched},
-      {"evaluated", s.queues.evaluated},
-      {"error", error_or_null(s.queues.error)},
-      {"worst_tier", str(to_string(s.queues.worst_tier))},
-      {"worst_queue", s.queues.worst_queue},
-      {"check_duration_us", s.queues.check_duration.count()},
+  for (const auto& q : h.queues)
+    queues.push_back(queue_report_json(q));
+  return {
+      {"watched", h.watched},
+      {"evaluated", h.evaluated},
+      {"error", error_or_null(h.error)},
+      {"worst_tier", str(to_string(h.worst_tier))},
+      {"worst_queue", h.worst_queue},
+      {"check_duration_us", h.check_duration.count()},
       {"queues", queues},
   };
+}
+
+json custom_json(const std::vector<CustomHealth>& checks) {
   json custom = json::array();
-  for (const auto& c : s.custom)
+  for (const auto& c : checks)
     custom.push_back({
         {"name", c.name},
         {"kind", str(to_string(c.kind))},
@@ -123,8 +133,11 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
         {"detail", c.detail},
         {"error", error_or_null(c.error)},
     });
-  const auto& d = s.decision;
-  json decision = {
+  return custom;
+}
+
+json decision_json(const BackpressureDecision& d) {
+  return {
       {"active", d.active},
       {"source", str(to_string(d.source))},
       {"code", str(to_string(d.code))},
@@ -140,6 +153,26 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
                     : json(d.depth)},
       {"tier", d.queue.empty() ? json(nullptr) : json(str(to_string(d.tier)))},
   };
+}
+
+/// Graded shedding's state (the caller leaves it out in binary mode).
+json shedding_json(const SheddingState& sh) {
+  json classes = json::array();
+  for (const auto& c : sh.classes)
+    classes.push_back({{"name", c.name}, {"admitted", c.admitted}});
+  return {
+      {"mode", "graded"},
+      {"pressure", sh.pressure},
+      {"source", str(to_string(sh.source))},
+      {"source_name", sh.source_name},
+      {"classes", std::move(classes)},
+  };
+}
+
+} // namespace
+
+json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
+             bool stale) {
   json out = {
       {"status", str(to_string(stale ? HealthStatus::stale : s.status))},
       {"node_id", s.node_id},
@@ -150,25 +183,15 @@ json to_json(const HealthSnapshot& s, std::optional<milliseconds> age,
       {"age_ms", age ? json(age->count()) : json(nullptr)},
       {"stale", stale},
       {"evaluation_duration_us", s.evaluation_duration.count()},
-      {"decision", decision},
-      {"database", db},
-      {"channel", channel},
-      {"queues", queue},
-      {"custom", custom},
+      {"decision", decision_json(s.decision)},
+      {"database", database_json(s.database)},
+      {"channel", channel_json(s.channel)},
+      {"queues", queues_json(s.queues)},
+      {"custom", custom_json(s.custom)},
   };
   // Graded shedding (absent in binary mode, so that its output is as before).
-  if (s.shedding.graded) {
-    json classes = json::array();
-    for (const auto& c : s.shedding.classes)
-      classes.push_back({{"name", c.name}, {"admitted", c.admitted}});
-    out["shedding"] = {
-        {"mode", "graded"},
-        {"pressure", s.shedding.pressure},
-        {"source", str(to_string(s.shedding.source))},
-        {"source_name", s.shedding.source_name},
-        {"classes", std::move(classes)},
-    };
-  }
+  if (s.shedding.graded)
+    out["shedding"] = shedding_json(s.shedding);
   return out;
 }
 

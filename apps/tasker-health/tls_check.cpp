@@ -70,13 +70,8 @@ int passphrase_cb(char* buf, int size, int, void* user) {
   return n;
 }
 
-} // namespace
-
-std::vector<ConfigError> check_tls_files(const tls_files& files) {
-  std::vector<ConfigError> errors;
-  if (!files.any())
-    return errors;
-  ERR_clear_error();
+/// Mutual TLS needs a certificate, its key and a CA to check the peers.
+void check_required(const tls_files& files, std::vector<ConfigError>& errors) {
   if (files.certificate.empty())
     errors.push_back({"openssl.certificate",
                       "is required for mutual TLS (a PEM certificate chain)"});
@@ -89,49 +84,68 @@ std::vector<ConfigError> check_tls_files(const tls_files& files) {
                       "openssl.cafile or openssl.capath is required for "
                       "mutual TLS (the CA that signs every node's "
                       "certificate)"});
+}
+
+/// Reads openssl.certificate: a PEM certificate valid now (null if absent or
+/// unreadable; an expired one is returned with an error).
+x509_ptr read_certificate(const tls_files& files,
+                          std::vector<ConfigError>& errors) {
   x509_ptr cert;
-  if (!files.certificate.empty()) {
-    if (auto f = open_file(files.certificate, "openssl.certificate", errors)) {
-      cert.reset(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
-      if (!cert) {
-        errors.push_back(
-            {"openssl.certificate", "'" + files.certificate
-                                        + "' holds no PEM certificate ("
-                                        + ssl_error() + ")"});
-      } else if (X509_cmp_current_time(X509_get0_notAfter(cert.get())) <= 0) {
-        errors.push_back(
-            {"openssl.certificate", "'" + files.certificate + "' has expired"});
-      } else if (X509_cmp_current_time(X509_get0_notBefore(cert.get())) > 0) {
-        errors.push_back({"openssl.certificate",
-                          "'" + files.certificate + "' is not valid yet"});
-      }
-    }
+  if (files.certificate.empty())
+    return cert;
+  auto f = open_file(files.certificate, "openssl.certificate", errors);
+  if (!f)
+    return cert;
+  cert.reset(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
+  if (!cert) {
+    errors.push_back({"openssl.certificate",
+                      "'" + files.certificate + "' holds no PEM certificate ("
+                          + ssl_error() + ")"});
+  } else if (X509_cmp_current_time(X509_get0_notAfter(cert.get())) <= 0) {
+    errors.push_back(
+        {"openssl.certificate", "'" + files.certificate + "' has expired"});
+  } else if (X509_cmp_current_time(X509_get0_notBefore(cert.get())) > 0) {
+    errors.push_back({"openssl.certificate",
+                      "'" + files.certificate + "' is not valid yet"});
   }
-  if (!files.key.empty()) {
-    if (auto f = open_file(files.key, "openssl.key", errors)) {
-      pkey_ptr key{
-          PEM_read_PrivateKey(f.get(), nullptr, passphrase_cb,
-                              const_cast<std::string*>(&files.passphrase))};
-      if (!key) {
-        errors.push_back(
-            {"openssl.key", "'" + files.key
-                                + "' holds no PEM private key, or "
-                                  "openssl.passphrase does not open it ("
-                                + ssl_error() + ")"});
-      } else if (cert && X509_check_private_key(cert.get(), key.get()) != 1) {
-        ERR_clear_error();
-        errors.push_back({"openssl.key",
-                          "'" + files.key + "' does not match the certificate '"
-                              + files.certificate + "'"});
-      }
-    }
+  return cert;
+}
+
+/// Reads openssl.key (opened with openssl.passphrase) and checks that it
+/// belongs to the certificate.
+void check_key(const tls_files& files, const x509_ptr& cert,
+               std::vector<ConfigError>& errors) {
+  if (files.key.empty())
+    return;
+  auto f = open_file(files.key, "openssl.key", errors);
+  if (!f)
+    return;
+  pkey_ptr key{
+      PEM_read_PrivateKey(f.get(), nullptr, passphrase_cb,
+                          const_cast<std::string*>(&files.passphrase))};
+  if (!key) {
+    errors.push_back(
+        {"openssl.key", "'" + files.key
+                            + "' holds no PEM private key, or "
+                              "openssl.passphrase does not open it ("
+                            + ssl_error() + ")"});
+  } else if (cert && X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    errors.push_back({"openssl.key", "'" + files.key
+                                         + "' does not match the certificate '"
+                                         + files.certificate + "'"});
   }
-  store_ptr store{X509_STORE_new()};
+}
+
+/// Loads openssl.cafile and openssl.capath into `store`; true when at least
+/// one of them gave trust anchors.
+bool load_trust_anchors(const tls_files& files, X509_STORE* store,
+                        std::vector<ConfigError>& errors) {
   bool anchors = false;
   if (!files.cafile.empty()) {
     if (auto f = open_file(files.cafile, "openssl.cafile", errors)) {
       f.reset();
-      if (X509_STORE_load_file(store.get(), files.cafile.c_str()) != 1)
+      if (X509_STORE_load_file(store, files.cafile.c_str()) != 1)
         errors.push_back({"openssl.cafile", "'" + files.cafile
                                                 + "' holds no PEM certificate ("
                                                 + ssl_error() + ")"});
@@ -145,21 +159,41 @@ std::vector<ConfigError> check_tls_files(const tls_files& files) {
         || ::access(files.capath.c_str(), R_OK | X_OK) != 0)
       errors.push_back({"openssl.capath",
                         "'" + files.capath + "' is not a readable directory"});
-    else if (X509_STORE_load_path(store.get(), files.capath.c_str()) == 1)
+    else if (X509_STORE_load_path(store, files.capath.c_str()) == 1)
       anchors = true;
   }
-  if (cert && anchors && errors.empty()) {
-    ctx_ptr ctx{X509_STORE_CTX_new()};
-    if (X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr) == 1
-        && X509_verify_cert(ctx.get()) != 1) {
-      auto why
-          = X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()));
-      errors.push_back(
-          {"openssl.certificate", "'" + files.certificate
-                                      + "' is not signed by the configured CA ("
-                                      + why + ")"});
-    }
+  return anchors;
+}
+
+/// Checks that the configured CA signs the certificate.
+void check_chain(const tls_files& files, X509* cert, X509_STORE* store,
+                 std::vector<ConfigError>& errors) {
+  ctx_ptr ctx{X509_STORE_CTX_new()};
+  if (X509_STORE_CTX_init(ctx.get(), store, cert, nullptr) == 1
+      && X509_verify_cert(ctx.get()) != 1) {
+    auto why
+        = X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()));
+    errors.push_back(
+        {"openssl.certificate", "'" + files.certificate
+                                    + "' is not signed by the configured CA ("
+                                    + why + ")"});
   }
+}
+
+} // namespace
+
+std::vector<ConfigError> check_tls_files(const tls_files& files) {
+  std::vector<ConfigError> errors;
+  if (!files.any())
+    return errors;
+  ERR_clear_error();
+  check_required(files, errors);
+  auto cert = read_certificate(files, errors);
+  check_key(files, cert, errors);
+  store_ptr store{X509_STORE_new()};
+  bool anchors = load_trust_anchors(files, store.get(), errors);
+  if (cert && anchors && errors.empty())
+    check_chain(files, cert.get(), store.get(), errors);
   ERR_clear_error();
   return errors;
 }

@@ -145,6 +145,30 @@ void on_notice(void* arg, const char* message) {
                   quoted(first_line(message)));
 }
 
+/// The error of a statement that got no answer before its deadline.
+std::string statement_timeout_error(steady::time_point start,
+                                    steady::time_point deadline) {
+  return "query timed out after "
+         + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              deadline - start)
+                              .count())
+         + " ms (no answer from the server)";
+}
+
+/// The error of a pipeline whose answers did not all arrive within `limit`
+/// (`answered` of `total` segments did).
+std::string pipeline_timeout_error(steady::duration waited, size_t answered,
+                                   size_t total) {
+  auto limit = std::chrono::ceil<milliseconds>(waited);
+  return "query timed out after " + std::to_string(limit.count()) + " ms ("
+         + (answered == 0
+                ? std::string{"no answer from the "
+                              "server"}
+                : "the server answered " + std::to_string(answered) + " of "
+                      + std::to_string(total) + " parts in time")
+         + ")";
+}
+
 } // namespace
 
 std::string_view to_string(FailureKind x) noexcept {
@@ -303,28 +327,8 @@ bool Connection::connect(StatementResult& out) {
     return give_up(false, first_line(PQerrorMessage(c)));
   PQsetNoticeProcessor(c, on_notice,
                        const_cast<std::string*>(&options_.component));
-  // PQconnectPoll's contract: behave as if it had asked for writing first,
-  // then wait for what it asks for. The socket may change between calls
-  // (several hosts or addresses), so it is read anew each time.
-  auto status = PGRES_POLLING_WRITING;
-  while (status != PGRES_POLLING_OK) {
-    if (status == PGRES_POLLING_FAILED)
-      return give_up(false, first_line(PQerrorMessage(c)));
-    short events = status == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-    switch (wait_socket(PQsocket(c), events, deadline)) {
-      case wait_result::timeout:
-        return give_up(true,
-                       "connect timed out after "
-                           + std::to_string(options_.connect_timeout.count())
-                           + " ms");
-      case wait_result::error:
-        return give_up(false, std::string{"connect failed: waiting on the "
-                                          "socket: "}
-                                  + std::strerror(errno));
-      case wait_result::ready: break;
-    }
-    status = PQconnectPoll(c);
-  }
+  if (auto failure = poll_connect(c, deadline))
+    return give_up(failure->timed_out, std::move(failure->error));
   if (PQsetnonblocking(c, 1) != 0)
     return give_up(false, first_line(PQerrorMessage(c)));
   conn_ = c;
@@ -334,22 +338,54 @@ bool Connection::connect(StatementResult& out) {
                  "backend_pid={} connect_ms={}",
                  options_.component, quoted(target_), backend_pid(),
                  to_ms(steady::now() - start));
-  if (abandoned_pid_ > 0) {
-    // The query abandoned at its deadline may still run (or, on a frozen
-    // backend, resume later): cancel it, within the connect deadline. Our
-    // side of that connection is closed, so its backend then exits.
-    auto pid = std::exchange(abandoned_pid_, -1);
-    auto r = run("SELECT pg_cancel_backend($1)", {std::to_string(pid)},
-                 steady::now(), deadline, StatementResult{}, true);
-    if (!r.ok) {
-      out = std::move(r);
-      return false; // run() discarded the connection and logged why
+  if (abandoned_pid_ > 0)
+    return cancel_abandoned_query(out, deadline);
+  return true;
+}
+
+std::optional<Connection::io_failure>
+Connection::poll_connect(PGconn* c, steady::time_point deadline) {
+  // PQconnectPoll's contract: behave as if it had asked for writing first,
+  // then wait for what it asks for. The socket may change between calls
+  // (several hosts or addresses), so it is read anew each time.
+  auto status = PGRES_POLLING_WRITING;
+  while (status != PGRES_POLLING_OK) {
+    if (status == PGRES_POLLING_FAILED)
+      return io_failure{false, first_line(PQerrorMessage(c))};
+    short events = status == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+    switch (wait_socket(PQsocket(c), events, deadline)) {
+      case wait_result::timeout:
+        return io_failure{true,
+                          "connect timed out after "
+                              + std::to_string(options_.connect_timeout.count())
+                              + " ms"};
+      case wait_result::error:
+        return io_failure{false, std::string{"connect failed: waiting on the "
+                                             "socket: "}
+                                     + std::strerror(errno)};
+      case wait_result::ready: break;
     }
-    logger()->info("event=pg_abandoned_query_cancelled component={} "
-                   "backend_pid={} signalled={}",
-                   options_.component, pid,
-                   !r.rows.empty() && r.rows[0][0] == "t");
+    status = PQconnectPoll(c);
   }
+  return std::nullopt;
+}
+
+bool Connection::cancel_abandoned_query(StatementResult& out,
+                                        steady::time_point deadline) {
+  // The query abandoned at its deadline may still run (or, on a frozen
+  // backend, resume later): cancel it, within the connect deadline. Our
+  // side of that connection is closed, so its backend then exits.
+  auto pid = std::exchange(abandoned_pid_, -1);
+  auto r = run("SELECT pg_cancel_backend($1)", {std::to_string(pid)},
+               steady::now(), deadline, StatementResult{}, true);
+  if (!r.ok) {
+    out = std::move(r);
+    return false; // run() discarded the connection and logged why
+  }
+  logger()->info("event=pg_abandoned_query_cancelled component={} "
+                 "backend_pid={} signalled={}",
+                 options_.component, pid,
+                 !r.rows.empty() && r.rows[0][0] == "t");
   return true;
 }
 
@@ -377,31 +413,36 @@ StatementResult Connection::run(const std::string& sql,
                                 steady::time_point start,
                                 steady::time_point deadline,
                                 StatementResult out, bool internal) {
-  auto give_up = [&](bool timed_out, std::string error) {
-    // After a timeout the protocol state is unknown (a result may still be
-    // on its way) and after a transport error the socket is dead: either way
-    // this connection is done for.
-    auto pid = backend_pid();
-    if (timed_out)
-      abandoned_pid_ = pid; // cancelled after the next connect
-    disconnect();
-    fail(out, timed_out, std::move(error),
-         timed_out ? FailureKind::no_answer : FailureKind::server_lost);
-    log_failure("statement", out, steady::now() - start);
-    logger()->debug("event=pg_connection_discarded component={} "
-                    "backend_pid={}",
-                    options_.component, pid);
-    return out;
-  };
-  auto timeout_error = [&] {
-    return "query timed out after "
-           + std::to_string(
-               std::chrono::duration_cast<std::chrono::milliseconds>(deadline
-                                                                     - start)
-                   .count())
-           + " ms (no answer from the server)";
-  };
+  auto failure = send_statement(sql, params, start, deadline);
+  if (!failure)
+    failure = read_results(out, start, deadline, internal);
+  if (failure)
+    return give_up_statement(std::move(out), std::move(*failure), start);
+  return out;
+}
 
+StatementResult Connection::give_up_statement(StatementResult out,
+                                              io_failure failure,
+                                              steady::time_point start) {
+  // After a timeout the protocol state is unknown (a result may still be
+  // on its way) and after a transport error the socket is dead: either way
+  // this connection is done for.
+  auto pid = backend_pid();
+  if (failure.timed_out)
+    abandoned_pid_ = pid; // cancelled after the next connect
+  disconnect();
+  fail(out, failure.timed_out, std::move(failure.error),
+       failure.timed_out ? FailureKind::no_answer : FailureKind::server_lost);
+  log_failure("statement", out, steady::now() - start);
+  logger()->debug("event=pg_connection_discarded component={} "
+                  "backend_pid={}",
+                  options_.component, pid);
+  return out;
+}
+
+std::optional<Connection::io_failure> Connection::send_statement(
+    const std::string& sql, const std::vector<std::string>& params,
+    steady::time_point start, steady::time_point deadline) {
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params)
@@ -409,28 +450,31 @@ StatementResult Connection::run(const std::string& sql,
   if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()),
                         nullptr, values.data(), nullptr, nullptr, 0)
       == 0)
-    return give_up(false, first_line(PQerrorMessage(conn_)));
-
+    return io_failure{false, first_line(PQerrorMessage(conn_))};
   // Non-blocking send: the statement may not fit the socket buffer at once.
   for (;;) {
     int rc = PQflush(conn_);
     if (rc == 0)
-      break;
+      return std::nullopt;
     if (rc < 0)
-      return give_up(false, first_line(PQerrorMessage(conn_)));
+      return io_failure{false, first_line(PQerrorMessage(conn_))};
     short revents = 0;
     auto w = wait_socket(PQsocket(conn_), POLLOUT | POLLIN, deadline, &revents);
     if (w == wait_result::timeout)
-      return give_up(true, timeout_error());
+      return io_failure{true, statement_timeout_error(start, deadline)};
     if (w == wait_result::error)
-      return give_up(false, std::string{"waiting on the socket: "}
-                                + std::strerror(errno));
+      return io_failure{false, std::string{"waiting on the socket: "}
+                                   + std::strerror(errno)};
     // libpq's rule: input must be consumed while flushing, or both sides
     // may wait on full buffers.
     if ((revents & POLLIN) != 0 && PQconsumeInput(conn_) == 0)
-      return give_up(false, first_line(PQerrorMessage(conn_)));
+      return io_failure{false, first_line(PQerrorMessage(conn_))};
   }
+}
 
+std::optional<Connection::io_failure>
+Connection::read_results(StatementResult& out, steady::time_point start,
+                         steady::time_point deadline, bool internal) {
   std::string statement_error;
   std::string statement_state;
   for (;;) {
@@ -440,20 +484,20 @@ StatementResult Connection::run(const std::string& sql,
         // All results read: the connection is ready for the next statement,
         // unless the server went away while answering.
         if (PQstatus(conn_) == CONNECTION_BAD)
-          return give_up(false, statement_error.empty()
-                                    ? first_line(PQerrorMessage(conn_))
-                                    : statement_error);
+          return io_failure{false, statement_error.empty()
+                                       ? first_line(PQerrorMessage(conn_))
+                                       : statement_error};
         if (!statement_error.empty()) {
           fail(out, false, std::move(statement_error),
                classify_sqlstate(statement_state));
           out.sqlstate = std::move(statement_state);
           log_failure("statement", out, steady::now() - start);
-          return out;
+          return std::nullopt;
         }
         out.ok = true;
         if (!internal)
           log_success_after_failure();
-        return out;
+        return std::nullopt;
       }
       switch (PQresultStatus(res)) {
         case PGRES_TUPLES_OK: append_rows(res, out.rows); break;
@@ -466,14 +510,15 @@ StatementResult Connection::run(const std::string& sql,
       PQclear(res);
     }
     switch (wait_socket(PQsocket(conn_), POLLIN, deadline)) {
-      case wait_result::timeout: return give_up(true, timeout_error());
+      case wait_result::timeout:
+        return io_failure{true, statement_timeout_error(start, deadline)};
       case wait_result::error:
-        return give_up(false, std::string{"waiting on the socket: "}
-                                  + std::strerror(errno));
+        return io_failure{false, std::string{"waiting on the socket: "}
+                                     + std::strerror(errno)};
       case wait_result::ready: break;
     }
     if (PQconsumeInput(conn_) == 0)
-      return give_up(false, first_line(PQerrorMessage(conn_)));
+      return io_failure{false, first_line(PQerrorMessage(conn_))};
   }
 }
 
@@ -485,22 +530,8 @@ PipelineResult Connection::pipeline(const std::vector<Segment>& segments,
   size_t seg = 0;          // the segment whose answers are being read
   bool in_command = false; // reading the results of one command
   auto give_up = [&](bool timed_out, std::string error, FailureKind kind) {
-    auto pid = backend_pid();
-    if (timed_out)
-      abandoned_pid_ = pid; // cancelled after the next connect
-    if (conn_ != nullptr)
-      disconnect();
-    StatementResult r;
-    fail(r, timed_out, std::move(error), kind);
-    log_failure("pipeline", r, steady::now() - start);
-    logger()->debug("event=pg_connection_discarded component={} "
-                    "backend_pid={}",
-                    options_.component, pid);
-    out.ok = false;
-    out.timed_out = timed_out;
-    out.error = std::move(r.error);
-    out.kind = kind;
-    return out;
+    return give_up_pipeline(std::move(out), timed_out, std::move(error), kind,
+                            start);
   };
   auto transport_error = [&] {
     return give_up(false, first_line(PQerrorMessage(conn_)),
@@ -515,8 +546,57 @@ PipelineResult Connection::pipeline(const std::vector<Segment>& segments,
     out.ok = true;
     return out;
   }
-  if (PQenterPipelineMode(conn_) == 0)
+  if (!send_pipeline(segments))
     return transport_error();
+  // Send and read at once: the server may answer the first segments while
+  // the last ones are still on their way, and both sides must keep reading
+  // or both may wait on full buffers.
+  bool flushed = false;
+  for (;;) {
+    if (!flushed) {
+      int rc = PQflush(conn_);
+      if (rc < 0)
+        return transport_error();
+      flushed = rc == 0;
+    }
+    read_pipeline_answers(out, seg, in_command);
+    if (seg == segments.size())
+      break;
+    if (PQstatus(conn_) == CONNECTION_BAD)
+      return transport_error();
+    short events = static_cast<short>(POLLIN | (flushed ? 0 : POLLOUT));
+    short revents = 0;
+    switch (wait_socket(PQsocket(conn_), events, deadline, &revents)) {
+      case wait_result::timeout:
+        return give_up(
+            true,
+            pipeline_timeout_error(deadline - start, seg, segments.size()),
+            FailureKind::no_answer);
+      case wait_result::error:
+        return give_up(false,
+                       std::string{"waiting on the socket: "}
+                           + std::strerror(errno),
+                       FailureKind::server_lost);
+      case wait_result::ready: break;
+    }
+    if ((revents & (POLLIN | POLLERR | POLLHUP)) != 0
+        && PQconsumeInput(conn_) == 0)
+      return transport_error();
+  }
+  if (PQexitPipelineMode(conn_) == 0)
+    return transport_error();
+  out.ok = true;
+  bool any_ok = false;
+  for (size_t i = 0; i < segments.size(); ++i)
+    any_ok = any_ok || (out.segments[i].ok && !segments[i].internal);
+  if (any_ok)
+    log_success_after_failure();
+  return out;
+}
+
+bool Connection::send_pipeline(const std::vector<Segment>& segments) {
+  if (PQenterPipelineMode(conn_) == 0)
+    return false;
   std::vector<const char*> values;
   for (const auto& segment : segments) {
     for (const auto& c : segment.commands) {
@@ -539,97 +619,72 @@ PipelineResult Connection::pipeline(const std::vector<Segment>& segments,
           break;
       }
       if (rc == 0)
-        return transport_error();
+        return false;
     }
     if (PQpipelineSync(conn_) == 0)
-      return transport_error();
+      return false;
   }
-  // Send and read at once: the server may answer the first segments while
-  // the last ones are still on their way, and both sides must keep reading
-  // or both may wait on full buffers.
-  bool flushed = false;
-  for (;;) {
-    if (!flushed) {
-      int rc = PQflush(conn_);
-      if (rc < 0)
-        return transport_error();
-      flushed = rc == 0;
+  return true;
+}
+
+void Connection::read_pipeline_answers(PipelineResult& out, size_t& seg,
+                                       bool& in_command) {
+  while (seg < out.segments.size() && PQisBusy(conn_) == 0) {
+    PGresult* res = PQgetResult(conn_);
+    if (res == nullptr) {
+      if (!in_command)
+        break; // nothing more to read now
+      in_command = false;
+      continue;
     }
-    while (seg < segments.size() && PQisBusy(conn_) == 0) {
-      PGresult* res = PQgetResult(conn_);
-      if (res == nullptr) {
-        if (!in_command)
-          break; // nothing more to read now
+    auto& sr = out.segments[seg];
+    switch (PQresultStatus(res)) {
+      case PGRES_PIPELINE_SYNC:
+        sr.done = true;
+        sr.ok = sr.error.empty();
+        sr.finished_at = steady::now();
+        ++seg;
         in_command = false;
-        continue;
-      }
-      auto& sr = out.segments[seg];
-      switch (PQresultStatus(res)) {
-        case PGRES_PIPELINE_SYNC:
-          sr.done = true;
-          sr.ok = sr.error.empty();
-          sr.finished_at = steady::now();
-          ++seg;
-          in_command = false;
-          break;
-        case PGRES_TUPLES_OK:
-          in_command = true;
-          sr.rows.clear();
-          append_rows(res, sr.rows);
-          break;
-        case PGRES_COMMAND_OK:
-        case PGRES_EMPTY_QUERY:
-        case PGRES_PIPELINE_ABORTED: // skipped after an error: reported
-          in_command = true;
-          break;
-        default:
-          in_command = true;
-          if (sr.error.empty()) {
-            sr.error = scrub(result_error(res, sr.sqlstate));
-            sr.kind = classify_sqlstate(sr.sqlstate);
-          }
-      }
-      PQclear(res);
+        break;
+      case PGRES_TUPLES_OK:
+        in_command = true;
+        sr.rows.clear();
+        append_rows(res, sr.rows);
+        break;
+      case PGRES_COMMAND_OK:
+      case PGRES_EMPTY_QUERY:
+      case PGRES_PIPELINE_ABORTED: // skipped after an error: reported
+        in_command = true;
+        break;
+      default:
+        in_command = true;
+        if (sr.error.empty()) {
+          sr.error = scrub(result_error(res, sr.sqlstate));
+          sr.kind = classify_sqlstate(sr.sqlstate);
+        }
     }
-    if (seg == segments.size())
-      break;
-    if (PQstatus(conn_) == CONNECTION_BAD)
-      return transport_error();
-    short events = static_cast<short>(POLLIN | (flushed ? 0 : POLLOUT));
-    short revents = 0;
-    switch (wait_socket(PQsocket(conn_), events, deadline, &revents)) {
-      case wait_result::timeout: {
-        auto limit = std::chrono::ceil<milliseconds>(deadline - start);
-        return give_up(
-            true,
-            "query timed out after " + std::to_string(limit.count()) + " ms ("
-                + (seg == 0 ? std::string{"no answer from the "
-                                          "server"}
-                            : "the server answered " + std::to_string(seg)
-                                  + " of " + std::to_string(segments.size())
-                                  + " parts in time")
-                + ")",
-            FailureKind::no_answer);
-      }
-      case wait_result::error:
-        return give_up(false,
-                       std::string{"waiting on the socket: "}
-                           + std::strerror(errno),
-                       FailureKind::server_lost);
-      case wait_result::ready: break;
-    }
-    if ((revents & (POLLIN | POLLERR | POLLHUP)) != 0
-        && PQconsumeInput(conn_) == 0)
-      return transport_error();
+    PQclear(res);
   }
-  if (PQexitPipelineMode(conn_) == 0)
-    return transport_error();
-  out.ok = true;
-  bool any_ok = false;
-  for (size_t i = 0; i < segments.size(); ++i)
-    any_ok = any_ok || (out.segments[i].ok && !segments[i].internal);
-  if (any_ok)
-    log_success_after_failure();
+}
+
+PipelineResult Connection::give_up_pipeline(PipelineResult out, bool timed_out,
+                                            std::string error, FailureKind kind,
+                                            steady::time_point start) {
+  auto pid = backend_pid();
+  if (timed_out)
+    abandoned_pid_ = pid; // cancelled after the next connect
+  if (conn_ != nullptr)
+    disconnect();
+  StatementResult r;
+  fail(r, timed_out, std::move(error), kind);
+  log_failure("pipeline", r, steady::now() - start);
+  logger()->debug("event=pg_connection_discarded component={} "
+                  "backend_pid={}",
+                  options_.component, pid);
+  out.ok = false;
+  out.timed_out = timed_out;
+  out.error = std::move(r.error);
+  out.kind = kind;
   return out;
 }
 

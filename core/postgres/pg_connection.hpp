@@ -197,7 +197,22 @@ class Connection {
   void disconnect() noexcept;
 
  private:
+  /// Why talking to the server stopped early: the deadline passed
+  /// (timed_out) or the transport failed.
+  struct io_failure {
+    bool timed_out = false;
+    std::string error;
+  };
+
   bool connect(StatementResult& out);
+  /// Drives libpq's non-blocking connect of `c` until it is established
+  /// (nullopt) or fails.
+  std::optional<io_failure>
+  poll_connect(pg_conn* c, std::chrono::steady_clock::time_point deadline);
+  /// Cancels the query abandoned at its deadline on an earlier connection;
+  /// false (and `out` filled) when the cancel statement itself failed.
+  bool cancel_abandoned_query(StatementResult& out,
+                              std::chrono::steady_clock::time_point deadline);
   /// Runs one statement on the open connection until `deadline`.
   /// `internal`: a statement of our own (the cancel after a reconnect); its
   /// success does not count as recovery of the caller's statements.
@@ -206,6 +221,29 @@ class Connection {
                       std::chrono::steady_clock::time_point start,
                       std::chrono::steady_clock::time_point deadline,
                       StatementResult out, bool internal = false);
+  /// run()'s halves: sends the statement (flushing the socket), then reads
+  /// its results into `out` (on nullopt, `out` is the statement's result).
+  std::optional<io_failure>
+  send_statement(const std::string& sql, const std::vector<std::string>& params,
+                 std::chrono::steady_clock::time_point start,
+                 std::chrono::steady_clock::time_point deadline);
+  std::optional<io_failure>
+  read_results(StatementResult& out,
+               std::chrono::steady_clock::time_point start,
+               std::chrono::steady_clock::time_point deadline, bool internal);
+  /// Discards the connection after a failure of run() and fills `out`.
+  StatementResult
+  give_up_statement(StatementResult out, io_failure failure,
+                    std::chrono::steady_clock::time_point start);
+  /// pipeline()'s parts: queues every command and Sync; reads the answers
+  /// available now (`seg`: the segment being read, `in_command`: reading the
+  /// results of one command); discards the connection after a failure.
+  bool send_pipeline(const std::vector<Segment>& segments);
+  void read_pipeline_answers(PipelineResult& out, size_t& seg,
+                             bool& in_command);
+  PipelineResult give_up_pipeline(PipelineResult out, bool timed_out,
+                                  std::string error, FailureKind kind,
+                                  std::chrono::steady_clock::time_point start);
   void fail(StatementResult& out, bool timed_out, std::string error,
             FailureKind kind);
   /// Removes the password from a message, should libpq ever echo it.
