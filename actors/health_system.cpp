@@ -334,8 +334,11 @@ caf::expected<uint16_t> health_system::publish(const publish_options& options) {
                  : options.guarded
                      ? caf::io::publish(first, 0, bind, true)
                      : caf::io::publish(first, options.port, bind, true);
+  // The publisher refuses every exit without a sender on its node (a peer
+  // could send one), so an anonymous user_shutdown would leave it running
+  // and the actor system's destructor waiting for it forever: kill it.
   if (!mm_port) {
-    caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(first, caf::exit_reason::kill);
     return std::move(mm_port.error());
   }
   auto port = *mm_port;
@@ -355,7 +358,7 @@ caf::expected<uint16_t> health_system::publish(const publish_options& options) {
            cfg.openssl_cafile, cfg.openssl_capath};
     auto guard = port_guard::start(std::move(go));
     if (!guard) {
-      caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(first, caf::exit_reason::kill);
       return std::move(guard.error());
     }
     port = (*guard)->port();

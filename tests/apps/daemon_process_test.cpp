@@ -8,6 +8,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -259,6 +264,29 @@ CAF_TEST(a busy port is a runtime failure) {
   daemon_process second{a};
   CAF_CHECK_EQUAL(second.wait_exit(10s), 1);
   CAF_CHECK_NOT_EQUAL(second.log().find("http.port"), std::string::npos);
+}
+
+CAF_TEST(a busy cluster port is a runtime failure and the daemon exits) {
+  // Something else holds the port: the daemon must name cluster.port and
+  // exit 1, not hang in its shutdown (a publisher left running did).
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  CAF_REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CAF_REQUIRE_EQUAL(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  CAF_REQUIRE_EQUAL(::listen(fd, 4), 0);
+  socklen_t len = sizeof(a);
+  CAF_REQUIRE_EQUAL(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len),
+                    0);
+  auto busy = ntohs(a.sin_port);
+  auto args_ = args();
+  args_.push_back("--cluster.port=" + std::to_string(busy));
+  args_.push_back("--cluster.bind=127.0.0.1");
+  daemon_process d{args_};
+  CAF_CHECK_EQUAL(d.wait_exit(20s), 1);
+  CAF_CHECK_NOT_EQUAL(d.log().find("cluster.port"), std::string::npos);
+  ::close(fd);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -160,6 +160,12 @@ CAF_TEST(request heads are read strictly) {
   CAF_CHECK_EQUAL(check("GET /li\x7fz HTTP/1.1\r\nHost: a"), 400);
   CAF_CHECK_EQUAL(check("GET /li\x80z HTTP/1.1\r\nHost: a"), 400);
   CAF_CHECK_EQUAL(check("GET livez HTTP/1.1\r\nHost: a"), 400);
+  // The target's first byte is checked like the others (authority form).
+  CAF_CHECK_EQUAL(check("CONNECT a:443 HTTP/1.1\r\nHost: a"), 0);
+  CAF_CHECK_EQUAL(check("CONNECT \x01"
+                        "a:443 HTTP/1.1\r\nHost: a"),
+                  400);
+  CAF_CHECK_EQUAL(check("CONNECT %00a:443 HTTP/1.1\r\nHost: a"), 400);
   CAF_CHECK_EQUAL(check("GET ftp://a/livez HTTP/1.1\r\nHost: a"), 400);
   CAF_CHECK_EQUAL(check("GET  /livez HTTP/1.1\r\nHost: a"), 400);
   CAF_CHECK_EQUAL(check("GET /livez HTTP/2.0\r\nHost: a"), 400);
