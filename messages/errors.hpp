@@ -11,21 +11,18 @@
 
 namespace tasker::health {
 
+/// Errors a request can fail with. The values are on the wire (CAF errors
+/// cross the network with their code): never renumber them. Trouble with a
+/// probe (no reply within the deadline, still busy, down, given up, none
+/// registered) is no request error: the aggregator reports that dimension
+/// Unknown with the reason in its text (actors/aggregator.cpp), so the
+/// codes 2 to 6 that once named those cases were removed unused.
 enum class health_errc : uint8_t {
-  /// The aggregator has not produced a snapshot yet.
+  /// The aggregator (or a cache, link or publisher) has no snapshot yet.
   no_snapshot = 1,
-  /// A probe did not answer within its deadline.
-  probe_timeout,
-  /// A probe is still busy with the request of an earlier cycle.
-  probe_busy,
-  /// A probe terminated; the supervisor may restart it.
-  probe_down,
-  /// A probe was restarted too often within the window and was given up.
-  probe_failed_permanently,
-  /// No probe is registered for a dimension that should be watched.
-  probe_missing,
-  /// The configuration breaks a rule (HealthConfig::validate()).
-  invalid_config,
+  /// The configuration breaks a rule (HealthConfig::validate()):
+  /// health_system::start() names every broken rule in the context.
+  invalid_config = 7,
 };
 
 /// Readable text of a code.

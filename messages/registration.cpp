@@ -12,13 +12,6 @@ namespace tasker::health {
 std::string to_string(health_errc x) {
   switch (x) {
     case health_errc::no_snapshot: return "no snapshot yet";
-    case health_errc::probe_timeout: return "probe missed its deadline";
-    case health_errc::probe_busy:
-      return "probe still busy with an earlier request";
-    case health_errc::probe_down: return "probe is down";
-    case health_errc::probe_failed_permanently:
-      return "probe failed permanently";
-    case health_errc::probe_missing: return "no probe registered";
     case health_errc::invalid_config: return "invalid configuration";
   }
   return "unknown health error";

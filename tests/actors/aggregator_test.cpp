@@ -1,5 +1,5 @@
 #define CAF_SUITE actors.aggregator
-#include "fakes.hpp"
+#include "tests/support/fakes.hpp"
 
 #include "actors/aggregator.hpp"
 #include "core/classify.hpp"

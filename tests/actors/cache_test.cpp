@@ -1,5 +1,5 @@
 #define CAF_SUITE actors.cache
-#include "fakes.hpp"
+#include "tests/support/fakes.hpp"
 
 #include "actors/cache.hpp"
 

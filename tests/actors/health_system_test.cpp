@@ -1,5 +1,5 @@
 #define CAF_SUITE actors.health_system
-#include "fakes.hpp"
+#include "tests/support/fakes.hpp"
 
 #include "actors/health_system.hpp"
 

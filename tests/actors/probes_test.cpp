@@ -1,5 +1,5 @@
 #define CAF_SUITE actors.probes
-#include "fakes.hpp"
+#include "tests/support/fakes.hpp"
 
 #include "actors/channel_probe.hpp"
 #include "actors/db_probe.hpp"

@@ -1,5 +1,5 @@
 #define CAF_SUITE actors.supervisor
-#include "fakes.hpp"
+#include "tests/support/fakes.hpp"
 
 #include "actors/supervisor.hpp"
 
@@ -9,45 +9,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// What the dummy aggregator heard from the supervisor.
-struct heard {
-  std::vector<queue_probe_actor> replacements;
-  std::vector<std::string> failures;
-};
-
-struct agg_state {
-  static inline const char* name = "fake_aggregator";
-  agg_state() = default;
-  std::shared_ptr<heard> log;
-};
-
-aggregator_actor::behavior_type
-recording_aggregator(aggregator_actor::stateful_pointer<agg_state> self,
-                     std::shared_ptr<heard> log) {
-  self->state.log = log;
-  return {
-      [=](atom::subscribe, subscriber_actor) {},
-      [=](atom::unsubscribe, subscriber_actor) {},
-      [=](atom::snapshot) -> caf::result<HealthSnapshot> {
-        return caf::make_error(health_errc::no_snapshot);
-      },
-      [=](atom::replace, db_probe_actor) {},
-      [=](atom::replace, channel_probe_actor) {},
-      [=](atom::replace, queue_probe_actor h) {
-        self->state.log->replacements.push_back(h);
-      },
-      [=](atom::replace, const std::string&, custom_probe_actor) {},
-      [=](atom::failed, ProbeKind, const std::string& name,
-          const std::string& reason) {
-        self->state.log->failures.push_back(name + ": " + reason);
-      },
-      [=](atom::tick) {},
-      [=](atom::deadline, uint64_t) {},
-  };
-}
-
 struct fixture : test_coordinator_fixture<test_config> {
-  std::shared_ptr<heard> log = std::make_shared<heard>();
+  std::shared_ptr<aggregator_script> log
+      = std::make_shared<aggregator_script>();
   std::shared_ptr<probe_control> ctl = std::make_shared<probe_control>();
   std::shared_ptr<QueueHealth> report = std::make_shared<QueueHealth>();
   aggregator_actor agg;
@@ -64,7 +28,7 @@ struct fixture : test_coordinator_fixture<test_config> {
     cfg.restart_window = 60s;
     cfg.reset_after = 10s;
     ctl->mode = probe_control::raise;
-    agg = sys.spawn(recording_aggregator, log);
+    agg = sys.spawn(fake_aggregator, log);
     sched.run();
   }
 
@@ -242,8 +206,8 @@ CAF_TEST(a hung probe is killed and replaced after the backoff) {
 CAF_TEST(attach registers live and given up probes with a new aggregator) {
   start();
   auto probe = log->replacements.back();
-  auto log2 = std::make_shared<heard>();
-  auto agg2 = sys.spawn(recording_aggregator, log2);
+  auto log2 = std::make_shared<aggregator_script>();
+  auto agg2 = sys.spawn(fake_aggregator, log2);
   sched.run();
   inject((atom::attach, aggregator_actor),
          from(self).to(sup).with(atom::attach_v, agg2));

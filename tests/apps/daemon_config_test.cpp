@@ -3,7 +3,7 @@
 
 #include "apps/tasker-health/daemon_config.hpp"
 
-#include "../support/test_certs.hpp"
+#include "tests/support/test_certs.hpp"
 
 #include <algorithm>
 #include <cstdio>

@@ -6,9 +6,9 @@
 #define CAF_SUITE apps.daemon_http
 #include "caf/test/unit_test.hpp"
 
-#include "../support/daemon_process.hpp"
-#include "../support/pg_test_env.hpp"
-#include "../support/raw_http.hpp"
+#include "tests/support/daemon_process.hpp"
+#include "tests/support/pg_test_env.hpp"
+#include "tests/support/raw_http.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -6,11 +6,11 @@
 #define CAF_SUITE apps.grpc
 #include "caf/test/unit_test.hpp"
 
-#include "../support/daemon_process.hpp"
-#include "../support/pg_test_env.hpp"
-#include "../support/raw_http.hpp"
+#include "tests/support/daemon_process.hpp"
+#include "tests/support/pg_test_env.hpp"
+#include "tests/support/raw_http.hpp"
 
-#include "../support/tls_certs.hpp"
+#include "tests/support/tls_certs.hpp"
 #include <nlohmann/json.hpp>
 
 #include "grpc/health/v1/health.grpc.pb.h"

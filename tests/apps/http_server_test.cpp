@@ -7,7 +7,7 @@
 #include "apps/http/http_server.hpp"
 #include "apps/http/request_head.hpp"
 
-#include "../support/raw_http.hpp"
+#include "tests/support/raw_http.hpp"
 
 #include <chrono>
 #include <functional>

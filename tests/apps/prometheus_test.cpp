@@ -12,8 +12,8 @@
 #define CAF_SUITE apps.prometheus
 #include "caf/test/unit_test.hpp"
 
-#include "../support/daemon_process.hpp"
-#include "../support/pg_test_env.hpp"
+#include "tests/support/daemon_process.hpp"
+#include "tests/support/pg_test_env.hpp"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>

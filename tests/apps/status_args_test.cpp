@@ -5,7 +5,8 @@
 
 #include "apps/tasker-health/status_cli.hpp"
 
-#include "../support/test_certs.hpp"
+#include "tests/support/test_certs.hpp"
+#include "tests/support/text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -46,9 +47,7 @@ std::string joined(const std::vector<std::string>& lines) {
   return out;
 }
 
-bool contains(const std::string& text, const std::string& needle) {
-  return text.find(needle) != std::string::npos;
-}
+using tasker::health::test::contains;
 
 /// A snapshot with one queue at Critical and backpressure on.
 std::shared_ptr<HealthSnapshot> critical_snapshot() {

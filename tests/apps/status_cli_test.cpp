@@ -4,10 +4,11 @@
 #define CAF_SUITE apps.status_cli
 #include "caf/test/unit_test.hpp"
 
-#include "../support/daemon_process.hpp"
-#include "../support/pg_test_env.hpp"
-#include "../support/raw_http.hpp"
-#include "../support/test_certs.hpp"
+#include "tests/support/daemon_process.hpp"
+#include "tests/support/pg_test_env.hpp"
+#include "tests/support/raw_http.hpp"
+#include "tests/support/test_certs.hpp"
+#include "tests/support/text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -45,9 +46,7 @@ status_run run_status(std::vector<std::string> args,
   return r;
 }
 
-bool contains(const std::string& text, const std::string& needle) {
-  return text.find(needle) != std::string::npos;
-}
+using tasker::health::test::contains;
 
 struct fixture {
   ScratchDatabase db;

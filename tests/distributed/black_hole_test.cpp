@@ -8,8 +8,8 @@
 #define CAF_SUITE distributed.process.black_hole
 #include "caf/test/unit_test.hpp"
 
-#include "../support/black_hole.hpp"
 #include "process_support.hpp"
+#include "tests/support/black_hole.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -12,7 +12,7 @@
 
 #include "process_support.hpp"
 
-#include "../support/tls_certs.hpp"
+#include "tests/support/tls_certs.hpp"
 
 #include "actors/health_system.hpp"
 #include "messages/interfaces.hpp"

@@ -11,7 +11,7 @@
 #define CAF_SUITE distributed.precheck
 #include "caf/test/unit_test.hpp"
 
-#include "../support/black_hole.hpp"
+#include "tests/support/black_hole.hpp"
 
 #include "actors/tcp_precheck.hpp"
 

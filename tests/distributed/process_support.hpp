@@ -11,9 +11,9 @@
 
 #include "caf/test/unit_test.hpp"
 
-#include "../support/daemon_process.hpp"
-#include "../support/pg_test_env.hpp"
-#include "../support/raw_http.hpp"
+#include "tests/support/daemon_process.hpp"
+#include "tests/support/pg_test_env.hpp"
+#include "tests/support/raw_http.hpp"
 
 #include "actors/cluster.hpp"
 #include "actors/tcp_precheck.hpp"

@@ -1,5 +1,6 @@
 // Two (and three) nodes on CAF's simulated network (caf/test/io_dsl.hpp):
-// earth publishes a publisher fed by a scripted aggregator, mars links to
+// earth publishes a publisher fed by the fake aggregator of
+// tests/support/fakes.hpp (scripted snapshots, one per tick), mars links to
 // it. Deterministic: messages and network traffic are pumped by the test,
 // time moves only when the test advances it.
 #define CAF_SUITE distributed.simulated
@@ -15,6 +16,7 @@
 #include "messages/inspect.hpp"
 #include "messages/registration.hpp"
 #include "messages/signed_snapshot.hpp"
+#include "tests/support/fakes.hpp"
 #include "tests/support/tls_certs.hpp"
 
 #include "caf/io/basp_broker.hpp"
@@ -32,51 +34,6 @@ struct node_config : caf::actor_system_config {
     register_types(*this);
   }
 };
-
-// ---- a scripted aggregator --------------------------------------------------
-
-/// What the scripted aggregator pushes on each tick.
-struct script {
-  std::deque<HealthSnapshot> next;
-  int subscribed = 0;
-};
-
-struct scripted_state {
-  static inline const char* name = "scripted_aggregator";
-  scripted_state() = default;
-  std::vector<subscriber_actor> subscribers;
-};
-
-/// Implements the aggregator interface; `tick` pushes the next scripted
-/// snapshot to every subscriber.
-aggregator_actor::behavior_type
-scripted_aggregator(aggregator_actor::stateful_pointer<scripted_state> self,
-                    std::shared_ptr<script> sc) {
-  return {
-      [=](atom::subscribe, subscriber_actor s) {
-        ++sc->subscribed;
-        self->state.subscribers.push_back(s);
-      },
-      [=](atom::unsubscribe, subscriber_actor) {},
-      [=](atom::snapshot) -> caf::result<HealthSnapshot> {
-        return caf::make_error(health_errc::no_snapshot);
-      },
-      [=](atom::replace, db_probe_actor) {},
-      [=](atom::replace, channel_probe_actor) {},
-      [=](atom::replace, queue_probe_actor) {},
-      [=](atom::replace, const std::string&, custom_probe_actor) {},
-      [=](atom::failed, ProbeKind, const std::string&, const std::string&) {},
-      [=](atom::tick) {
-        if (sc->next.empty())
-          return;
-        shared_snapshot s{std::move(sc->next.front())};
-        sc->next.pop_front();
-        for (auto& sub : self->state.subscribers)
-          self->send(sub, atom::snapshot_v, s);
-      },
-      [=](atom::deadline, uint64_t) {},
-  };
-}
 
 HealthSnapshot snap(uint64_t incarnation, int started_s, uint64_t seq,
                     bool active = false) {
@@ -103,7 +60,8 @@ struct fixture : point_to_point_fixture<test_coordinator_fixture<node_config>> {
   caf::io::connection_handle mars_conn;
   caf::io::connection_handle earth_conn;
   caf::io::accept_handle earth_acceptor;
-  std::shared_ptr<script> sc = std::make_shared<script>();
+  std::shared_ptr<testing::aggregator_script> sc
+      = std::make_shared<testing::aggregator_script>();
   aggregator_actor agg;
   publisher_actor pub;
   std::shared_ptr<SnapshotCell> cell = std::make_shared<SnapshotCell>();
@@ -123,7 +81,7 @@ struct fixture : point_to_point_fixture<test_coordinator_fixture<node_config>> {
     earth_acceptor = next_accept_handle();
     std::tie(earth_conn, mars_conn)
         = prepare_connection(earth, mars, "earth", 8080, earth_acceptor);
-    agg = earth.sys.spawn(scripted_aggregator, sc);
+    agg = earth.sys.spawn(testing::fake_aggregator, sc);
     publisher_options po;
     po.aggregator = agg;
     po.max_subscribers = max_subscribers;

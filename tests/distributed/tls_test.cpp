@@ -9,8 +9,8 @@
 #define CAF_SUITE distributed.process.tls
 #include "caf/test/unit_test.hpp"
 
-#include "../support/tls_certs.hpp"
 #include "process_support.hpp"
+#include "tests/support/tls_certs.hpp"
 
 #include <fstream>
 

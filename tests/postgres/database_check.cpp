@@ -5,6 +5,7 @@
 #include "caf/test/unit_test.hpp"
 
 #include "tests/support/pg_test_env.hpp"
+#include "tests/support/text.hpp"
 
 #include "core/postgres/pg_database_check.hpp"
 
@@ -22,9 +23,7 @@ constexpr long long slack_ms = 200;
 
 constexpr std::string_view secret = "Sup3rSecretPw";
 
-bool contains(const std::string& haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string::npos;
-}
+using tasker::health::test::contains;
 
 } // namespace
 

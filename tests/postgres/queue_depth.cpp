@@ -4,6 +4,7 @@
 #include "caf/test/unit_test.hpp"
 
 #include "tests/support/pg_test_env.hpp"
+#include "tests/support/text.hpp"
 
 #include "core/config.hpp"
 #include "core/postgres/pg_queue_depth.hpp"
@@ -20,9 +21,7 @@ namespace {
 
 constexpr long long slack_ms = 200;
 
-bool contains(const std::string& haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string::npos;
-}
+using tasker::health::test::contains;
 
 struct fixture {
   th::ScratchDatabase db;

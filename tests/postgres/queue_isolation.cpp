@@ -8,6 +8,7 @@
 #include "caf/test/unit_test.hpp"
 
 #include "tests/support/pg_test_env.hpp"
+#include "tests/support/text.hpp"
 
 #include "core/config.hpp"
 #include "core/log.hpp"
@@ -30,9 +31,7 @@ namespace th = tasker::health::test;
 
 namespace {
 
-bool contains(const std::string& haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string::npos;
-}
+using tasker::health::test::contains;
 
 struct fixture {
   th::ScratchDatabase db;

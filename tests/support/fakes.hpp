@@ -1,6 +1,8 @@
-// Dummy actors and fake measuring code for the deterministic actor tests.
-// The dummies implement the real typed interfaces; a test scripts them
-// through a shared `probe_control` (everything runs on the test thread).
+// Dummy actors and fake measuring code for the deterministic actor tests
+// (tests/actors, and the simulated network of tests/distributed). The
+// dummies implement the real typed interfaces; a test scripts them through
+// shared state (a `probe_control`, an `aggregator_script`; everything runs
+// on the test thread).
 #pragma once
 
 #define FAIL(msg) CAF_FAIL(msg)
@@ -14,8 +16,10 @@
 #include "messages/registration.hpp"
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace tasker::health::testing {
@@ -160,6 +164,58 @@ dummy_supervisor(supervisor_actor::stateful_pointer<dummy_supervisor_state>,
         log->hung.emplace_back(k, n);
       },
       [=](atom::restart, uint32_t, uint64_t) {},
+  };
+}
+
+/// What a fake aggregator heard, and what it pushes on each `tick`.
+struct aggregator_script {
+  /// Snapshots to push: each tick sends the next one to every subscriber.
+  std::deque<HealthSnapshot> next;
+  /// The queue probes registered with `replace`, in order.
+  std::vector<queue_probe_actor> replacements;
+  /// `failed` reports as "<probe>: <reason>".
+  std::vector<std::string> failures;
+};
+
+struct fake_aggregator_state {
+  static inline const char* name = "fake_aggregator";
+  fake_aggregator_state() = default;
+  std::vector<subscriber_actor> subscribers;
+};
+
+/// A dummy aggregator implementing the real interface: records what the
+/// supervisor tells it and feeds its subscribers from `sc` on each tick
+/// (it never has a snapshot of its own to answer with).
+inline aggregator_actor::behavior_type
+fake_aggregator(aggregator_actor::stateful_pointer<fake_aggregator_state> self,
+                std::shared_ptr<aggregator_script> sc) {
+  return {
+      [=](atom::subscribe, subscriber_actor s) {
+        self->state.subscribers.push_back(s);
+      },
+      [=](atom::unsubscribe, subscriber_actor) {},
+      [=](atom::snapshot) -> caf::result<HealthSnapshot> {
+        return caf::make_error(health_errc::no_snapshot);
+      },
+      [=](atom::replace, db_probe_actor) {},
+      [=](atom::replace, channel_probe_actor) {},
+      [=](atom::replace, queue_probe_actor h) {
+        sc->replacements.push_back(h);
+      },
+      [=](atom::replace, const std::string&, custom_probe_actor) {},
+      [=](atom::failed, ProbeKind, const std::string& name,
+          const std::string& reason) {
+        sc->failures.push_back(name + ": " + reason);
+      },
+      [=](atom::tick) {
+        if (sc->next.empty())
+          return;
+        shared_snapshot s{std::move(sc->next.front())};
+        sc->next.pop_front();
+        for (auto& sub : self->state.subscribers)
+          self->send(sub, atom::snapshot_v, s);
+      },
+      [=](atom::deadline, uint64_t) {},
   };
 }
 
