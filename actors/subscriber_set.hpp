@@ -52,6 +52,8 @@ class subscriber_set {
 
   size_t size() const noexcept { return items_.size(); }
   bool empty() const noexcept { return items_.empty(); }
+  auto begin() const noexcept { return items_.begin(); }
+  auto end() const noexcept { return items_.end(); }
 
   /// The fan-out: the same message (one shared snapshot or envelope, nobody
   /// copies it) to every subscriber, once each.
