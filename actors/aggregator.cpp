@@ -353,6 +353,8 @@ void schedule_tick(self_ptr self) {
 
 } // namespace
 
+// Long because the behaviour lists the whole interface in one place (one
+// line or a few per message); the work is in the functions above.
 aggregator_actor::behavior_type
 aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
            aggregator_options options) {

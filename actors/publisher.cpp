@@ -150,6 +150,8 @@ publisher_state::~publisher_state() {
   caf::anon_send(mm, caf::unpublish_atom_v, self_addr, uint16_t{0});
 }
 
+// Long because the handlers a peer can reach (and the ones that refuse
+// what a peer may not send) are listed in one place, each beside its check.
 publisher_actor::behavior_type
 publisher(publisher_actor::stateful_pointer<publisher_state> self,
           publisher_options options) {
