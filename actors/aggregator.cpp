@@ -7,7 +7,6 @@
 #include "messages/inspect.hpp"
 
 #include "caf/actor_cast.hpp"
-#include "caf/make_message.hpp"
 #include "caf/sec.hpp"
 #include "caf/stateful_actor.hpp"
 #include "caf/system_messages.hpp"
@@ -312,8 +311,7 @@ void finish_cycle(self_ptr self) {
   st.slots.reset(st.reports);
   // One message for every subscriber: they share the snapshot, nobody
   // copies it.
-  st.subscribers.send_all(self,
-                          caf::make_message(atom::snapshot_v, st.current));
+  st.subscribers.send_all(self, st.current);
 }
 
 /// Starts the first cycle once every watched probe is registered.
@@ -415,9 +413,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
           return;
         logger()->info("event=subscriber_added subscribers={}",
                        st.subscribers.size());
-        if (st.current)
-          subscriber_set::send(self, sub,
-                               caf::make_message(atom::snapshot_v, st.current));
+        subscriber_set::send_current(self, sub, st.current);
       },
       [=](atom::unsubscribe, subscriber_actor sub) {
         self->state.subscribers.remove(self, sub);

@@ -94,9 +94,8 @@ link_actor::behavior_type with_local(self_ptr self, Phase... phase) {
         auto& st = self->state;
         if (!st.subscribers.add(self, sub))
           return;
-        if (st.current && st.publisher)
-          subscriber_set::send(self, sub,
-                               caf::make_message(atom::snapshot_v, st.current));
+        if (st.publisher)
+          subscriber_set::send_current(self, sub, st.current);
       },
       [=](atom::unsubscribe, subscriber_actor sub) {
         self->state.subscribers.remove(self, sub);
@@ -303,8 +302,7 @@ void on_snapshot(self_ptr self, const signed_snapshot& env) {
     // when its aggregator goes away).
     st.reconnected = false;
     st.options.cell->publish(st.current.ptr());
-    st.subscribers.send_all(self,
-                            caf::make_message(atom::snapshot_v, st.current));
+    st.subscribers.send_all(self, st.current);
     check_age(self, *st.current);
     return;
   }
@@ -341,8 +339,7 @@ void on_snapshot(self_ptr self, const signed_snapshot& env) {
   st.last = stamp;
   st.current = shared_snapshot{std::move(value)};
   st.options.cell->publish(st.current.ptr());
-  st.subscribers.send_all(self,
-                          caf::make_message(atom::snapshot_v, st.current));
+  st.subscribers.send_all(self, st.current);
   check_age(self, *st.current);
 }
 

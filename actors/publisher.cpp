@@ -226,9 +226,7 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
             "event=subscriber_added peer={} subscribers={}",
             peer_of(self, caf::actor_cast<caf::strong_actor_ptr>(sub)),
             subscriber_count(self));
-        if (st.current)
-          subscriber_set::send(self, sub,
-                               caf::make_message(atom::snapshot_v, st.current));
+        subscriber_set::send_current(self, sub, st.current);
       },
       [=](atom::unsubscribe, subscriber_actor sub) {
         self->state.subscribers.remove(self, sub);
@@ -260,8 +258,7 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
         }
         st.current = snap;
         st.current_signed = caf::message{};
-        st.subscribers.send_all(self,
-                                caf::make_message(atom::snapshot_v, snap));
+        st.subscribers.send_all(self, snap);
         if (!st.signed_subscribers.empty())
           st.signed_subscribers.send_all(self, current_signed(self));
       },

@@ -4,6 +4,7 @@
 
 #include "caf/abstract_actor.hpp"
 #include "caf/local_actor.hpp"
+#include "caf/make_message.hpp"
 #include "caf/message_id.hpp"
 
 #include <utility>
@@ -52,6 +53,15 @@ void subscriber_set::send_all(caf::local_actor* self,
                               const caf::message& msg) const {
   for (auto& sub : items_)
     deliver(self, sub, msg);
+}
+
+void subscriber_set::send_all(caf::local_actor* self,
+                              const shared_snapshot& snap) const {
+  send_all(self, snapshot_message(snap));
+}
+
+caf::message subscriber_set::snapshot_message(const shared_snapshot& snap) {
+  return caf::make_message(atom::snapshot_v, snap);
 }
 
 // The one scheduling choice of every push to a subscriber: enqueued without

@@ -59,12 +59,24 @@ class subscriber_set {
   /// copies it) to every subscriber, once each.
   void send_all(caf::local_actor* self, const caf::message& msg) const;
 
-  /// `msg` to one subscriber (the current snapshot for a new one), scheduled
-  /// like the fan-out.
+  /// The fan-out of `snap` as one `snapshot` message.
+  void send_all(caf::local_actor* self, const shared_snapshot& snap) const;
+
+  /// `msg` to one subscriber (e.g. the current envelope for a new one),
+  /// scheduled like the fan-out.
   template<class Handle>
   static void send(caf::local_actor* self, const Handle& x,
                    const caf::message& msg) {
     deliver(self, caf::actor_cast<caf::strong_actor_ptr>(x), msg);
+  }
+
+  /// The current snapshot to a new subscriber; nothing before the first.
+  template<class Handle>
+  static void send_current(caf::local_actor* self, const Handle& x,
+                           const shared_snapshot& current) {
+    if (current)
+      deliver(self, caf::actor_cast<caf::strong_actor_ptr>(x),
+              snapshot_message(current));
   }
 
  private:
@@ -73,6 +85,7 @@ class subscriber_set {
   bool erase(const caf::actor_addr& addr);
   static void deliver(caf::local_actor* self, const caf::strong_actor_ptr& to,
                       const caf::message& msg);
+  static caf::message snapshot_message(const shared_snapshot& snap);
 
   std::vector<caf::strong_actor_ptr> items_;
   std::unordered_map<caf::actor_addr, size_t> index_;

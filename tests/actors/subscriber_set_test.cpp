@@ -3,8 +3,6 @@
 
 #include "actors/subscriber_set.hpp"
 
-#include "caf/make_message.hpp"
-
 #include <algorithm>
 #include <functional>
 
@@ -32,9 +30,8 @@ caf::behavior host(caf::stateful_actor<host_state>* self, int) {
       [=](atom::subscribe, subscriber_actor sub) {
         auto& st = self->state;
         st.added.push_back(st.subs.add(self, sub));
-        if (st.added.back() && st.current)
-          subscriber_set::send(self, sub,
-                               caf::make_message(atom::snapshot_v, st.current));
+        if (st.added.back())
+          subscriber_set::send_current(self, sub, st.current);
       },
       [=](atom::unsubscribe, subscriber_actor sub) {
         self->state.removed.push_back(self->state.subs.remove(self, sub));
@@ -42,8 +39,7 @@ caf::behavior host(caf::stateful_actor<host_state>* self, int) {
       [=](atom::snapshot) { return current_reply(self->state.current); },
       [=](atom::snapshot, shared_snapshot snap) {
         self->state.current = snap;
-        self->state.subs.send_all(self,
-                                  caf::make_message(atom::snapshot_v, snap));
+        self->state.subs.send_all(self, snap);
       },
   };
 }
