@@ -60,6 +60,13 @@ void subscriber_set::send_all(caf::local_actor* self,
   send_all(self, snapshot_message(snap));
 }
 
+void subscriber_set::send_current_ptr(caf::local_actor* self,
+                                      const caf::strong_actor_ptr& to,
+                                      const shared_snapshot& current) {
+  if (current)
+    deliver(self, to, snapshot_message(current));
+}
+
 caf::message subscriber_set::snapshot_message(const shared_snapshot& snap) {
   return caf::make_message(atom::snapshot_v, snap);
 }

@@ -74,9 +74,7 @@ class subscriber_set {
   template<class Handle>
   static void send_current(caf::local_actor* self, const Handle& x,
                            const shared_snapshot& current) {
-    if (current)
-      deliver(self, caf::actor_cast<caf::strong_actor_ptr>(x),
-              snapshot_message(current));
+    send_current_ptr(self, caf::actor_cast<caf::strong_actor_ptr>(x), current);
   }
 
  private:
@@ -86,6 +84,9 @@ class subscriber_set {
   static void deliver(caf::local_actor* self, const caf::strong_actor_ptr& to,
                       const caf::message& msg);
   static caf::message snapshot_message(const shared_snapshot& snap);
+  static void send_current_ptr(caf::local_actor* self,
+                               const caf::strong_actor_ptr& to,
+                               const shared_snapshot& current);
 
   std::vector<caf::strong_actor_ptr> items_;
   std::unordered_map<caf::actor_addr, size_t> index_;
