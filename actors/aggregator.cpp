@@ -4,12 +4,9 @@
 #include "core/log.hpp"
 #include "core/shedding.hpp"
 #include "core/transitions.hpp"
-#include "messages/errors.hpp"
 #include "messages/inspect.hpp"
 
 #include "caf/actor_cast.hpp"
-#include "caf/make_message.hpp"
-#include "caf/message_id.hpp"
 #include "caf/sec.hpp"
 #include "caf/stateful_actor.hpp"
 #include "caf/system_messages.hpp"
@@ -313,13 +310,8 @@ void finish_cycle(self_ptr self) {
   st.current = shared_snapshot{std::move(snap)};
   st.slots.reset(st.reports);
   // One message for every subscriber: they share the snapshot, nobody
-  // copies it. Enqueued without this actor's execution unit: with it, CAF
-  // puts every woken subscriber on this worker's own queue and the other
-  // workers only get them by stealing (with 1,000 caches most ran on one
-  // thread); without it the scheduler spreads them over its workers.
-  auto msg = caf::make_message(atom::snapshot_v, st.current);
-  for (auto& sub : st.subscribers)
-    sub->enqueue(self->ctrl(), caf::make_message_id(), msg, nullptr);
+  // copies it.
+  st.subscribers.send_all(self, st.current);
 }
 
 /// Starts the first cycle once every watched probe is registered.
@@ -359,6 +351,8 @@ void schedule_tick(self_ptr self) {
 
 } // namespace
 
+// Long because the behaviour lists the whole interface in one place (one
+// line or a few per message); the work is in the functions above.
 aggregator_actor::behavior_type
 aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
            aggregator_options options) {
@@ -401,7 +395,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
     st.memory->warmup_started = self->clock().now();
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& subs = self->state.subscribers;
-    if (subs.remove(dm.source))
+    if (subs.on_down(dm.source))
       logger()->info("event=subscriber_dropped reason={} subscribers={}",
                      quoted(self->system().render(dm.reason)), subs.size());
   });
@@ -414,23 +408,17 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
   maybe_start(self);
   return {
       [=](atom::subscribe, subscriber_actor sub) {
-        auto& subs = self->state.subscribers;
-        if (!subs.add(sub))
+        auto& st = self->state;
+        if (!st.subscribers.add(self, sub))
           return;
-        self->monitor(sub);
-        logger()->info("event=subscriber_added subscribers={}", subs.size());
-        if (self->state.current)
-          self->send(sub, atom::snapshot_v, self->state.current);
+        logger()->info("event=subscriber_added subscribers={}",
+                       st.subscribers.size());
+        subscriber_set::send_current(self, sub, st.current);
       },
       [=](atom::unsubscribe, subscriber_actor sub) {
-        if (self->state.subscribers.remove(sub.address()))
-          self->demonitor(sub.address());
+        self->state.subscribers.remove(self, sub);
       },
-      [=](atom::snapshot) -> caf::result<HealthSnapshot> {
-        if (!self->state.current)
-          return caf::make_error(health_errc::no_snapshot);
-        return *self->state.current;
-      },
+      [=](atom::snapshot) { return current_reply(self->state.current); },
       [=](atom::replace, db_probe_actor h) {
         replace(self, probe_slots::database, actor_cast<strong_actor_ptr>(h));
       },

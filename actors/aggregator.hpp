@@ -25,7 +25,7 @@
 #pragma once
 
 #include "actors/probe_slots.hpp"
-#include "actors/subscriber_list.hpp"
+#include "actors/subscriber_set.hpp"
 #include "core/circuit_breaker.hpp"
 #include "core/classify.hpp"
 #include "core/config.hpp"
@@ -132,7 +132,7 @@ struct aggregator_state {
   caf::actor_clock::time_point next_tick;
 
   shared_snapshot current;
-  subscriber_list subscribers;
+  subscriber_set subscribers;
   /// Who registered the probes (told about hung ones).
   supervisor_actor supervisor;
   /// Cycles skipped because the previous one was still open.

@@ -44,18 +44,11 @@ caf::behavior precheck(caf::event_based_actor* self, std::string host,
   return {};
 }
 
-/// One shared message to every local subscriber, spread over the
-/// scheduler's workers (no execution unit: see the aggregator's fan-out).
-void send_to_all(self_ptr self, const caf::message& msg) {
-  for (auto& sub : self->state.subscribers)
-    sub->enqueue(self->ctrl(), caf::make_message_id(), msg, nullptr);
-}
-
 /// Marks everything stale and tells the local subscribers.
 void lost(self_ptr self, const std::string& why) {
   auto& st = self->state;
   st.options.cell->mark_stale();
-  send_to_all(self, caf::make_message(atom::stale_v, why));
+  st.subscribers.send_all(self, caf::make_message(atom::stale_v, why));
 }
 
 /// A snapshot that was already old when it arrived is stale at once.
@@ -96,22 +89,15 @@ link_actor::behavior_type with_local(self_ptr self, Phase... phase) {
       std::move(phase)...,
       [=](atom::subscribe, subscriber_actor sub) {
         auto& st = self->state;
-        if (!sub || !st.subscribers.add(sub))
+        if (!st.subscribers.add(self, sub))
           return;
-        self->monitor(sub);
-        if (st.current && st.publisher)
-          self->send(sub, atom::snapshot_v, st.current);
+        if (st.publisher)
+          subscriber_set::send_current(self, sub, st.current);
       },
       [=](atom::unsubscribe, subscriber_actor sub) {
-        if (self->state.subscribers.remove(sub.address()))
-          self->demonitor(sub.address());
+        self->state.subscribers.remove(self, sub);
       },
-      [=](atom::snapshot) -> caf::result<HealthSnapshot> {
-        auto& st = self->state;
-        if (!st.current)
-          return caf::make_error(health_errc::no_snapshot);
-        return *st.current;
-      },
+      [=](atom::snapshot) { return current_reply(self->state.current); },
       [=](atom::status) { return self->state.options.board->get(); },
   };
 }
@@ -313,7 +299,7 @@ void on_snapshot(self_ptr self, const signed_snapshot& env) {
     // when its aggregator goes away).
     st.reconnected = false;
     st.options.cell->publish(st.current.ptr());
-    send_to_all(self, caf::make_message(atom::snapshot_v, st.current));
+    st.subscribers.send_all(self, st.current);
     check_age(self, *st.current);
     return;
   }
@@ -350,7 +336,7 @@ void on_snapshot(self_ptr self, const signed_snapshot& env) {
   st.last = stamp;
   st.current = shared_snapshot{std::move(value)};
   st.options.cell->publish(st.current.ptr());
-  send_to_all(self, caf::make_message(atom::snapshot_v, st.current));
+  st.subscribers.send_all(self, st.current);
   check_age(self, *st.current);
 }
 
@@ -425,7 +411,7 @@ peer_link(link_actor::stateful_pointer<link_state> self, link_options options) {
       schedule_retry(self, why);
       return;
     }
-    st.subscribers.remove(dm.source);
+    st.subscribers.on_down(dm.source);
   });
   begin_attempt(self);
   return connecting(self);

@@ -32,7 +32,7 @@
 // jitter; `connection_timeout` during a connect is retried the same way.
 #pragma once
 
-#include "actors/subscriber_list.hpp"
+#include "actors/subscriber_set.hpp"
 #include "core/restart_policy.hpp"
 #include "core/snapshot_auth.hpp"
 #include "core/snapshot_cell.hpp"
@@ -125,7 +125,7 @@ struct link_state {
   std::string node_name;
   std::optional<SnapshotStamp> last;
   shared_snapshot current;
-  subscriber_list subscribers;
+  subscriber_set subscribers;
   /// Identifies the attempt a pre-check result belongs to.
   uint64_t attempt = 0;
   /// Just (re)connected: the publisher's first snapshot may be the one held,

@@ -2,7 +2,6 @@
 
 #include "actors/openssl_guard.hpp"
 #include "core/log.hpp"
-#include "messages/errors.hpp"
 #include "messages/inspect.hpp"
 #include "messages/signed_snapshot.hpp"
 
@@ -10,7 +9,6 @@
 #include "caf/actor_system.hpp"
 #include "caf/io/middleman.hpp"
 #include "caf/make_message.hpp"
-#include "caf/message_id.hpp"
 #include "caf/openssl/manager.hpp"
 #include "caf/sec.hpp"
 #include "caf/send.hpp"
@@ -53,12 +51,6 @@ void refuse(self_ptr self, std::string_view what) {
                  peer_of(self, sender), health::quoted(what));
 }
 
-void send_to(self_ptr self, const subscriber_list& subs,
-             const caf::message& msg) {
-  for (auto& sub : subs)
-    sub->enqueue(self->ctrl(), caf::make_message_id(), msg, self->context());
-}
-
 /// The current snapshot as one signed envelope for every remote link,
 /// serialized and signed once.
 const caf::message& current_signed(self_ptr self) {
@@ -70,8 +62,8 @@ const caf::message& current_signed(self_ptr self) {
 }
 
 void send_to_all(self_ptr self, const caf::message& msg) {
-  send_to(self, self->state.subscribers, msg);
-  send_to(self, self->state.signed_subscribers, msg);
+  self->state.subscribers.send_all(self, msg);
+  self->state.signed_subscribers.send_all(self, msg);
 }
 
 size_t subscriber_count(self_ptr self) {
@@ -158,6 +150,8 @@ publisher_state::~publisher_state() {
   caf::anon_send(mm, caf::unpublish_atom_v, self_addr, uint16_t{0});
 }
 
+// Long because the handlers a peer can reach (and the ones that refuse
+// what a peer may not send) are listed in one place, each beside its check.
 publisher_actor::behavior_type
 publisher(publisher_actor::stateful_pointer<publisher_state> self,
           publisher_options options) {
@@ -186,8 +180,8 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
       resolve(self);
       return;
     }
-    if (st.subscribers.remove(dm.source)
-        || st.signed_subscribers.remove(dm.source))
+    if (st.subscribers.on_down(dm.source)
+        || st.signed_subscribers.on_down(dm.source))
       logger()->info("event=subscriber_dropped reason={} subscribers={}",
                      health::quoted(self->system().render(dm.reason)),
                      subscriber_count(self));
@@ -225,46 +219,35 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
   return {
       [=](atom::subscribe, subscriber_actor sub) {
         auto& st = self->state;
-        if (!sub || !has_room(self, sub.address()) || !st.subscribers.add(sub))
+        if (!sub || !has_room(self, sub.address())
+            || !st.subscribers.add(self, sub))
           return;
-        self->monitor(sub);
         logger()->info(
             "event=subscriber_added peer={} subscribers={}",
             peer_of(self, caf::actor_cast<caf::strong_actor_ptr>(sub)),
             subscriber_count(self));
-        if (st.current)
-          self->send(sub, atom::snapshot_v, st.current);
+        subscriber_set::send_current(self, sub, st.current);
       },
       [=](atom::unsubscribe, subscriber_actor sub) {
-        if (self->state.subscribers.remove(sub.address()))
-          self->demonitor(sub.address());
+        self->state.subscribers.remove(self, sub);
       },
       [=](atom::subscribe, signed_subscriber_actor sub) {
         auto& st = self->state;
         if (!sub || !has_room(self, sub.address())
-            || !st.signed_subscribers.add(
-                caf::actor_cast<subscriber_actor>(sub)))
+            || !st.signed_subscribers.add(self, sub))
           return;
-        self->monitor(sub);
         logger()->info(
             "event=subscriber_added peer={} subscribers={} signed=true "
             "auth={}",
             peer_of(self, caf::actor_cast<caf::strong_actor_ptr>(sub)),
             subscriber_count(self), to_string(st.auth.scheme()));
         if (st.current)
-          caf::actor_cast<caf::strong_actor_ptr>(sub)->enqueue(
-              self->ctrl(), caf::make_message_id(), current_signed(self),
-              self->context());
+          subscriber_set::send(self, sub, current_signed(self));
       },
       [=](atom::unsubscribe, signed_subscriber_actor sub) {
-        if (self->state.signed_subscribers.remove(sub.address()))
-          self->demonitor(sub.address());
+        self->state.signed_subscribers.remove(self, sub);
       },
-      [=](atom::snapshot) -> caf::result<HealthSnapshot> {
-        if (!self->state.current)
-          return caf::make_error(health_errc::no_snapshot);
-        return *self->state.current;
-      },
+      [=](atom::snapshot) { return current_reply(self->state.current); },
       [=](atom::snapshot, const shared_snapshot& snap) {
         auto& st = self->state;
         if (!st.aggregator || !snap
@@ -275,10 +258,9 @@ publisher(publisher_actor::stateful_pointer<publisher_state> self,
         }
         st.current = snap;
         st.current_signed = caf::message{};
-        send_to(self, st.subscribers,
-                caf::make_message(atom::snapshot_v, snap));
+        st.subscribers.send_all(self, snap);
         if (!st.signed_subscribers.empty())
-          send_to(self, st.signed_subscribers, current_signed(self));
+          st.signed_subscribers.send_all(self, current_signed(self));
       },
       [=](atom::stale, const std::string&) {
         // Only sources send this; the publisher watches its aggregator.

@@ -29,7 +29,7 @@
 #pragma once
 
 #include "actors/root_supervisor.hpp"
-#include "actors/subscriber_list.hpp"
+#include "actors/subscriber_set.hpp"
 #include "core/snapshot_auth.hpp"
 #include "messages/interfaces.hpp"
 
@@ -81,9 +81,10 @@ struct publisher_state {
   /// `current` sealed for remote links (made when first needed).
   caf::message current_signed;
   SnapshotAuth auth;
-  subscriber_list subscribers;
-  /// Remote links (handles cast: only the message differs).
-  subscriber_list signed_subscribers;
+  /// One set per kind: plain snapshots (caches, status --connect) and
+  /// signed envelopes (remote links).
+  subscriber_set subscribers;
+  subscriber_set signed_subscribers;
   /// Peers already logged for sending what they may not.
   std::set<caf::node_id> warned;
   bool warned_full = false;
