@@ -452,19 +452,14 @@ struct PgQueueDepthSource::State {
   /// Learns the cost of preparing from a pass that prepared something.
   void learn_cost(const pg::PipelineResult& pr, size_t prepared,
                   steady::time_point pass_start, const Cycle& cy) {
-    if (!pr.ok && pr.timed_out && cy.budget.preparing() > 0) {
-      // Preparing took longer than estimated: prepare less next time.
-      plan.cost.timed_out();
-    }
-    if (pr.ok && prepared > 0) {
-      auto took = std::chrono::duration<double, std::milli>(steady::now()
-                                                            - pass_start)
-                      .count();
-      plan.cost.measured(took, prepared);
+    auto took
+        = std::chrono::duration<double, std::milli>(steady::now() - pass_start)
+              .count();
+    if (plan.cost.after_pass(pr.ok, pr.timed_out, cy.budget.preparing(),
+                             prepared, took))
       logger()->debug("event=queue_statements_prepared queues={} "
                       "elapsed_ms={:.1f}",
                       prepared, took);
-    }
   }
 
   // -- the reports

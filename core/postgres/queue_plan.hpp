@@ -156,6 +156,21 @@ struct CostEstimate {
     auto per_queue = took_ms / static_cast<double>(queues);
     ms_per_queue = 0.5 * ms_per_queue + 0.5 * per_queue;
   }
+  /// Learns from a finished pass that had `preparing` queues' statements in
+  /// it and got `prepared` of them answered in `took_ms`: a pass that ran
+  /// into the deadline while preparing doubles the estimate (a timeout of a
+  /// pass that prepared nothing says nothing about preparing); a pass that
+  /// completed and prepared something refines it. Returns whether it
+  /// refined.
+  bool after_pass(bool ok, bool timed_out, size_t preparing, size_t prepared,
+                  double took_ms) {
+    if (!ok && timed_out && preparing > 0)
+      this->timed_out();
+    if (!ok || prepared == 0)
+      return false;
+    measured(took_ms, prepared);
+    return true;
+  }
 };
 
 /// How many queues' statements one cycle may prepare. At least one group

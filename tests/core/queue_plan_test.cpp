@@ -438,6 +438,25 @@ CAF_TEST(the cost estimate learns from passes that prepared) {
   CAF_CHECK_EQUAL(cost.ms_per_queue, 3.5);
 }
 
+CAF_TEST(only a pass that was preparing learns from its timeout) {
+  CostEstimate cost;
+  CAF_MESSAGE("a timeout of a pass that only measured says nothing");
+  CAF_CHECK(!cost.after_pass(false, true, 0, 0, 100.0));
+  CAF_CHECK_EQUAL(cost.ms_per_queue, 0.5);
+  CAF_MESSAGE("one queue being prepared: the estimate doubles");
+  CAF_CHECK(!cost.after_pass(false, true, 1, 0, 100.0));
+  CAF_CHECK_EQUAL(cost.ms_per_queue, 1.0);
+  CAF_MESSAGE("a failure that was no timeout: unchanged");
+  CAF_CHECK(!cost.after_pass(false, false, 5, 0, 100.0));
+  CAF_CHECK_EQUAL(cost.ms_per_queue, 1.0);
+  CAF_MESSAGE("a completed pass that prepared nothing: unchanged");
+  CAF_CHECK(!cost.after_pass(true, false, 0, 0, 100.0));
+  CAF_CHECK_EQUAL(cost.ms_per_queue, 1.0);
+  CAF_MESSAGE("a completed pass that prepared 4 queues in 12 ms: (1 + 3) / 2");
+  CAF_CHECK(cost.after_pass(true, false, 4, 4, 12.0));
+  CAF_CHECK_EQUAL(cost.ms_per_queue, 2.0);
+}
+
 // -- lookups ------------------------------------------------------------------
 
 CAF_TEST(queues not found are looked up in chunks once per cycle) {
