@@ -933,24 +933,11 @@ void admission_and_auth(const daemon_config& cfg, cluster_settings& c,
   else
     c.admission.max_sequence_jump
         = static_cast<uint64_t>(cfg.cluster_max_sequence_jump);
-  std::string why;
-  if (!cfg.cluster_auth_key_file.empty() && c.tls) {
-    errors.push_back({"cluster.auth-key-file",
-                      "not with mutual TLS (openssl.*): each node then signs "
-                      "its snapshots with its own certificate"});
-  } else if (!cfg.cluster_auth_key_file.empty()) {
-    if (auto auth = SnapshotAuth::from_key_file(cfg.cluster_auth_key_file, why))
-      c.auth = std::make_shared<const SnapshotAuth>(std::move(*auth));
-    else
-      errors.push_back({"cluster.auth-key-file", why});
-  } else if (c.tls && errors.empty()) {
-    if (auto auth = SnapshotAuth::from_certificate(
-            cfg.openssl_certificate, cfg.openssl_key, cfg.openssl_passphrase,
-            cfg.openssl_cafile, cfg.openssl_capath, why))
-      c.auth = std::make_shared<const SnapshotAuth>(std::move(*auth));
-    else
-      errors.push_back({"openssl.certificate", why});
-  }
+  tls_files files{cfg.openssl_certificate, cfg.openssl_key,
+                  cfg.openssl_passphrase, cfg.openssl_cafile,
+                  cfg.openssl_capath};
+  c.auth = snapshot_auth_for(cfg.cluster_auth_key_file, files, c.tls,
+                             errors.empty(), errors);
 }
 
 } // namespace

@@ -309,23 +309,8 @@ void check_security(status_options& o, std::vector<ConfigError>& errors) {
   auto before = errors.size();
   for (auto& e : check_tls_files(files))
     errors.push_back(std::move(e));
-  std::string why;
-  if (!o.auth_key_file.empty() && files.any()) {
-    errors.push_back({"cluster.auth-key-file",
-                      "not with mutual TLS (openssl.*): the node then signs "
-                      "with its certificate"});
-  } else if (!o.auth_key_file.empty()) {
-    if (auto auth = SnapshotAuth::from_key_file(o.auth_key_file, why))
-      o.auth = std::make_shared<const SnapshotAuth>(std::move(*auth));
-    else
-      errors.push_back({"cluster.auth-key-file", why});
-  } else if (files.any() && errors.size() == before) {
-    if (auto auth = SnapshotAuth::from_certificate(
-            o.certificate, o.key, o.passphrase, o.cafile, o.capath, why))
-      o.auth = std::make_shared<const SnapshotAuth>(std::move(*auth));
-    else
-      errors.push_back({"openssl.certificate", why});
-  }
+  o.auth = snapshot_auth_for(o.auth_key_file, files, files.any(),
+                             errors.size() == before, errors);
 }
 
 } // namespace

@@ -198,4 +198,26 @@ std::vector<ConfigError> check_tls_files(const tls_files& files) {
   return errors;
 }
 
+std::shared_ptr<const SnapshotAuth>
+snapshot_auth_for(const std::string& key_file, const tls_files& files, bool tls,
+                  bool files_ok, std::vector<ConfigError>& errors) {
+  std::string why;
+  if (!key_file.empty() && tls) {
+    errors.push_back({"cluster.auth-key-file",
+                      "not with mutual TLS (openssl.*): each node then signs "
+                      "its snapshots with its own certificate"});
+  } else if (!key_file.empty()) {
+    if (auto auth = SnapshotAuth::from_key_file(key_file, why))
+      return std::make_shared<const SnapshotAuth>(std::move(*auth));
+    errors.push_back({"cluster.auth-key-file", why});
+  } else if (tls && files_ok) {
+    if (auto auth = SnapshotAuth::from_certificate(
+            files.certificate, files.key, files.passphrase, files.cafile,
+            files.capath, why))
+      return std::make_shared<const SnapshotAuth>(std::move(*auth));
+    errors.push_back({"openssl.certificate", why});
+  }
+  return nullptr;
+}
+
 } // namespace tasker::health::app

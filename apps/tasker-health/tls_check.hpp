@@ -5,6 +5,9 @@
 #pragma once
 
 #include "core/config.hpp"
+#include "core/snapshot_auth.hpp"
+
+#include <memory>
 
 #include <string>
 #include <vector>
@@ -32,5 +35,14 @@ struct tls_files {
 /// CA of cafile or capath, which must be given (mutual TLS needs a trust
 /// anchor). Empty when nothing is configured.
 std::vector<ConfigError> check_tls_files(const tls_files& files);
+
+/// How snapshots between nodes are signed and verified: with the shared key
+/// of `key_file` (`cluster.auth-key-file`), or under mutual TLS (`tls`)
+/// with this node's certificate; both at once is refused. The certificate
+/// is loaded only when `files_ok` (its files passed check_tls_files).
+/// Problems go to `errors`, naming the option; null when neither is set.
+std::shared_ptr<const SnapshotAuth>
+snapshot_auth_for(const std::string& key_file, const tls_files& files, bool tls,
+                  bool files_ok, std::vector<ConfigError>& errors);
 
 } // namespace tasker::health::app

@@ -406,6 +406,18 @@ CAF_TEST(bad peers are refused naming cluster.peers and the entry) {
   CAF_CHECK(p.has("cluster.max-subscribers"));
   CAF_CHECK(p.has("cluster.reconnect-max", "cluster.reconnect-initial"));
   CAF_CHECK(p.has("cluster.connect-timeout", "greater than 0"));
+  CAF_MESSAGE("the smallest positive value of each cluster timeout is taken");
+  parsed one{{"--database.url=host=a", "--cluster.port=7400",
+              "--cluster.precheck-timeout=1ms", "--cluster.connect-timeout=1ms",
+              "--cluster.handshake-timeout=1ms",
+              "--cluster.reconnect-initial=1ms",
+              "--cluster.reconnect-max=1ms"}};
+  CAF_REQUIRE(!one.parse_error);
+  for (auto& e : one.errors)
+    CAF_MESSAGE(e.option << ": " << e.message);
+  CAF_CHECK(one.errors.empty());
+  CAF_CHECK_EQUAL(one.cluster.connect_timeout.count(), 1);
+  CAF_CHECK_EQUAL(one.cluster.reconnect_initial.count(), 1);
 }
 
 CAF_TEST(a non - loopback bind needs mutual TLS) {
