@@ -178,6 +178,10 @@ CAF_TEST(curve rules are named) {
             != std::string::npos);
   CAF_CHECK(problem("0:1,0.5:1,0.5:0.5,0.5:0,1:0").find("at most two")
             != std::string::npos);
+  // The first three points (the rule's first chance, i == 2).
+  CAF_CHECK(problem("0:1,0:0.5,0:0,1:0").find("at most two")
+            != std::string::npos);
+  CAF_CHECK(problem("0:1,0:0.5,1:0").empty());
   std::string error;
   CAF_CHECK(!parse_curve("0:1,0.5", &error));
   CAF_CHECK(error.find("'0.5' is not a point") != std::string::npos);
