@@ -1,5 +1,5 @@
 #define CAF_SUITE actors.subscriber_set
-#include "fakes.hpp"
+#include "tests/support/fakes.hpp"
 
 #include "actors/subscriber_set.hpp"
 
