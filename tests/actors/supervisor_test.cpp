@@ -284,6 +284,45 @@ CAF_TEST(attach registers live and given up probes with a new aggregator) {
   sched.run();
 }
 
+CAF_TEST(attach tells a new aggregator about a probe that gave up) {
+  cfg.max_restarts = 0; // the first crash is permanent failure
+  start();
+  crash_current();
+  CAF_REQUIRE_EQUAL(log->failures.size(), 1u);
+  auto log2 = std::make_shared<aggregator_script>();
+  aggregator_actor agg2 = sys.spawn(fake_aggregator, log2);
+  sched.run();
+  inject((atom::attach, aggregator_actor),
+         from(self).to(sup).with(atom::attach_v, agg2));
+  expect((atom::failed, ProbeKind, std::string, std::string),
+         from(sup).to(agg2).with(atom::failed_v, ProbeKind::queue,
+                                 std::string{"queue"}, _));
+  CAF_CHECK(log2->replacements.empty());
+  CAF_REQUIRE_EQUAL(log2->failures.size(), 1u);
+  CAF_CHECK_EQUAL(log2->failures[0], log->failures[0]);
+  caf::anon_send_exit(agg2, caf::exit_reason::kill);
+  sched.run();
+}
+
+CAF_TEST(a restart of an older generation or of no probe is void) {
+  start();
+  crash_current();
+  expect_restart_after(100ms);
+  CAF_MESSAGE("the timer of the crash before (generation 0) comes late");
+  inject((atom::restart, uint32_t, uint64_t),
+         from(sup).to(sup).with(atom::restart_v, uint32_t{0}, uint64_t{0}));
+  disallow((atom::replace, queue_probe_actor), from(sup).to(agg));
+  CAF_MESSAGE("a restart of a probe the supervisor does not have");
+  inject((atom::restart, uint32_t, uint64_t),
+         from(sup).to(sup).with(atom::restart_v, uint32_t{7}, uint64_t{1}));
+  disallow((atom::replace, queue_probe_actor), from(sup).to(agg));
+  sched.run();
+  CAF_CHECK_EQUAL(spawned(), 2u);
+  auto st = status()[0];
+  CAF_CHECK(st.running);
+  CAF_CHECK_EQUAL(st.restarts, 1u);
+}
+
 CAF_TEST(backoff delays follow the configuration) {
   CAF_CHECK_EQUAL(backoff_delay(cfg, 0).count(), 100);
   CAF_CHECK_EQUAL(backoff_delay(cfg, 1).count(), 200);
