@@ -429,18 +429,37 @@ CAF_TEST(tier memory and drain history survive an aggregator restart) {
 CAF_TEST(a killed probe supervisor is restarted with fresh probes) {
   start(parts());
   auto old = hs->supervisor();
-  caf::anon_send_exit(old, caf::exit_reason::kill);
+  auto root = hs->root();
+  auto agg = hs->aggregator();
+  CAF_MESSAGE("killed 50 ms before cycle 2, restarted 100 ms later");
+  sched.advance_time(cfg.evaluation_interval - 50ms);
   sched.run();
-  next_interval(); // the probes died with it: Unknown, visibly
+  caf::anon_send_exit(old, caf::exit_reason::kill);
+  expect((caf::exit_msg), from(_).to(old));
+  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
+                              old.address(), caf::exit_reason::kill}));
+  sched.run();
+  sched.advance_time(50ms); // cycle 2
+  sched.run();
+  CAF_MESSAGE("the probes died with it: Unknown, visibly");
   CAF_CHECK(!snap()->database.evaluated);
   CAF_CHECK(!snap()->queues.evaluated);
   CAF_CHECK(snap()->status != HealthStatus::healthy);
   CAF_MESSAGE("after the backoff a new supervisor registers new probes");
-  sched.advance_time(100ms);
+  sched.advance_time(49ms);
+  disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  sched.advance_time(1ms);
+  expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  auto fresh = hs->supervisor();
+  CAF_REQUIRE(fresh);
+  CAF_CHECK(fresh != old);
+  CAF_REQUIRE(sched.prioritize(fresh));
+  sched.run_once(); // its start spawns the probes
+  expect((atom::replace, db_probe_actor), from(fresh).to(agg));
+  expect((atom::replace, channel_probe_actor), from(fresh).to(agg));
+  expect((atom::replace, queue_probe_actor), from(fresh).to(agg));
   sched.run();
-  CAF_REQUIRE(hs->supervisor());
-  CAF_CHECK(hs->supervisor() != old);
-  sched.advance_time(cfg.evaluation_interval - 100ms);
+  sched.advance_time(cfg.evaluation_interval - 50ms); // cycle 3
   sched.run();
   CAF_CHECK(snap()->database.evaluated);
   CAF_CHECK(snap()->queues.evaluated);
@@ -449,11 +468,29 @@ CAF_TEST(a killed probe supervisor is restarted with fresh probes) {
 
 CAF_TEST(a killed cache is restarted on the same cell) {
   start(parts());
-  caf::anon_send_exit(hs->cache(), caf::exit_reason::kill);
+  auto old = hs->cache();
+  auto root = hs->root();
+  auto agg = hs->aggregator();
+  caf::anon_send_exit(old, caf::exit_reason::kill);
+  expect((caf::exit_msg), from(_).to(old));
+  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
+                              old.address(), caf::exit_reason::kill}));
   sched.run();
   CAF_CHECK(hs->checker().is_stale());
-  sched.advance_time(100ms);
-  sched.run();
+  sched.advance_time(99ms);
+  disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  sched.advance_time(1ms);
+  expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  auto fresh = hs->cache();
+  CAF_REQUIRE(fresh);
+  CAF_CHECK(fresh != old);
+  CAF_MESSAGE("the new cache subscribes and gets the current snapshot");
+  CAF_REQUIRE(sched.prioritize(fresh));
+  sched.run_once(); // its start
+  expect((atom::subscribe, subscriber_actor),
+         from(fresh).to(agg).with(atom::subscribe_v,
+                                  caf::actor_cast<subscriber_actor>(fresh)));
+  expect((atom::snapshot, shared_snapshot), from(agg).to(fresh));
   CAF_CHECK(!hs->checker().is_stale()); // the current snapshot at once
   next_interval();
   CAF_CHECK_EQUAL(snap()->sequence, 2u);
@@ -546,10 +583,17 @@ CAF_TEST(a peer facing child killed 100 times never makes the root give up) {
 
 CAF_TEST(an aggregator stopped on purpose is not restarted) {
   start(parts());
-  caf::anon_send_exit(hs->aggregator(), caf::exit_reason::user_shutdown);
+  auto agg = hs->aggregator();
+  auto root = hs->root();
+  caf::anon_send_exit(agg, caf::exit_reason::user_shutdown);
+  expect((caf::exit_msg), from(_).to(agg));
+  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
+                              agg.address(), caf::exit_reason::user_shutdown}));
   sched.run();
   CAF_CHECK(hs->checker().is_stale());
-  advance(10s);
+  sched.advance_time(10s);
+  disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  sched.run();
   CAF_CHECK(!hs->aggregator());
   CAF_CHECK(!hs->failed());
   auto status = root_status();
