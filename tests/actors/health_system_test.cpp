@@ -607,22 +607,34 @@ CAF_TEST(the root gives a child that ran long enough a fresh backoff) {
   cfg.supervisor.max_restarts = 10;
   cfg.supervisor.reset_after = 10s;
   start(parts());
-  auto restarted_within = [&](std::chrono::milliseconds d) {
-    caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+  auto root = hs->root();
+  // Kills the aggregator: the root sees it go down and restarts it exactly
+  // `d` later (not 1 ms earlier).
+  auto killed_and_restarted_after = [&](std::chrono::milliseconds d) {
+    auto agg = hs->aggregator();
+    CAF_REQUIRE(agg);
+    caf::anon_send_exit(agg, caf::exit_reason::kill);
+    while (allow((caf::error), from(_).to(agg))) // stale request timeouts
+      ;
+    expect((caf::exit_msg), from(_).to(agg));
+    expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
+                                agg.address(), caf::exit_reason::kill}));
     sched.run();
-    sched.advance_time(d);
+    CAF_CHECK(!hs->aggregator());
+    sched.advance_time(d - 1ms);
+    disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
+    sched.advance_time(1ms);
+    expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
     sched.run();
-    return static_cast<bool>(hs->aggregator());
+    CAF_CHECK(hs->aggregator());
+    CAF_CHECK(hs->aggregator() != agg);
   };
-  CAF_CHECK(restarted_within(100ms));
+  killed_and_restarted_after(100ms);
   CAF_MESSAGE("killed again at once: the backoff doubled");
-  CAF_CHECK(!restarted_within(100ms));
-  sched.advance_time(100ms);
-  sched.run();
-  CAF_REQUIRE(hs->aggregator());
+  killed_and_restarted_after(200ms);
   CAF_MESSAGE("after running for reset-after: back to the initial backoff");
   advance(10s);
-  CAF_CHECK(restarted_within(100ms));
+  killed_and_restarted_after(100ms);
 }
 
 CAF_TEST(a dead root marks the system failed) {
