@@ -154,14 +154,18 @@ CAF_TEST(a crashing custom probe is restarted then given up) {
   report->healthy = true;
   ctl->mode = probe_control::raise;
   int spawned = 0;
+  custom_probe_actor ledger;
   auto p = parts();
   p.custom.push_back(
       {"ledger", CustomKind::critical, [&](caf::actor_system& s) {
          ++spawned;
-         return s.spawn(fake_probe<custom_probe_actor, CustomHealth>, ctl,
-                        report);
+         ledger = s.spawn(fake_probe<custom_probe_actor, CustomHealth>, ctl,
+                          report);
+         return ledger;
        }});
   start(std::move(p));
+  auto sup = hs->supervisor();
+  auto agg = hs->aggregator();
   CAF_MESSAGE("cycle 1: the probe throws and dies; Unknown with the reason");
   CAF_REQUIRE_EQUAL(snap()->custom.size(), 1u);
   CAF_CHECK(!snap()->custom[0].evaluated);
@@ -177,11 +181,30 @@ CAF_TEST(a crashing custom probe is restarted then given up) {
   CAF_MESSAGE("two more crashes exceed the restart intensity (2)");
   ctl->mode = probe_control::raise;
   next_interval();
-  sched.advance_time(200ms);
-  sched.run();
+  sched.advance_time(199ms);
+  disallow((atom::restart, uint32_t, uint64_t), from(sup).to(sup));
+  sched.advance_time(1ms);
+  expect((atom::restart, uint32_t, uint64_t), from(sup).to(sup));
   CAF_CHECK_EQUAL(spawned, 3);
-  next_interval();
+  expect(
+      (atom::replace, std::string, custom_probe_actor),
+      from(sup).to(agg).with(atom::replace_v, std::string{"ledger"}, ledger));
+  sched.run();
+  CAF_MESSAGE("the next cycle's request kills it again: the supervisor gives "
+              "up and tells the aggregator");
+  sched.advance_time(cfg.evaluation_interval);
+  while (allow((caf::error), from(_).to(agg))) // stale request timeouts
+    ;
+  expect((atom::tick), from(agg).to(agg));
+  expect((atom::report), from(agg).to(ledger));
+  expect((caf::down_msg), from(_).to(sup));
+  expect((caf::error), from(ledger).to(agg)); // the request fails
+  expect((atom::failed, ProbeKind, std::string, std::string),
+         from(sup).to(agg).with(atom::failed_v, ProbeKind::custom,
+                                std::string{"ledger"}, _));
+  sched.run();
   sched.advance_time(10s);
+  disallow((atom::restart, uint32_t, uint64_t), from(sup).to(sup));
   sched.run();
   CAF_CHECK_EQUAL(spawned, 3);
   next_interval();
