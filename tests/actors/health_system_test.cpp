@@ -523,7 +523,7 @@ CAF_TEST(too many restarts make the root give up and the system failed) {
   cfg.supervisor.max_restarts = 2;
   start(parts());
   auto cell2 = std::make_shared<SnapshotCell>(clock);
-  hs->add_cache(cell2);
+  auto c2 = hs->add_cache(cell2);
   sched.run();
   for (int i = 0; i < 2; ++i) {
     caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
@@ -534,7 +534,32 @@ CAF_TEST(too many restarts make the root give up and the system failed) {
     CAF_CHECK(!hs->failed());
   }
   CAF_MESSAGE("the third failure within the window: give up");
-  caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+  auto root = hs->root();
+  auto agg = hs->aggregator();
+  auto sup = hs->supervisor();
+  auto cache = hs->cache();
+  caf::anon_send_exit(agg, caf::exit_reason::kill);
+  while (allow((caf::error), from(_).to(agg))) // stale request timeouts
+    ;
+  expect((caf::exit_msg), from(_).to(agg));
+  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
+                              agg.address(), caf::exit_reason::kill}));
+  CAF_MESSAGE("the caches see their source go down (stale at once)");
+  expect((caf::down_msg), from(_).to(cache).with(caf::down_msg{
+                              agg.address(), caf::exit_reason::kill}));
+  expect((caf::down_msg), from(_).to(c2).with(caf::down_msg{
+                              agg.address(), caf::exit_reason::kill}));
+  CAF_MESSAGE("the root stops the other children itself (a peer-facing "
+              "child obeys no one else), then quits");
+  expect((caf::exit_msg),
+         from(root).to(sup).with(
+             caf::exit_msg{root.address(), caf::exit_reason::user_shutdown}));
+  expect((caf::exit_msg),
+         from(root).to(cache).with(
+             caf::exit_msg{root.address(), caf::exit_reason::user_shutdown}));
+  expect((caf::exit_msg),
+         from(root).to(c2).with(
+             caf::exit_msg{root.address(), caf::exit_reason::user_shutdown}));
   sched.run();
   CAF_CHECK(hs->failed());
   CAF_CHECK_NOT_EQUAL(hs->failure().find("aggregator failed too often"),
