@@ -700,12 +700,20 @@ CAF_TEST(an added cache is supervised and follows a new aggregator) {
   auto cell2 = std::make_shared<SnapshotCell>(clock);
   auto c2 = hs->add_cache(cell2);
   sched.run();
+  auto root = hs->root();
   caf::anon_send_exit(c2, caf::exit_reason::kill);
+  expect((caf::exit_msg), from(_).to(c2));
+  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
+                              c2.address(), caf::exit_reason::kill}));
   sched.run();
-  sched.advance_time(100ms);
+  sched.advance_time(99ms);
+  disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  sched.advance_time(1ms);
+  expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
   sched.run();
   auto restarts = root_status().back().restarts;
   CAF_CHECK_EQUAL(restarts, 1u);
+  CAF_MESSAGE("a new aggregator: the restarted cache follows it");
   caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
   sched.run();
   sched.advance_time(100ms);
