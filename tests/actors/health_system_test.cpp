@@ -72,6 +72,28 @@ struct fixture : test_coordinator_fixture<test_config> {
     return hs->checker().snapshot();
   }
 
+  /// Kills the root's child `h`: the root sees it go down.
+  template<class Handle>
+  void kill_child(const Handle& h) {
+    caf::anon_send_exit(h, caf::exit_reason::kill);
+    while (allow((caf::error), from(_).to(h))) // stale request timeouts
+      ;
+    expect((caf::exit_msg), from(_).to(h));
+    expect((caf::down_msg),
+           from(_)
+               .to(hs->root())
+               .with(caf::down_msg{h.address(), caf::exit_reason::kill}));
+  }
+
+  /// The root's `restart` comes exactly `d` from now (not 1 ms earlier).
+  void expect_root_restart_after(std::chrono::milliseconds d) {
+    auto root = hs->root();
+    sched.advance_time(d - 1ms);
+    disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
+    sched.advance_time(1ms);
+    expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  }
+
   std::vector<ActorStatus> root_status() {
     std::vector<ActorStatus> result;
     auto rh = self->request(hs->root(), caf::infinite, atom::status_v);
@@ -357,19 +379,13 @@ CAF_TEST(a killed aggregator is restarted and the sequence goes on) {
   auto root = hs->root();
   auto sup = hs->supervisor();
   auto cache = hs->cache();
-  caf::anon_send_exit(old, caf::exit_reason::kill);
-  expect((caf::exit_msg), from(_).to(old));
-  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
-                              old.address(), caf::exit_reason::kill}));
+  kill_child(old);
   sched.run();
   CAF_CHECK(hs->checker().is_stale()); // at once, not after 30 s
   CAF_CHECK(!hs->aggregator());
   CAF_CHECK(!hs->failed());
   CAF_MESSAGE("the root restarts it after the backoff (100 ms), not before");
-  sched.advance_time(99ms);
-  disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
-  sched.advance_time(1ms);
-  expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  expect_root_restart_after(100ms);
   auto fresh = hs->aggregator();
   CAF_REQUIRE(fresh);
   CAF_CHECK(fresh != old);
@@ -452,15 +468,11 @@ CAF_TEST(tier memory and drain history survive an aggregator restart) {
 CAF_TEST(a killed probe supervisor is restarted with fresh probes) {
   start(parts());
   auto old = hs->supervisor();
-  auto root = hs->root();
   auto agg = hs->aggregator();
   CAF_MESSAGE("killed 50 ms before cycle 2, restarted 100 ms later");
   sched.advance_time(cfg.evaluation_interval - 50ms);
   sched.run();
-  caf::anon_send_exit(old, caf::exit_reason::kill);
-  expect((caf::exit_msg), from(_).to(old));
-  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
-                              old.address(), caf::exit_reason::kill}));
+  kill_child(old);
   sched.run();
   sched.advance_time(50ms); // cycle 2
   sched.run();
@@ -469,10 +481,7 @@ CAF_TEST(a killed probe supervisor is restarted with fresh probes) {
   CAF_CHECK(!snap()->queues.evaluated);
   CAF_CHECK(snap()->status != HealthStatus::healthy);
   CAF_MESSAGE("after the backoff a new supervisor registers new probes");
-  sched.advance_time(49ms);
-  disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
-  sched.advance_time(1ms);
-  expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  expect_root_restart_after(50ms); // 100 ms after the kill
   auto fresh = hs->supervisor();
   CAF_REQUIRE(fresh);
   CAF_CHECK(fresh != old);
@@ -492,18 +501,11 @@ CAF_TEST(a killed probe supervisor is restarted with fresh probes) {
 CAF_TEST(a killed cache is restarted on the same cell) {
   start(parts());
   auto old = hs->cache();
-  auto root = hs->root();
   auto agg = hs->aggregator();
-  caf::anon_send_exit(old, caf::exit_reason::kill);
-  expect((caf::exit_msg), from(_).to(old));
-  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
-                              old.address(), caf::exit_reason::kill}));
+  kill_child(old);
   sched.run();
   CAF_CHECK(hs->checker().is_stale());
-  sched.advance_time(99ms);
-  disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
-  sched.advance_time(1ms);
-  expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  expect_root_restart_after(100ms);
   auto fresh = hs->cache();
   CAF_REQUIRE(fresh);
   CAF_CHECK(fresh != old);
@@ -538,12 +540,7 @@ CAF_TEST(too many restarts make the root give up and the system failed) {
   auto agg = hs->aggregator();
   auto sup = hs->supervisor();
   auto cache = hs->cache();
-  caf::anon_send_exit(agg, caf::exit_reason::kill);
-  while (allow((caf::error), from(_).to(agg))) // stale request timeouts
-    ;
-  expect((caf::exit_msg), from(_).to(agg));
-  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
-                              agg.address(), caf::exit_reason::kill}));
+  kill_child(agg);
   CAF_MESSAGE("the caches see their source go down (stale at once)");
   expect((caf::down_msg), from(_).to(cache).with(caf::down_msg{
                               agg.address(), caf::exit_reason::kill}));
@@ -655,24 +652,15 @@ CAF_TEST(the root gives a child that ran long enough a fresh backoff) {
   cfg.supervisor.max_restarts = 10;
   cfg.supervisor.reset_after = 10s;
   start(parts());
-  auto root = hs->root();
   // Kills the aggregator: the root sees it go down and restarts it exactly
   // `d` later (not 1 ms earlier).
   auto killed_and_restarted_after = [&](std::chrono::milliseconds d) {
     auto agg = hs->aggregator();
     CAF_REQUIRE(agg);
-    caf::anon_send_exit(agg, caf::exit_reason::kill);
-    while (allow((caf::error), from(_).to(agg))) // stale request timeouts
-      ;
-    expect((caf::exit_msg), from(_).to(agg));
-    expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
-                                agg.address(), caf::exit_reason::kill}));
+    kill_child(agg);
     sched.run();
     CAF_CHECK(!hs->aggregator());
-    sched.advance_time(d - 1ms);
-    disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
-    sched.advance_time(1ms);
-    expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
+    expect_root_restart_after(d);
     sched.run();
     CAF_CHECK(hs->aggregator());
     CAF_CHECK(hs->aggregator() != agg);
@@ -700,16 +688,9 @@ CAF_TEST(an added cache is supervised and follows a new aggregator) {
   auto cell2 = std::make_shared<SnapshotCell>(clock);
   auto c2 = hs->add_cache(cell2);
   sched.run();
-  auto root = hs->root();
-  caf::anon_send_exit(c2, caf::exit_reason::kill);
-  expect((caf::exit_msg), from(_).to(c2));
-  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
-                              c2.address(), caf::exit_reason::kill}));
+  kill_child(c2);
   sched.run();
-  sched.advance_time(99ms);
-  disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
-  sched.advance_time(1ms);
-  expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  expect_root_restart_after(100ms);
   sched.run();
   auto restarts = root_status().back().restarts;
   CAF_CHECK_EQUAL(restarts, 1u);

@@ -107,6 +107,15 @@ struct fixture : test_coordinator_fixture<test_config> {
     expect_restart_after(d, agg);
   }
 
+  /// Uses up the window (max_restarts 3): three crashes, each restarted
+  /// after its backoff (100, 200, 300 ms).
+  void three_crashes_and_restarts() {
+    for (auto d : {100ms, 200ms, 300ms}) {
+      crash_current();
+      expect_restart_after(d);
+    }
+  }
+
   /// No restart within `d` (the supervisor's mailbox holds no `restart`
   /// after the clock moved, and no probe was spawned).
   void expect_no_restart_within(std::chrono::milliseconds d) {
@@ -184,12 +193,7 @@ CAF_TEST(the backoff resets after a healthy period) {
 
 CAF_TEST(too many restarts within the window is permanent failure) {
   start();
-  crash_current();
-  expect_restart_after(100ms);
-  crash_current();
-  expect_restart_after(200ms);
-  crash_current();
-  expect_restart_after(300ms);
+  three_crashes_and_restarts();
   CAF_CHECK(log->failures.empty());
   CAF_MESSAGE("the fourth crash within the window: give up and say so");
   caf::anon_send(probe(3), atom::report_v);
@@ -209,12 +213,7 @@ CAF_TEST(too many restarts within the window is permanent failure) {
 
 CAF_TEST(restarts outside the window do not count) {
   start();
-  crash_current();
-  expect_restart_after(100ms);
-  crash_current();
-  expect_restart_after(200ms);
-  crash_current();
-  expect_restart_after(300ms);
+  three_crashes_and_restarts();
   sched.advance_time(61s);
   crash_current();
   disallow((atom::failed, ProbeKind, std::string, std::string),
