@@ -72,6 +72,28 @@ struct fixture : test_coordinator_fixture<test_config> {
     return hs->checker().snapshot();
   }
 
+  /// Kills the root's child `h`: the root sees it go down.
+  template<class Handle>
+  void kill_child(const Handle& h) {
+    caf::anon_send_exit(h, caf::exit_reason::kill);
+    while (allow((caf::error), from(_).to(h))) // stale request timeouts
+      ;
+    expect((caf::exit_msg), from(_).to(h));
+    expect((caf::down_msg),
+           from(_)
+               .to(hs->root())
+               .with(caf::down_msg{h.address(), caf::exit_reason::kill}));
+  }
+
+  /// The root's `restart` comes exactly `d` from now (not 1 ms earlier).
+  void expect_root_restart_after(std::chrono::milliseconds d) {
+    auto root = hs->root();
+    sched.advance_time(d - 1ms);
+    disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
+    sched.advance_time(1ms);
+    expect((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  }
+
   std::vector<ActorStatus> root_status() {
     std::vector<ActorStatus> result;
     auto rh = self->request(hs->root(), caf::infinite, atom::status_v);
@@ -154,14 +176,18 @@ CAF_TEST(a crashing custom probe is restarted then given up) {
   report->healthy = true;
   ctl->mode = probe_control::raise;
   int spawned = 0;
+  custom_probe_actor ledger;
   auto p = parts();
   p.custom.push_back(
       {"ledger", CustomKind::critical, [&](caf::actor_system& s) {
          ++spawned;
-         return s.spawn(fake_probe<custom_probe_actor, CustomHealth>, ctl,
-                        report);
+         ledger = s.spawn(fake_probe<custom_probe_actor, CustomHealth>, ctl,
+                          report);
+         return ledger;
        }});
   start(std::move(p));
+  auto sup = hs->supervisor();
+  auto agg = hs->aggregator();
   CAF_MESSAGE("cycle 1: the probe throws and dies; Unknown with the reason");
   CAF_REQUIRE_EQUAL(snap()->custom.size(), 1u);
   CAF_CHECK(!snap()->custom[0].evaluated);
@@ -177,11 +203,30 @@ CAF_TEST(a crashing custom probe is restarted then given up) {
   CAF_MESSAGE("two more crashes exceed the restart intensity (2)");
   ctl->mode = probe_control::raise;
   next_interval();
-  sched.advance_time(200ms);
-  sched.run();
+  sched.advance_time(199ms);
+  disallow((atom::restart, uint32_t, uint64_t), from(sup).to(sup));
+  sched.advance_time(1ms);
+  expect((atom::restart, uint32_t, uint64_t), from(sup).to(sup));
   CAF_CHECK_EQUAL(spawned, 3);
-  next_interval();
+  expect(
+      (atom::replace, std::string, custom_probe_actor),
+      from(sup).to(agg).with(atom::replace_v, std::string{"ledger"}, ledger));
+  sched.run();
+  CAF_MESSAGE("the next cycle's request kills it again: the supervisor gives "
+              "up and tells the aggregator");
+  sched.advance_time(cfg.evaluation_interval);
+  while (allow((caf::error), from(_).to(agg))) // stale request timeouts
+    ;
+  expect((atom::tick), from(agg).to(agg));
+  expect((atom::report), from(agg).to(ledger));
+  expect((caf::down_msg), from(_).to(sup));
+  expect((caf::error), from(ledger).to(agg)); // the request fails
+  expect((atom::failed, ProbeKind, std::string, std::string),
+         from(sup).to(agg).with(atom::failed_v, ProbeKind::custom,
+                                std::string{"ledger"}, _));
+  sched.run();
   sched.advance_time(10s);
+  disallow((atom::restart, uint32_t, uint64_t), from(sup).to(sup));
   sched.run();
   CAF_CHECK_EQUAL(spawned, 3);
   next_interval();
@@ -327,18 +372,35 @@ CAF_TEST(a killed aggregator is restarted and the sequence goes on) {
   auto old = hs->aggregator();
   CAF_MESSAGE("kill it in the middle of a cycle");
   sched.advance_time(cfg.evaluation_interval);
-  sched.run_once(); // the tick: cycle 3 asks the probes
-  caf::anon_send_exit(old, caf::exit_reason::kill);
+  // The last cycle's request timeouts (answered long ago) come first.
+  while (allow((caf::error), from(_).to(old)))
+    ;
+  expect((atom::tick), from(old).to(old)); // cycle 3 asks the probes
+  auto root = hs->root();
+  auto sup = hs->supervisor();
+  auto cache = hs->cache();
+  kill_child(old);
   sched.run();
   CAF_CHECK(hs->checker().is_stale()); // at once, not after 30 s
   CAF_CHECK(!hs->aggregator());
   CAF_CHECK(!hs->failed());
-  CAF_MESSAGE("the root restarts it after the backoff (100 ms)");
-  sched.advance_time(100ms);
-  sched.run();
+  CAF_MESSAGE("the root restarts it after the backoff (100 ms), not before");
+  expect_root_restart_after(100ms);
   auto fresh = hs->aggregator();
   CAF_REQUIRE(fresh);
   CAF_CHECK(fresh != old);
+  CAF_MESSAGE("the root points the probe supervisor at it, which hands it "
+              "its probes; and the cache, which subscribes");
+  expect((atom::attach, aggregator_actor),
+         from(root).to(sup).with(atom::attach_v, fresh));
+  expect((atom::replace, db_probe_actor), from(sup).to(fresh));
+  expect((atom::replace, channel_probe_actor), from(sup).to(fresh));
+  expect((atom::replace, queue_probe_actor), from(sup).to(fresh));
+  expect((atom::source, snapshot_source_actor),
+         from(root).to(cache).with(
+             atom::source_v, caf::actor_cast<snapshot_source_actor>(fresh)));
+  expect((atom::subscribe, subscriber_actor), from(cache).to(fresh));
+  sched.run();
   CAF_MESSAGE("the probes were re-registered, the cache re-subscribed");
   CAF_REQUIRE(!hs->checker().is_stale());
   CAF_CHECK_EQUAL(snap()->sequence, 3u);
@@ -406,18 +468,30 @@ CAF_TEST(tier memory and drain history survive an aggregator restart) {
 CAF_TEST(a killed probe supervisor is restarted with fresh probes) {
   start(parts());
   auto old = hs->supervisor();
-  caf::anon_send_exit(old, caf::exit_reason::kill);
+  auto agg = hs->aggregator();
+  CAF_MESSAGE("killed 50 ms before cycle 2, restarted 100 ms later");
+  sched.advance_time(cfg.evaluation_interval - 50ms);
   sched.run();
-  next_interval(); // the probes died with it: Unknown, visibly
+  kill_child(old);
+  sched.run();
+  sched.advance_time(50ms); // cycle 2
+  sched.run();
+  CAF_MESSAGE("the probes died with it: Unknown, visibly");
   CAF_CHECK(!snap()->database.evaluated);
   CAF_CHECK(!snap()->queues.evaluated);
   CAF_CHECK(snap()->status != HealthStatus::healthy);
   CAF_MESSAGE("after the backoff a new supervisor registers new probes");
-  sched.advance_time(100ms);
+  expect_root_restart_after(50ms); // 100 ms after the kill
+  auto fresh = hs->supervisor();
+  CAF_REQUIRE(fresh);
+  CAF_CHECK(fresh != old);
+  CAF_REQUIRE(sched.prioritize(fresh));
+  sched.run_once(); // its start spawns the probes
+  expect((atom::replace, db_probe_actor), from(fresh).to(agg));
+  expect((atom::replace, channel_probe_actor), from(fresh).to(agg));
+  expect((atom::replace, queue_probe_actor), from(fresh).to(agg));
   sched.run();
-  CAF_REQUIRE(hs->supervisor());
-  CAF_CHECK(hs->supervisor() != old);
-  sched.advance_time(cfg.evaluation_interval - 100ms);
+  sched.advance_time(cfg.evaluation_interval - 50ms); // cycle 3
   sched.run();
   CAF_CHECK(snap()->database.evaluated);
   CAF_CHECK(snap()->queues.evaluated);
@@ -426,11 +500,22 @@ CAF_TEST(a killed probe supervisor is restarted with fresh probes) {
 
 CAF_TEST(a killed cache is restarted on the same cell) {
   start(parts());
-  caf::anon_send_exit(hs->cache(), caf::exit_reason::kill);
+  auto old = hs->cache();
+  auto agg = hs->aggregator();
+  kill_child(old);
   sched.run();
   CAF_CHECK(hs->checker().is_stale());
-  sched.advance_time(100ms);
-  sched.run();
+  expect_root_restart_after(100ms);
+  auto fresh = hs->cache();
+  CAF_REQUIRE(fresh);
+  CAF_CHECK(fresh != old);
+  CAF_MESSAGE("the new cache subscribes and gets the current snapshot");
+  CAF_REQUIRE(sched.prioritize(fresh));
+  sched.run_once(); // its start
+  expect((atom::subscribe, subscriber_actor),
+         from(fresh).to(agg).with(atom::subscribe_v,
+                                  caf::actor_cast<subscriber_actor>(fresh)));
+  expect((atom::snapshot, shared_snapshot), from(agg).to(fresh));
   CAF_CHECK(!hs->checker().is_stale()); // the current snapshot at once
   next_interval();
   CAF_CHECK_EQUAL(snap()->sequence, 2u);
@@ -440,7 +525,7 @@ CAF_TEST(too many restarts make the root give up and the system failed) {
   cfg.supervisor.max_restarts = 2;
   start(parts());
   auto cell2 = std::make_shared<SnapshotCell>(clock);
-  hs->add_cache(cell2);
+  auto c2 = hs->add_cache(cell2);
   sched.run();
   for (int i = 0; i < 2; ++i) {
     caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
@@ -451,7 +536,27 @@ CAF_TEST(too many restarts make the root give up and the system failed) {
     CAF_CHECK(!hs->failed());
   }
   CAF_MESSAGE("the third failure within the window: give up");
-  caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+  auto root = hs->root();
+  auto agg = hs->aggregator();
+  auto sup = hs->supervisor();
+  auto cache = hs->cache();
+  kill_child(agg);
+  CAF_MESSAGE("the caches see their source go down (stale at once)");
+  expect((caf::down_msg), from(_).to(cache).with(caf::down_msg{
+                              agg.address(), caf::exit_reason::kill}));
+  expect((caf::down_msg), from(_).to(c2).with(caf::down_msg{
+                              agg.address(), caf::exit_reason::kill}));
+  CAF_MESSAGE("the root stops the other children itself (a peer-facing "
+              "child obeys no one else), then quits");
+  expect((caf::exit_msg),
+         from(root).to(sup).with(
+             caf::exit_msg{root.address(), caf::exit_reason::user_shutdown}));
+  expect((caf::exit_msg),
+         from(root).to(cache).with(
+             caf::exit_msg{root.address(), caf::exit_reason::user_shutdown}));
+  expect((caf::exit_msg),
+         from(root).to(c2).with(
+             caf::exit_msg{root.address(), caf::exit_reason::user_shutdown}));
   sched.run();
   CAF_CHECK(hs->failed());
   CAF_CHECK_NOT_EQUAL(hs->failure().find("aggregator failed too often"),
@@ -523,10 +628,17 @@ CAF_TEST(a peer facing child killed 100 times never makes the root give up) {
 
 CAF_TEST(an aggregator stopped on purpose is not restarted) {
   start(parts());
-  caf::anon_send_exit(hs->aggregator(), caf::exit_reason::user_shutdown);
+  auto agg = hs->aggregator();
+  auto root = hs->root();
+  caf::anon_send_exit(agg, caf::exit_reason::user_shutdown);
+  expect((caf::exit_msg), from(_).to(agg));
+  expect((caf::down_msg), from(_).to(root).with(caf::down_msg{
+                              agg.address(), caf::exit_reason::user_shutdown}));
   sched.run();
   CAF_CHECK(hs->checker().is_stale());
-  advance(10s);
+  sched.advance_time(10s);
+  disallow((atom::restart, uint32_t, uint64_t), from(root).to(root));
+  sched.run();
   CAF_CHECK(!hs->aggregator());
   CAF_CHECK(!hs->failed());
   auto status = root_status();
@@ -540,22 +652,25 @@ CAF_TEST(the root gives a child that ran long enough a fresh backoff) {
   cfg.supervisor.max_restarts = 10;
   cfg.supervisor.reset_after = 10s;
   start(parts());
-  auto restarted_within = [&](std::chrono::milliseconds d) {
-    caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
+  // Kills the aggregator: the root sees it go down and restarts it exactly
+  // `d` later (not 1 ms earlier).
+  auto killed_and_restarted_after = [&](std::chrono::milliseconds d) {
+    auto agg = hs->aggregator();
+    CAF_REQUIRE(agg);
+    kill_child(agg);
     sched.run();
-    sched.advance_time(d);
+    CAF_CHECK(!hs->aggregator());
+    expect_root_restart_after(d);
     sched.run();
-    return static_cast<bool>(hs->aggregator());
+    CAF_CHECK(hs->aggregator());
+    CAF_CHECK(hs->aggregator() != agg);
   };
-  CAF_CHECK(restarted_within(100ms));
+  killed_and_restarted_after(100ms);
   CAF_MESSAGE("killed again at once: the backoff doubled");
-  CAF_CHECK(!restarted_within(100ms));
-  sched.advance_time(100ms);
-  sched.run();
-  CAF_REQUIRE(hs->aggregator());
+  killed_and_restarted_after(200ms);
   CAF_MESSAGE("after running for reset-after: back to the initial backoff");
   advance(10s);
-  CAF_CHECK(restarted_within(100ms));
+  killed_and_restarted_after(100ms);
 }
 
 CAF_TEST(a dead root marks the system failed) {
@@ -573,12 +688,13 @@ CAF_TEST(an added cache is supervised and follows a new aggregator) {
   auto cell2 = std::make_shared<SnapshotCell>(clock);
   auto c2 = hs->add_cache(cell2);
   sched.run();
-  caf::anon_send_exit(c2, caf::exit_reason::kill);
+  kill_child(c2);
   sched.run();
-  sched.advance_time(100ms);
+  expect_root_restart_after(100ms);
   sched.run();
   auto restarts = root_status().back().restarts;
   CAF_CHECK_EQUAL(restarts, 1u);
+  CAF_MESSAGE("a new aggregator: the restarted cache follows it");
   caf::anon_send_exit(hs->aggregator(), caf::exit_reason::kill);
   sched.run();
   sched.advance_time(100ms);
