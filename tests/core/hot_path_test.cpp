@@ -24,6 +24,18 @@ void* operator new(std::size_t n) {
   throw std::bad_alloc{};
 }
 
+// The nothrow form too (std::get_temporary_buffer, e.g. stable_partition in
+// other suites of this binary): its memory reaches the delete above, which
+// must have come from malloc (ASan reports any other pairing).
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  ++allocations;
+  return std::malloc(n == 0 ? 1 : n);
+}
+
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+
 void operator delete(void* p) noexcept {
   std::free(p);
 }
