@@ -9,6 +9,7 @@
 #include "tests/support/daemon_process.hpp"
 #include "tests/support/pg_test_env.hpp"
 #include "tests/support/raw_http.hpp"
+#include "tests/support/text.hpp"
 
 #include "tests/support/tls_certs.hpp"
 #include <nlohmann/json.hpp>
@@ -44,22 +45,9 @@ constexpr auto not_serving = HealthCheckResponse::NOT_SERVING;
 
 /// A free loopback port (bound once, then released).
 uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CAF_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in{path};
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
+  auto port = free_loopback_port();
+  CAF_REQUIRE_NOT_EQUAL(port, 0u);
+  return port;
 }
 
 /// Waits for the daemon's event=grpc_listening line.

@@ -76,17 +76,9 @@ constexpr auto scheduling_slack = 500ms;
 
 /// A port of 127.0.0.1 that was free a moment ago (bound to 0, released).
 inline uint16_t free_port() {
-  socket_fd s{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-  CAF_REQUIRE(s);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CAF_REQUIRE_EQUAL(
-      ::bind(s.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  CAF_REQUIRE_EQUAL(
-      ::getsockname(s.fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  return ntohs(addr.sin_port);
+  auto port = free_loopback_port();
+  CAF_REQUIRE_NOT_EQUAL(port, 0u);
+  return port;
 }
 
 /// Milliseconds between two time points.

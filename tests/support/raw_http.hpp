@@ -74,23 +74,26 @@ struct socket_fd {
   explicit operator bool() const { return fd >= 0; }
 };
 
-/// A TCP connection to 127.0.0.1:port with TCP_NODELAY and a receive
-/// timeout, or -1. `wait_connect`: false returns as soon as the SYN is out
-/// (a non-blocking connect), for opening many connections fast.
-inline int connect_loopback(uint16_t port,
-                            std::chrono::milliseconds recv_timeout
-                            = std::chrono::milliseconds{2000},
-                            bool wait_connect = true) {
+namespace detail {
+
+/// A TCP socket with TCP_NODELAY and send/receive timeouts, or -1.
+inline int client_socket(std::chrono::milliseconds timeout) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1;
   int yes = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
   timeval tv{};
-  tv.tv_sec = recv_timeout.count() / 1000;
-  tv.tv_usec = (recv_timeout.count() % 1000) * 1000;
+  tv.tv_sec = timeout.count() / 1000;
+  tv.tv_usec = (timeout.count() % 1000) * 1000;
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+/// Connects `fd` to 127.0.0.1:port (closed and -1 on failure); without
+/// `wait_connect` it returns once the SYN is out.
+inline int connect_to_loopback(int fd, uint16_t port, bool wait_connect) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -107,24 +110,33 @@ inline int connect_loopback(uint16_t port,
   return fd;
 }
 
+} // namespace detail
+
+/// A TCP connection to 127.0.0.1:port with TCP_NODELAY and a receive
+/// timeout, or -1. `wait_connect`: false returns as soon as the SYN is out
+/// (a non-blocking connect), for opening many connections fast.
+inline int connect_loopback(uint16_t port,
+                            std::chrono::milliseconds recv_timeout
+                            = std::chrono::milliseconds{2000},
+                            bool wait_connect = true) {
+  int fd = detail::client_socket(recv_timeout);
+  if (fd < 0)
+    return -1;
+  return detail::connect_to_loopback(fd, port, wait_connect);
+}
+
 /// connect_loopback from the source address 127.0.0.`host` (any address in
 /// 127.0.0.0/8 is local), so that a test can be several clients.
 inline int connect_loopback_from(uint16_t port, int host,
                                  std::chrono::milliseconds recv_timeout
                                  = std::chrono::milliseconds{2000},
                                  bool wait_connect = true) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = detail::client_socket(recv_timeout);
   if (fd < 0)
     return -1;
-  int yes = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
-  timeval tv{};
-  tv.tv_sec = recv_timeout.count() / 1000;
-  tv.tv_usec = (recv_timeout.count() % 1000) * 1000;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   // The port is chosen at connect() by the whole 4-tuple, not at bind() by
   // the address alone (which runs out of ports after a few thousand).
+  int yes = 1;
   ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &yes, sizeof(yes));
   sockaddr_in src{};
   src.sin_family = AF_INET;
@@ -133,20 +145,25 @@ inline int connect_loopback_from(uint16_t port, int host,
     ::close(fd);
     return -1;
   }
+  return detail::connect_to_loopback(fd, port, wait_connect);
+}
+
+/// A port of 127.0.0.1 that was free a moment ago (bound to 0, released);
+/// 0 when no socket could be bound.
+inline uint16_t free_loopback_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return 0;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (!wait_connect) {
-    auto flags = ::fcntl(fd, F_GETFL);
-    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-  }
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0
-      && !(errno == EINPROGRESS && !wait_connect)) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
+  socklen_t len = sizeof(addr);
+  uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0
+      && ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
 }
 
 /// Sends all of `data` (MSG_NOSIGNAL). False on error or timeout.
