@@ -196,6 +196,16 @@ rc=0
 [ "$rc" -eq 2 ] || fail "an invalid queue name exited $rc, expected 2"
 grep -q 'queues' "$work/bad4.out" || fail "the error does not name queues: $(cat "$work/bad4.out")"
 rc=0
+timeout 20 "$bin" --port=0 --max-connections=0 >"$work/bad6.out" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "--max-connections=0 exited $rc, expected 2"
+grep -q 'max-connections: must be greater than 0' "$work/bad6.out" \
+  || fail "the error does not name max-connections: $(cat "$work/bad6.out")"
+rc=0
+timeout 20 "$bin" --port=0 --work-ms=-1 >"$work/bad7.out" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "--work-ms=-1 exited $rc, expected 2"
+grep -q 'work-ms: must not be negative' "$work/bad7.out" \
+  || fail "the error does not name work-ms: $(cat "$work/bad7.out")"
+rc=0
 "$bin" --help >"$work/help.out" 2>&1 || rc=$?
 [ "$rc" -eq 0 ] || fail "--help exited $rc"
 grep -q 'channel-capacity' "$work/help.out" || fail "--help does not list channel-capacity"
@@ -212,9 +222,13 @@ start orch-db --db="$conn" --queues=e2e_jobs --evaluation-interval=200ms \
   --stale-threshold=2s --work-ms=1 --channel-capacity=1000 --shedding=graded
 wait_until 30 "a snapshot with the database connected and the queue normal" \
   snapshot_with_db_and_queue
+# The smallest valid values at their boundaries (--work-ms=0,
+# --max-connections=1) pass validation: the exit is the busy port's (1), not
+# a configuration error's (2).
 rc=0
-timeout 20 "$bin" --port="$port" >"$work/busy.out" 2>&1 || rc=$?
-[ "$rc" -eq 1 ] || fail "a second instance on busy port $port exited $rc, expected 1"
+timeout 20 "$bin" --port="$port" --work-ms=0 --max-connections=1 \
+  >"$work/busy.out" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] || fail "a second instance on busy port $port exited $rc, expected 1: $(cat "$work/busy.out")"
 post
 [ "$code" = 202 ] || fail "POST /commands with a healthy system: $code $body"
 [[ "$body" == *'"accepted":true'* ]] || fail "202 body: $body"
@@ -261,6 +275,11 @@ note "draining the queue"
 sql -c "DELETE FROM pgmq.q_e2e_jobs" >/dev/null
 wait_until 30 "POST /commands accepted after draining" post_accepted
 note "drained: 202 $body"
+# Every command taken is finished (--work-ms=1) and leaves the channel: the
+# channel's monitor counts each one out again.
+channel_empty() { [[ "$(status)" =~ \"channel_in_use\":0[,}] ]]; }
+wait_until 10 "every command done and out of the channel (channel_in_use 0)" \
+  channel_empty
 stop_expect_zero orch-db
 
 # ---- 3. channel saturation ----------------------------------------------------------

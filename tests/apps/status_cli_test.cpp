@@ -14,6 +14,10 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
+
+#include <poll.h>
+#include <pty.h>
 
 using namespace tasker::health::test;
 using namespace std::chrono_literals;
@@ -306,3 +310,137 @@ CAF_TEST(the daemon refuses a bad key file with exit 2) {
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
+
+namespace {
+
+/// `tasker-health status ARGS...` on a pseudo-terminal of `cols` x `rows`:
+/// everything it wrote until `enough` holds for it (or 10 s passed); then it
+/// is ended with SIGTERM. (Two calls stay within the 30 s watchdog.)
+std::string on_terminal(std::vector<std::string> args, unsigned short cols,
+                        unsigned short rows,
+                        const std::function<bool(const std::string&)>& enough) {
+  args.insert(args.begin(), {daemon_path, "status"});
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  winsize ws{};
+  ws.ws_col = cols;
+  ws.ws_row = rows;
+  int master = -1;
+  auto parent = getpid();
+  pid_t pid = forkpty(&master, nullptr, nullptr, &ws);
+  CAF_REQUIRE(pid >= 0);
+  if (pid == 0) { // only async-signal-safe calls until exec
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(127);
+    execve(argv[0], argv.data(), environ);
+    _exit(127);
+  }
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!enough(out) && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0)
+      continue;
+    char buf[4096];
+    auto n = ::read(master, buf, sizeof buf);
+    if (n <= 0)
+      break; // EIO: the program closed the terminal (it exited)
+    out.append(buf, static_cast<size_t>(n));
+  }
+  kill(pid, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 500 && waitpid(pid, &status, WNOHANG) == 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  kill(pid, SIGKILL); // no-op when it exited
+  waitpid(pid, &status, WNOHANG);
+  close(master);
+  return out;
+}
+
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos;
+       pos = text.find(needle, pos + 1))
+    ++n;
+  return n;
+}
+
+/// The last complete frame of a --watch redraw: between the cursor home
+/// (ESC [H) and the clear-to-end (ESC [J) that closes it.
+std::string last_frame(const std::string& out) {
+  auto end = out.rfind("\x1b[J");
+  if (end == std::string::npos)
+    return {};
+  auto home = out.rfind("\x1b[H", end);
+  if (home == std::string::npos)
+    return {};
+  return out.substr(home + 3, end - home - 3);
+}
+
+/// The characters a terminal shows for `line`: without CSI sequences, CR
+/// and LF, one per UTF-8 code point.
+size_t visible_width(const std::string& line) {
+  size_t n = 0;
+  for (size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '\x1b' && i + 1 < line.size() && line[i + 1] == '[') {
+      i += 2;
+      while (i < line.size() && !(line[i] >= '@' && line[i] <= '~'))
+        ++i;
+      continue;
+    }
+    auto c = static_cast<unsigned char>(line[i]);
+    if (c != '\r' && c != '\n' && (c & 0xC0) != 0x80)
+      ++n;
+  }
+  return n;
+}
+
+/// The lines of a frame (each ends in ESC [K and the terminal's CR LF).
+std::vector<std::string> frame_lines(const std::string& frame) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  for (auto nl = frame.find('\n'); nl != std::string::npos;
+       nl = frame.find('\n', start)) {
+    lines.push_back(frame.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return lines;
+}
+
+} // namespace
+
+// No daemon is needed: an unreachable node is drawn too (in several lines).
+CAF_TEST(watch on a terminal redraws frames cut to the terminal size) {
+  auto two_frames = [](const std::string& out) {
+    return count_of(out, "\x1b[J") >= 2;
+  };
+  auto target = "--connect=127.0.0.1:" + std::to_string(refused_port());
+  std::vector<std::string> args{target, "--watch", "--interval=100ms",
+                                "--timeout=200ms"};
+  CAF_MESSAGE("40 x 4: three lines (the last row stays free), each at most "
+              "39 columns wide");
+  auto wide = on_terminal(args, 40, 4, two_frames);
+  CAF_CHECK(contains(wide, "\x1b[?25l\x1b[H\x1b[2J")); // a terminal: redraw
+  auto lines = frame_lines(last_frame(wide));
+  CAF_CHECK_EQUAL(lines.size(), 3u);
+  bool cut_to_39 = false;
+  for (const auto& l : lines) {
+    CAF_CHECK_LESS_OR_EQUAL(visible_width(l), 39u);
+    CAF_CHECK(contains(l, "\x1b[K"));
+    cut_to_39 = cut_to_39 || visible_width(l) == 39;
+  }
+  CAF_CHECK(cut_to_39); // the frame's lines are longer than 39 columns
+  CAF_MESSAGE("2 x 2, the smallest terminal that is cut: one line of one "
+              "column");
+  auto tiny = on_terminal(args, 2, 2, two_frames);
+  auto frame = last_frame(tiny);
+  auto tiny_lines = frame_lines(frame);
+  CAF_CHECK_EQUAL(tiny_lines.size(), 1u);
+  if (!tiny_lines.empty())
+    CAF_CHECK_EQUAL(visible_width(tiny_lines[0]), 1u);
+  if (tiny_lines.size() != 1u)
+    CAF_MESSAGE("frame: " << frame);
+}

@@ -221,6 +221,16 @@ CAF_TEST(probe timeout leaves room to publish before the next tick) {
   CAF_CHECK(!has(cfg.validate(), "health.probe-timeout"));
   cfg.probe_timeout = 901ms;
   CAF_CHECK(has(cfg.validate(), "health.probe-timeout"));
+  // At the 10 ms floor nothing is left: even the smallest deadline (1 ms) is
+  // refused; 11 ms leaves exactly that 1 ms.
+  cfg.evaluation_interval = 10ms;
+  cfg.stale_threshold = 20ms;
+  cfg.probe_timeout = 1ms;
+  CAF_CHECK(has(cfg.validate(), "health.probe-timeout", "at most 0ms"));
+  cfg.evaluation_interval = 11ms;
+  CAF_CHECK(!has(cfg.validate(), "health.probe-timeout"));
+  cfg.probe_timeout = 2ms;
+  CAF_CHECK(has(cfg.validate(), "health.probe-timeout", "at most 1ms"));
 }
 
 CAF_TEST(drain window holds three to a hundred intervals when on) {
