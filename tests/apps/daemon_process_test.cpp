@@ -238,6 +238,23 @@ CAF_TEST(bad configuration exits 2 naming the option) {
     CAF_CHECK_NOT_EQUAL(d.log().find("config-file"), std::string::npos);
   }
   {
+    // A syntax error in the file is shown at its place, path:line:column,
+    // with the path exactly as given.
+    char path[] = "/tmp/tasker-health-syntax-XXXXXX";
+    int fd = mkstemp(path);
+    CAF_REQUIRE(fd >= 0);
+    std::string ini = "[health]\nevaluation-interval = 5s\nnode-id = abc def\n";
+    CAF_REQUIRE_EQUAL(write(fd, ini.data(), ini.size()),
+                      static_cast<ssize_t>(ini.size()));
+    close(fd);
+    daemon_process d{{"--config-file=" + std::string{path}}};
+    CAF_CHECK_EQUAL(d.wait_exit(10s), 2);
+    CAF_CHECK_NOT_EQUAL(d.log().find("config-file: " + std::string{path}
+                                     + ":3:12: syntax error"),
+                        std::string::npos);
+    std::remove(path);
+  }
+  {
     daemon_process d{{"--database.url=" + db.conninfo(),
                       "--queues.names=[\"x; drop table y\"]"}};
     CAF_CHECK_EQUAL(d.wait_exit(10s), 2);
