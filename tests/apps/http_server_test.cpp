@@ -478,6 +478,9 @@ std::vector<std::pair<std::string, std::string>> ambiguous_requests() {
       {"transfer-encoding gzip, chunked",
        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked"
        "\r\n\r\n0\r\n\r\n"},
+      {"transfer-encoding twice",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
       {"transfer-encoding identity",
        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n"},
       {"http/1.1 without host", "GET /livez HTTP/1.1\r\n\r\n"},
