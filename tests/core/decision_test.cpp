@@ -247,6 +247,15 @@ CAF_TEST(breaker retry after covers the cycle that runs the trial) {
   CAF_CHECK_EQUAL(breaker_recovery_wait(9001ms, ctx).count(), 16000);
   // Already due (negative or zero): the next cycle.
   CAF_CHECK_EQUAL(breaker_recovery_wait(-5ms, ctx).count(), 6000);
+  // A cycle that starts now (next_cycle_in 0) runs the trial of a breaker
+  // due now; one due later waits for a whole interval from now.
+  ctx.next_cycle_in = 0ms;
+  CAF_CHECK_EQUAL(breaker_recovery_wait(0ms, ctx).count(), 2000);
+  CAF_CHECK_EQUAL(breaker_recovery_wait(5000ms, ctx).count(), 7000);
+  CAF_CHECK_EQUAL(breaker_recovery_wait(5001ms, ctx).count(), 12000);
+  ctx.next_cycle_in = -3ms; // a tick already late counts as now
+  CAF_CHECK_EQUAL(breaker_recovery_wait(0ms, ctx).count(), 2000);
+  ctx.next_cycle_in = 4000ms;
   // No cycle information: the breaker's time left as it is.
   CAF_CHECK_EQUAL(breaker_recovery_wait(4001ms, DecisionContext{}).count(),
                   4001);
