@@ -119,6 +119,18 @@ CAF_TEST(ready queues form groups of group_size in slot order) {
   CAF_CHECK_EQUAL(plan.solo_queues(), 0u);
 }
 
+CAF_TEST(a group size of one or zero puts each queue in a group of its own) {
+  for (size_t size : {size_t{1}, size_t{0}}) {
+    plan = Plan{size};
+    request_found(3);
+    auto steps = group_pass();
+    CAF_CHECK_EQUAL(steps.size(), 3u);
+    CAF_REQUIRE_EQUAL(plan.live_groups(), 3u);
+    for (size_t g = 0; g < 3; ++g)
+      CAF_CHECK_EQUAL(members(g), (std::vector<size_t>{g}));
+  }
+}
+
 CAF_TEST(a group is prepared once and then only run) {
   request_found(3);
   run_groups();
@@ -250,10 +262,18 @@ CAF_TEST(a failure alone starts the count to rejoin afresh) {
     plan.solo_measured(0, outcomes[0]);
   }
   plan.solo_failed(0, {FailureKind::lock_timeout, "55P03", "locked"}, outcomes);
+  // From zero again: rejoin_after - 1 successes keep it alone, the next one
+  // lets it rejoin.
+  for (int cycle = 1; cycle < rejoin_after; ++cycle) {
+    outcomes[0] = Outcome{};
+    outcomes[0].done = true;
+    plan.solo_measured(0, outcomes[0]);
+    CAF_CHECK(plan.slots[0].solo);
+  }
   outcomes[0] = Outcome{};
   outcomes[0].done = true;
   plan.solo_measured(0, outcomes[0]);
-  CAF_CHECK(plan.slots[0].solo);
+  CAF_CHECK(!plan.slots[0].solo);
 }
 
 CAF_TEST(solos without a problem last time are measured first) {
