@@ -340,6 +340,13 @@ CAF_TEST(an unknown channel keeps no saturation) {
   decide(s);
   m.observe(s);
   CAF_CHECK_EQUAL(value(m.render(), series), std::nullopt);
+  auto unknown
+      = R"(tasker_health_unknown_dimensions_total{error_type="channel"})";
+  CAF_CHECK_EQUAL(value(m.render(), unknown), 1.0);
+  s = healthy(3); // evaluated again: the count stays
+  decide(s);
+  m.observe(s);
+  CAF_CHECK_EQUAL(value(m.render(), unknown), 1.0);
 }
 
 CAF_TEST(metrics follow a restarted aggregator and a restarted process) {
@@ -445,4 +452,5 @@ CAF_TEST(graded shedding gauges and counters with bounded labels) {
   CAF_CHECK(!value(text, "tasker_health_shedding_pressure"));
   CAF_CHECK(
       !value(text, "tasker_health_shedding_admitted_fraction{class=\"bulk\"}"));
+  CAF_CHECK(!m.count_checks("normal", 1, 1)); // no classes again
 }
