@@ -450,6 +450,50 @@ CAF_TEST(per address limit closes the oldest of that address) {
   CAF_CHECK_EQUAL(logged("event=http_connection_limit"), 0u);
 }
 
+CAF_TEST(header bounds hold exactly on the first and on a later request) {
+  start();
+  // Counted as name and value: "Host: 127.0.0.1" 13 bytes, "X-Big: ..." 5 and
+  // its value, so X-Big of 1006 bytes makes 1024 (opts.max_header_bytes).
+  auto big = [](size_t n) {
+    return "X-Big: " + std::string(n, 'h') + "\r\n";
+  };
+  auto many = [](int n) {
+    std::string lines;
+    for (int i = 0; i < n; ++i)
+      lines += "X-H" + std::to_string(i) + ": v\r\n";
+    return lines;
+  };
+  struct bound {
+    std::string name;
+    std::string at;
+    std::string over;
+  };
+  // The first request is read by the gate, a later one of a kept-alive
+  // connection by the library and then checked by the server.
+  for (const auto& b : {bound{"1024 header bytes", big(1006), big(1007)},
+                        bound{"10 headers", many(9), many(10)}}) {
+    for (bool later : {false, true}) {
+      CAF_MESSAGE(b.name << (later ? ", a later request" : ", the first"));
+      for (const auto& [extra, status] :
+           {std::pair{b.at, 200}, std::pair{b.over, 431}}) {
+        socket_fd s{connect_loopback(port)};
+        CAF_REQUIRE(s);
+        std::string rest;
+        if (later) {
+          CAF_REQUIRE(send_all(s.fd, get_request("/livez")));
+          auto first = read_reply(s.fd, rest);
+          CAF_REQUIRE(first);
+          CAF_REQUIRE_EQUAL(first->status, 200);
+        }
+        CAF_REQUIRE(send_all(s.fd, make_request("GET", "/livez", extra)));
+        auto r = read_reply(s.fd, rest);
+        CAF_REQUIRE(r);
+        CAF_CHECK_EQUAL(r->status, status);
+      }
+    }
+  }
+}
+
 namespace {
 
 /// Request heads a proxy and this server could frame differently, or that
