@@ -4,6 +4,10 @@
 #include "actors/channel_probe.hpp"
 #include "actors/db_probe.hpp"
 #include "actors/queue_probe.hpp"
+#include "core/log.hpp"
+
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 using namespace tasker::health;
 using namespace tasker::health::testing;
@@ -128,6 +132,34 @@ CAF_TEST(db probe reopens the breaker when the trial fails) {
   CAF_CHECK(h.timed_out);
   CAF_CHECK(h.breaker.state == CircuitState::open);
   CAF_CHECK_EQUAL(h.breaker.opened_count, 2u);
+}
+
+CAF_TEST(db probe logs each change of the outcome once) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100);
+  sink->set_pattern("%v");
+  logger()->sinks().push_back(sink);
+  auto count = [&](std::string_view needle) {
+    size_t n = 0;
+    for (const auto& line : sink->last_formatted())
+      if (line.find(needle) != std::string::npos)
+        ++n;
+    return n;
+  };
+  auto check = std::make_shared<fake_db_check>();
+  auto no = fake_db_check::refused();
+  auto yes = fake_db_check::ok();
+  // Fewer failures in a row than the breaker's threshold: every check runs.
+  check->script = {no, no, no, yes, yes, no};
+  auto breaker = std::make_shared<CircuitBreaker>();
+  auto p = sys.spawn(db_probe, std::shared_ptr<DatabaseCheck>{check}, breaker);
+  track(p);
+  for (int i = 0; i < 6; ++i)
+    ask<db_probe_actor, DatabaseHealth>(p);
+  logger()->sinks().pop_back();
+  CAF_CHECK_EQUAL(check->calls, 6);
+  // Up at the start (not logged), down, up again, down: three changes.
+  CAF_CHECK_EQUAL(count("event=db_check_failed"), 2u);
+  CAF_CHECK_EQUAL(count("event=db_check_ok"), 1u);
 }
 
 CAF_TEST(db probe counts a throwing check as a failure) {
