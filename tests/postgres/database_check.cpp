@@ -101,6 +101,15 @@ CAF_TEST(a malformed connection string fails without echoing secrets) {
   CAF_CHECK(!t.ok);
   CAF_CHECK(contains(t.error, "\"prot\""));
   CAF_CHECK(!contains(t.error, secret));
+  // Any word of lower-case letters and '_' is named, 'a' and 'z' included.
+  for (std::string word : {"applicaton_name", "sslmodez"}) {
+    PgDatabaseCheck w{
+        {"host=127.0.0.1 " + word + "=x password=" + std::string{secret},
+         1000ms, 2000ms}};
+    auto e = w.check();
+    CAF_CHECK(contains(e.error, "\"" + word + "\""));
+    CAF_CHECK(!contains(e.error, secret));
+  }
   // A value libpq rejects while connecting.
   PgDatabaseCheck port{
       {"host=127.0.0.1 port=notaport password=" + std::string{secret}, 1000ms,
