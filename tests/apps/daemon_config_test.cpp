@@ -114,6 +114,19 @@ CAF_TEST(cli values override the file) {
   CAF_CHECK_EQUAL(p.health.database_url, "host=a");
 }
 
+CAF_TEST(a semicolon starts a comment in the file outside quotes only) {
+  ini_file f{"; the daemon's settings\n[health] ; the cycle\n"
+             "evaluation-interval=7s ; seven seconds\n[database]\n"
+             "url=\"host=a application_name=x;y\" ; quoted: stays\n"};
+  parsed p{{f.arg()}};
+  CAF_REQUIRE(!p.parse_error);
+  CAF_CHECK(p.errors.empty());
+  for (const auto& e : p.errors)
+    CAF_MESSAGE(e.option << ": " << e.message);
+  CAF_CHECK_EQUAL(p.health.evaluation_interval.count(), 7000);
+  CAF_CHECK_EQUAL(p.health.database_url, "host=a application_name=x;y");
+}
+
 CAF_TEST(unknown keys and sections in the file are refused) {
   ini_file f{"[database]\nurl=\"host=a\"\nurll=\"x\"\n[databse]\nurl=\"y\"\n"};
   parsed p{{f.arg()}};
@@ -608,6 +621,17 @@ CAF_TEST(the port guard limits have defaults and are validated) {
   CAF_CHECK(bad.has("cluster.max-connections-per-address"));
   CAF_CHECK(bad.has("cluster.handshake-timeout", "greater than 0"));
   CAF_CHECK(bad.has("cluster.max-message-bytes", "between 1024"));
+  // The message size at both ends of its range, and one beyond each.
+  for (auto [bytes, ok] :
+       {std::pair{"1024", true}, std::pair{"1023", false},
+        std::pair{"1073741824", true}, std::pair{"1073741825", false}}) {
+    parsed m{{"--database.url=host=a", "--cluster.port=7400",
+              std::string{"--cluster.max-message-bytes="} + bytes}};
+    CAF_REQUIRE(!m.parse_error);
+    CAF_CHECK_EQUAL(m.has("cluster.max-message-bytes", "between 1024"), !ok);
+    if (ok)
+      CAF_CHECK_EQUAL(m.cluster.max_message_bytes, std::stoul(bytes));
+  }
   parsed over{{"--database.url=host=a", "--cluster.max-connections=10",
                "--cluster.max-connections-per-address=11"}};
   CAF_REQUIRE(!over.parse_error);
