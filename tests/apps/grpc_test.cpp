@@ -339,6 +339,12 @@ CAF_TEST(deadlines end calls and watches and free their slots) {
   wait_grpc(d);
   auto stub = Health::NewStub(plain_channel(grpc_port));
   CAF_REQUIRE(eventually([&] { return check_is(*stub, "", serving); }));
+  CAF_MESSAGE("a request is 4096 bytes at most: a longer service name is "
+              "refused before any handler, a shorter one is looked up");
+  CAF_CHECK_EQUAL(check(*stub, std::string(5000, 's')).first,
+                  grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CAF_CHECK_EQUAL(check(*stub, std::string(4000, 's')).first,
+                  grpc::StatusCode::NOT_FOUND);
   CAF_MESSAGE("a Check with a 200 ms deadline is answered in time");
   for (int i = 0; i < 20; ++i) {
     grpc::ClientContext ctx;
