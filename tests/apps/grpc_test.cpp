@@ -334,6 +334,33 @@ CAF_TEST(tasker.v1 calls answer like the HTTP endpoints) {
   }
 }
 
+CAF_TEST(a watcher that joins others gets the current status at once) {
+  // A 20 s cycle: after the first snapshot nothing is published for 20 s,
+  // so a first message within 5 s is the one sent when the watch opened.
+  std::vector<std::string> slow;
+  for (auto& a : args())
+    if (a.rfind("--health.", 0) != 0 && a.rfind("--database.", 0) != 0)
+      slow.push_back(a);
+  slow.push_back("--database.url=" + db.conninfo());
+  for (auto a :
+       {"--health.evaluation-interval=20s", "--health.probe-timeout=2s",
+        "--database.query-timeout=1s", "--database.connect-timeout=1s",
+        "--health.stale-threshold=60s"})
+    slow.emplace_back(a);
+  daemon_process d{slow};
+  wait_grpc(d);
+  auto stub = Health::NewStub(plain_channel(grpc_port));
+  CAF_REQUIRE(eventually([&] { return check_is(*stub, "", serving); }, 10s));
+  watch_stream first{*stub, ""};
+  CAF_REQUIRE(eventually([&] { return first.first(serving).has_value(); }));
+  CAF_MESSAGE("two more watchers while the first one is open");
+  watch_stream queues{*stub, "tasker.health.queues"};
+  watch_stream overall{*stub, ""};
+  CAF_CHECK(eventually(
+      [&] { return queues.first(serving) && overall.first(serving); }, 5s));
+  CAF_CHECK_EQUAL(first.events().size(), 1u); // nothing new was published
+}
+
 CAF_TEST(deadlines end calls and watches and free their slots) {
   daemon_process d{args({"--grpc.max-watchers=2"})};
   wait_grpc(d);
