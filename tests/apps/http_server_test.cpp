@@ -448,6 +448,19 @@ CAF_TEST(per address limit closes the oldest of that address) {
   CAF_CHECK(
       eventually([&] { return logged("event=http_address_limit") == 1u; }));
   CAF_CHECK_EQUAL(logged("event=http_connection_limit"), 0u);
+  CAF_MESSAGE("closed connections leave the address's count: two new ones "
+              "fit again");
+  a.reset();
+  b.reset();
+  c.reset();
+  CAF_REQUIRE(eventually([&] { return server->connections() == 1; }));
+  socket_fd d{connect_loopback_from(port, 1)};
+  socket_fd e{connect_loopback_from(port, 1)};
+  CAF_REQUIRE(d && e);
+  CAF_REQUIRE(eventually([&] { return server->connections() == 3; }));
+  CAF_CHECK(!readable_within(d.fd, 0ms));
+  CAF_CHECK_EQUAL(server->evicted(), 1u);
+  CAF_CHECK_EQUAL(server->limit_reached(), 1u);
 }
 
 CAF_TEST(encoded bytes other than nul pass on the first and a later request) {
