@@ -152,6 +152,28 @@ CAF_TEST(planning is paid once and a cycle is one round trip) {
   CAF_CHECK_EQUAL(src.stats().round_trips, 1u);
 }
 
+CAF_TEST(every queue is looked up again when the rediscovery is due) {
+  std::vector<std::pair<std::string, int64_t>> expected{{"a", 1}, {"b", 2}};
+  for (auto& [name, n] : expected)
+    make_queue(name, static_cast<int>(n));
+  PgQueueOptions o;
+  o.conninfo = db.conninfo();
+  o.query_timeout = 1000ms;
+  o.connect_timeout = 2000ms;
+  o.rediscover_interval = 0ms; // due on every cycle
+  PgQueueDepthSource src{o};
+  auto h = src.measure(requests(expected));
+  check_cycle(h, expected, SIZE_MAX, "");
+  CAF_CHECK_EQUAL(src.stats().discoveries, 1u);
+  for (uint64_t cycle = 2; cycle <= 4; ++cycle) {
+    h = src.measure(requests(expected));
+    check_cycle(h, expected, SIZE_MAX, "");
+    // In the cycle's one round trip, beside the measurement.
+    CAF_CHECK_EQUAL(src.stats().discoveries, cycle);
+    CAF_CHECK_EQUAL(src.stats().round_trips, 1u);
+  }
+}
+
 CAF_TEST(a revoked privilege on one queue leaves the others measured) {
   std::vector<std::pair<std::string, int64_t>> expected{
       {"a", 10}, {"b", 11}, {"c", 12}, {"d", 13}};
