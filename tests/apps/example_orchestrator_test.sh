@@ -280,6 +280,10 @@ note "drained: 202 $body"
 channel_empty() { [[ "$(status)" =~ \"channel_in_use\":0[,}] ]]; }
 wait_until 10 "every command done and out of the channel (channel_in_use 0)" \
   channel_empty
+# One command alone into the empty channel is processed too.
+post
+[ "$code" = 202 ] || fail "POST /commands into the empty channel: $code $body"
+wait_until 10 "a lone command done (channel_in_use 0)" channel_empty
 stop_expect_zero orch-db
 
 # ---- 3. channel saturation ----------------------------------------------------------
@@ -332,17 +336,39 @@ free_port() {
   done
   fail "no free loopback port"
 }
-cport=$(free_port)
 dead=$(free_port)
-: >"$work/daemon.log"
-"$daemon" --database.url="$conn" --http.port=0 --cluster.port="$cport" \
-  --health.node-id=peer-a --health.evaluation-interval=200ms \
-  --health.probe-timeout=180ms --database.query-timeout=150ms \
-  --database.connect-timeout=150ms --health.stale-threshold=2s \
-  >>"$work/daemon.log" 2>&1 &
-daemon_pid=$!
-pids+=("$daemon_pid")
-wait_until 30 "the daemon listening" grep -q 'event=listening' "$work/daemon.log"
+# start_daemon: the daemon publishing on a free cluster port ($cport). A port
+# found free can be taken by another process before the daemon binds it
+# (tests run beside other work): then the daemon exits and another port is
+# tried.
+start_daemon() {
+  local attempt deadline
+  for attempt in 1 2 3; do
+    cport=$(free_port)
+    : >"$work/daemon.log"
+    "$daemon" --database.url="$conn" --http.port=0 --cluster.port="$cport" \
+      --health.node-id=peer-a --health.evaluation-interval=200ms \
+      --health.probe-timeout=180ms --database.query-timeout=150ms \
+      --database.connect-timeout=150ms --health.stale-threshold=2s \
+      >>"$work/daemon.log" 2>&1 &
+    daemon_pid=$!
+    pids+=("$daemon_pid")
+    deadline=$((SECONDS + 30))
+    while ! grep -q 'event=listening' "$work/daemon.log"; do
+      if ! kill -0 "$daemon_pid" 2>/dev/null; then
+        grep -q 'Address already in use' "$work/daemon.log" \
+          || fail "the daemon exited during startup"
+        note "cluster port $cport was taken meanwhile (attempt $attempt)"
+        continue 2
+      fi
+      [ "$SECONDS" -lt "$deadline" ] || fail "timed out after 30s waiting for: the daemon listening"
+      sleep 0.1
+    done
+    return 0
+  done
+  fail "no free cluster port in 3 attempts"
+}
+start_daemon
 start orch-peers --peers="127.0.0.1:$cport,127.0.0.1:$dead" \
   --evaluation-interval=200ms --stale-threshold=2s
 peer_accepting() {
