@@ -4,10 +4,7 @@
 #include "actors/channel_probe.hpp"
 #include "actors/db_probe.hpp"
 #include "actors/queue_probe.hpp"
-#include "core/log.hpp"
-
-#include <spdlog/sinks/ringbuffer_sink.h>
-#include <spdlog/spdlog.h>
+#include "tests/support/log_capture.hpp"
 
 using namespace tasker::health;
 using namespace tasker::health::testing;
@@ -135,15 +132,9 @@ CAF_TEST(db probe reopens the breaker when the trial fails) {
 }
 
 CAF_TEST(db probe logs each change of the outcome once) {
-  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100);
-  sink->set_pattern("%v");
-  logger()->sinks().push_back(sink);
+  tasker::health::test::log_capture log{100};
   auto count = [&](std::string_view needle) {
-    size_t n = 0;
-    for (const auto& line : sink->last_formatted())
-      if (line.find(needle) != std::string::npos)
-        ++n;
-    return n;
+    return log.count(needle);
   };
   auto check = std::make_shared<fake_db_check>();
   auto no = fake_db_check::refused();
@@ -155,7 +146,6 @@ CAF_TEST(db probe logs each change of the outcome once) {
   track(p);
   for (int i = 0; i < 6; ++i)
     ask<db_probe_actor, DatabaseHealth>(p);
-  logger()->sinks().pop_back();
   CAF_CHECK_EQUAL(check->calls, 6);
   // Up at the start (not logged), down, up again, down: three changes.
   CAF_CHECK_EQUAL(count("event=db_check_failed"), 2u);

@@ -200,12 +200,7 @@ CAF_TEST(watch shows a lost node as unreachable and reconnects by itself) {
   daemon_process w{
       {"status", connect(), "--watch", "--interval=100ms", "--timeout=500ms"}};
   auto lines_with = [&](const std::string& needle) {
-    auto text = w.log();
-    size_t n = 0;
-    for (auto pos = text.find(needle); pos != std::string::npos;
-         pos = text.find(needle, pos + 1))
-      ++n;
-    return n;
+    return count_of(w.log(), needle);
   };
   CAF_CHECK(eventually([&] { return lines_with("node=status-e2e") > 0; }));
   CAF_MESSAGE("not a terminal: plain lines, no ANSI codes");
@@ -358,14 +353,6 @@ std::string on_terminal(std::vector<std::string> args, unsigned short cols,
   waitpid(pid, &status, WNOHANG);
   close(master);
   return out;
-}
-
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (auto pos = text.find(needle); pos != std::string::npos;
-       pos = text.find(needle, pos + 1))
-    ++n;
-  return n;
 }
 
 /// The last complete frame of a --watch redraw: between the cursor home

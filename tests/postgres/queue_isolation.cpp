@@ -7,15 +7,13 @@
 #define CAF_SUITE postgres.queue_isolation
 #include "caf/test/unit_test.hpp"
 
+#include "tests/support/log_capture.hpp"
 #include "tests/support/pg_test_env.hpp"
 #include "tests/support/text.hpp"
 
 #include "core/config.hpp"
 #include "core/log.hpp"
 #include "core/postgres/pg_queue_depth.hpp"
-
-#include <spdlog/sinks/ringbuffer_sink.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
@@ -380,16 +378,9 @@ CAF_TEST(a lost connection makes the dimension unknown and then recovers) {
 }
 
 CAF_TEST(logs tell a lock a privilege and a lost server apart) {
-  // The component's log lines, captured.
-  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
-  sink->set_pattern("%v");
-  logger()->sinks().push_back(sink);
+  th::log_capture log;
   auto lines = [&](std::string_view needle) {
-    std::vector<std::string> out;
-    for (auto& l : sink->last_formatted())
-      if (contains(l, needle))
-        out.push_back(l);
-    return out;
+    return log.lines(needle);
   };
   std::vector<std::pair<std::string, int64_t>> expected{
       {"locked", 1}, {"denied", 2}, {"fine", 3}};
@@ -434,8 +425,6 @@ CAF_TEST(logs tell a lock a privilege and a lost server apart) {
   auto recovered = lines("event=pg_recovered");
   CAF_REQUIRE_EQUAL(recovered.size(), 1u);
   CAF_MESSAGE(recovered[0]);
-  auto& sinks = logger()->sinks();
-  sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
 }
 
 CAF_TEST(a plan made while a queue was small stays bounded once it grew) {
