@@ -59,6 +59,7 @@ eval "$(bash scripts/pg.sh start "$TASKER_PG_DIR")"
 if [ "$sanitize" != "0" ]; then
   echo "test.sh: the whole suite under ASan+UBSan ($asan_dir)"
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
+    LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp} \
     ctest --test-dir "$asan_dir" --output-on-failure --timeout 600 "$@" \
     || failed+=("ASan+UBSan suite")
 fi
